@@ -1,0 +1,1 @@
+"""Upstream clients (one package per upstream) and the shared resilience layer."""

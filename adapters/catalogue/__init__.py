@@ -1,0 +1,1 @@
+"""The provincial item library (事项库) upstream."""

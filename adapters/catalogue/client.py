@@ -1,0 +1,25 @@
+"""Typed client for the item library: msgspec structs out, resilience from adapters.http."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from adapters.catalogue.schemas import ItemEntry
+from adapters.errors import BadUpstreamAnswer
+from adapters.http import Upstream
+
+
+class CatalogueClient:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def get_item(self, catalog_code: str, region: str | None = None) -> ItemEntry | None:
+        """The entry for `catalog_code` in `region` (the province when None); None when unknown."""
+        params = {"region": region} if region else None
+        reply = await self.upstream.call("GET", f"/items/{quote(catalog_code, safe='')}", params=params)
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            self.upstream.record_malformed()
+            raise BadUpstreamAnswer(f"catalogue answered {reply.status}")
+        return self.upstream.decode(reply, ItemEntry)

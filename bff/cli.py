@@ -1,0 +1,207 @@
+"""`sanxiang`: serve, worker, sandbox, migrate, seed, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from bff.platform.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+
+
+def _require_urls(settings: Settings) -> tuple[str, str]:
+    if not settings.database_url:
+        sys.exit("configuration error in DATABASE_URL: not set (use `sanxiang dev` for embedded servers)")
+    if not settings.redis_url:
+        sys.exit("configuration error in REDIS_URL: not set (use `sanxiang dev` for embedded servers)")
+    return settings.database_url, settings.redis_url
+
+
+def cmd_serve(settings: Settings) -> None:
+    _require_urls(settings)
+    import uvicorn
+
+    uvicorn.run(
+        "bff.asgi:app_factory",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def cmd_migrate(settings: Settings) -> None:
+    from bff.platform.migrate import MigrationError, migrate
+
+    database_url, _ = _require_urls(settings)
+    try:
+        applied = asyncio.run(migrate(database_url))
+    except MigrationError as exc:
+        sys.exit(f"migration refused: {exc}")
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or '-'}")  # noqa: T201
+
+
+def cmd_worker(settings: Settings) -> None:
+    _require_urls(settings)
+    from bff.worker import run_worker
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(settings))
+
+
+def _child_env(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url
+    env["REDIS_URL"] = redis_url
+    env.setdefault("SANDBOX_PORT", str(settings.sandbox_port))
+    return env
+
+
+def _sandbox_cmd(settings: Settings, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sandbox",
+        *extra,
+        "--host",
+        settings.sandbox_host,
+        "--port",
+        str(settings.sandbox_port),
+    ]
+
+
+def cmd_sandbox(settings: Settings) -> None:
+    database_url, redis_url = _require_urls(settings)
+    os.execvpe(sys.executable, _sandbox_cmd(settings), _child_env(settings, database_url, redis_url))  # noqa: S606
+
+
+def cmd_seed(settings: Settings) -> None:
+    database_url, redis_url = _require_urls(settings)
+    subprocess.run(  # noqa: S603
+        _sandbox_cmd(settings, "seed"), env=_child_env(settings, database_url, redis_url), check=True
+    )
+    print("demo data seeded")  # noqa: T201
+
+
+def _wait_http(url: str, seconds: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode} before answering")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our loopback URL
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
+def cmd_dev(settings: Settings) -> None:
+    """Everything for a demo: embedded servers if needed, migrations, sandbox, worker, API."""
+    from bff.platform.embedded import EmbeddedServers
+    from bff.platform.migrate import migrate
+
+    embedded: EmbeddedServers | None = None
+    children: list[subprocess.Popen[bytes]] = []
+
+    def shutdown(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        database_url, redis_url = settings.database_url, settings.redis_url
+        if not database_url or not redis_url:
+            embedded = EmbeddedServers(Path(settings.data_dir) / "embedded")
+            emb_db, emb_redis = embedded.start()
+            database_url = database_url or emb_db
+            redis_url = redis_url or emb_redis
+            print(f"embedded PostgreSQL and Redis started in {embedded.data_dir}")  # noqa: T201
+        asyncio.run(migrate(database_url))
+        env = _child_env(settings, database_url, redis_url)
+        sandbox = subprocess.Popen(_sandbox_cmd(settings), env=env)  # noqa: S603
+        children.append(sandbox)
+        sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+        _wait_http(f"{sandbox_url}/_control/health", 60, sandbox)
+        children.append(subprocess.Popen([sys.executable, "-m", "bff.cli", "worker"], env=env))
+        api = subprocess.Popen([sys.executable, "-m", "bff.cli", "serve"], env=env)
+        children.append(api)
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_http(f"{api_url}/readyz", 60, api)
+        print(  # noqa: T201
+            f"""
+Sanxiang BFF is running (Ctrl-C stops everything).
+  API        {api_url}/api/v1   (OpenAPI: {api_url}/schema/openapi.json)
+  health     {api_url}/healthz  {api_url}/readyz  {api_url}/metrics
+  sandbox    {sandbox_url}      (upstream simulations; control API under /_control)
+  try        curl {api_url}/api/v1/items/{_sample_item(sandbox_url)}
+""",
+            flush=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a component stopped; shutting down", file=sys.stderr)  # noqa: T201
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in reversed(children):
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _sample_item(sandbox_url: str) -> str:
+    """A real item code to show in the banner, asked of the item library itself."""
+    import json
+
+    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+        with urllib.request.urlopen(f"{sandbox_url}/catalogue/items?limit=1", timeout=2) as response:  # noqa: S310
+            return str(json.load(response)["items"][0]["catalog_code"])
+    return "<code>"
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "sandbox": cmd_sandbox,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "dev": cmd_dev,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sanxiang", description="Sanxiang BFF")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    COMMANDS[args.command](_settings())
+
+
+if __name__ == "__main__":
+    main()

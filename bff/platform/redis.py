@@ -1,0 +1,25 @@
+"""The Redis client: explicit timeouts and a bounded retry, never the library defaults."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from bff.platform.settings import Settings
+
+
+def create_redis(settings: Settings) -> Redis:
+    assert settings.redis_url, "redis_url must be resolved before the client is made"
+    return Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        socket_timeout=settings.redis_socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), settings.redis_retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        protocol=2,
+        decode_responses=False,
+    )

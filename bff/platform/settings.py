@@ -1,0 +1,121 @@
+"""Settings: one Struct, read from the environment (and an optional `.env`), validated at start.
+
+Each field is read from the environment variable of the same name in upper case
+(`database_url` <- `DATABASE_URL`). A value that does not convert stops the process with a
+message naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    env: Literal["dev", "test", "prod"] = "dev"
+    # PostgreSQL / Redis. Unset -> `sanxiang dev` and the tests start embedded servers.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = str(Path.home() / ".local" / "share" / "sanxiang")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8100
+    # Upstream base URLs; `dev` points them at the local sandbox.
+    catalogue_url: str = "http://127.0.0.1:8100/catalogue"
+
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+    max_in_flight: int = 512
+    request_budget_ms: int = 3000
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    db_connect_timeout_s: float = 5.0
+    db_acquire_timeout_s: float = 2.0
+    db_command_timeout_s: float = 5.0
+
+    redis_connect_timeout_s: float = 2.0
+    redis_socket_timeout_s: float = 2.0
+    redis_retries: int = 2
+
+    # Resilience defaults for every upstream.
+    upstream_connect_timeout_s: float = 1.0
+    upstream_call_timeout_s: float = 2.0
+    upstream_max_in_flight: int = 64
+    upstream_retry_budget_ratio: float = 0.1
+    upstream_max_retries: int = 2
+    breaker_failure_rate: float = 0.5
+    breaker_minimum_calls: int = 10
+    breaker_window_s: float = 30.0
+    breaker_open_s: float = 15.0
+    breaker_half_open_probes: int = 3
+
+    item_cache_ttl_s: int = 300
+    item_stale_ttl_s: int = 7 * 86400
+    item_budget_ms: int = 1500
+
+    def __post_init__(self) -> None:
+        for name in ("database_url", "redis_url"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^[a-z+]+://", value):
+                raise msgspec.ValidationError(f"Invalid URL - at `$.{name}`")
+        for name in ("api_port", "sandbox_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise msgspec.ValidationError(f"Port out of range - at `$.{name}`")
+        if not 0 < self.breaker_failure_rate <= 1:
+            raise msgspec.ValidationError("Must be in (0, 1] - at `$.breaker_failure_rate`")
+        if self.max_in_flight < 1 or self.upstream_max_in_flight < 1:
+            raise msgspec.ValidationError("Must be >= 1 - at `$.max_in_flight`")
+
+
+_FIELDS = set(Settings.__struct_fields__)
+_LIST_FIELDS = {"cors_origins"}
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Build Settings from the environment; the real environment wins over `.env`."""
+    source = _read_dotenv(dotenv) if dotenv is not None else {}
+    source.update(os.environ if environ is None else environ)
+    raw: dict[str, object] = {}
+    for name in _FIELDS:
+        value = source.get(name.upper())
+        if value is None or value == "":
+            continue
+        if name in _LIST_FIELDS:
+            raw[name] = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r"\$\.(\w+)", message)
+        variable = match.group(1).upper() if match else "?"
+        reason = message.split(" - at ", maxsplit=1)[0]
+        raise SettingsError(f"configuration error in {variable}: {reason}") from None

@@ -1,0 +1,309 @@
+"""Shared fixtures: real PostgreSQL and Redis (the machine's, or embedded), the sandbox over HTTP.
+
+Each test session gets its own database (created and dropped here) and its own Redis database
+number, so several sessions can share one server. Every response and log line the suite sees is
+recorded and checked at the end: errors are problem documents, nothing carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from bff.app import create_app
+from bff.platform.embedded import EmbeddedServers
+from bff.platform.migrate import migrate
+from bff.platform.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SEEN_RESPONSES: list[tuple[str, int, str, bytes]] = []
+SEEN_LOG_LINES: list[str] = []
+SERVICE_LOGS: list[Path] = []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+class Services:
+    def __init__(self, database_url: str, redis_url: str, admin_url: str) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.admin_url = admin_url
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    embedded: EmbeddedServers | None = None
+    tmp: str | None = None
+    admin_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if not admin_url or not redis_url:
+        tmp = tempfile.mkdtemp(prefix="sanxiang-test-")
+        embedded = EmbeddedServers(Path(tmp))
+        emb_db, emb_redis = embedded.start()
+        admin_url = admin_url or emb_db
+        redis_url = redis_url or emb_redis
+    name = f"sx_test_{uuid.uuid4().hex[:12]}"
+
+    async def prepare() -> tuple[str, str]:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        database_url = _with_database(admin_url, name)
+        await migrate(database_url)
+        # Several suites may share one Redis: each takes its own database number.
+        base = Redis.from_url(_with_redis_db(redis_url, 0))
+        try:
+            number = int(await base.incr("sanxiang:test:db-counter")) % 15 + 1
+        finally:
+            await base.aclose()
+        url = _with_redis_db(redis_url, number)
+        redis = Redis.from_url(url)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+        return database_url, url
+
+    database_url, test_redis_url = asyncio.run(prepare())
+    try:
+        yield Services(database_url, test_redis_url, admin_url)
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(admin_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())
+        if embedded is not None:
+            embedded.stop()
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def start_process(args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    log_dir = Path(tempfile.gettempdir()) / "sanxiang-test-logs"
+    log_dir.mkdir(exist_ok=True)
+    log_path = log_dir / f"{log_name}-{uuid.uuid4().hex[:8]}.log"
+    SERVICE_LOGS.append(log_path)
+    handle = log_path.open("wb")
+    return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def sandbox_url(services: Services) -> Iterator[str]:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=services.database_url)
+    proc = start_process([sys.executable, "-m", "sandbox", "--port", str(port)], env, "sandbox")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/_control/health", proc)
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the sandbox; every fault injected in a test is cleared after it."""
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
+        yield client
+        await client.delete("/_control/faults")
+
+
+def make_settings(services: Services, sandbox_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": services.database_url,
+        "redis_url": services.redis_url,
+        "catalogue_url": f"{sandbox_url}/catalogue",
+        "log_level": "INFO",
+        "log_json": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class _LogCapture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        SEEN_LOG_LINES.append(self.format(record))
+
+
+def _record_response(response: httpx.Response) -> None:
+    SEEN_RESPONSES.append(
+        (
+            str(response.request.url),
+            response.status_code,
+            response.headers.get("content-type", ""),
+            response.content,
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[None]:
+    """Run the app's lifespan in a task of its own: fixtures set up and tear down in different
+    tasks, and anyio's cancel scopes must be left in the task that entered them."""
+    started = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+AppFactory = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(services: Services, sandbox_url: str) -> AsyncIterator[AppFactory]:
+    """Build an app with optional setting overrides; returns an httpx client bound to it."""
+    stack = contextlib.AsyncExitStack()
+
+    async def factory(**overrides: Any) -> httpx.AsyncClient:
+        app = create_app(make_settings(services, sandbox_url, **overrides))
+        root = logging.getLogger()
+        capture = _LogCapture()
+        capture.setFormatter(root.handlers[0].formatter)
+        root.addHandler(capture)
+        stack.callback(root.removeHandler, capture)
+        await stack.enter_async_context(running(app))
+
+        async def hook(response: httpx.Response) -> None:
+            await response.aread()
+            _record_response(response)
+
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://bff.test",
+            event_hooks={"response": [hook]},
+            timeout=30,
+        )
+        await stack.enter_async_context(client)
+        client.app = app  # type: ignore[attr-defined]
+        return client
+
+    try:
+        yield factory
+    finally:
+        await stack.aclose()
+
+
+@pytest.fixture
+async def client(make_client: AppFactory) -> httpx.AsyncClient:
+    return await make_client()
+
+
+@pytest.fixture
+async def db(services: Services) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(services.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[Redis]:
+    client = Redis.from_url(services.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+_TRACE = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_wide_checks() -> Iterator[None]:
+    """At the end of the session: every error was a problem document; no stack trace leaked."""
+    yield
+    bad_errors = [
+        (url, status, ctype)
+        for url, status, ctype, _ in SEEN_RESPONSES
+        if status >= 400 and not ctype.startswith("application/problem+json")
+    ]
+    assert not bad_errors, f"error responses that are not problem documents: {bad_errors[:5]}"
+    traced = [url for url, _, _, body in SEEN_RESPONSES if _TRACE.search(body.decode("utf-8", "replace"))]
+    assert not traced, f"responses carrying a stack trace: {traced[:5]}"
+    lines = list(SEEN_LOG_LINES)
+    for path in SERVICE_LOGS:
+        with contextlib.suppress(OSError):
+            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    leaked = [line for line in lines if _TRACE.search(line)]
+    assert not leaked, f"log lines carrying a stack trace: {leaked[:3]}"
