@@ -89,9 +89,21 @@ class CircuitBreaker:
         self._calls[index] += 1
         if not success:
             self._failures[index] += 1
-        calls = sum(self._calls)
-        if calls >= self.minimum_calls and sum(self._failures) / calls >= self.failure_rate:
+        self._trip_if_over_rate()
+
+    def reclassify_as_failure(self) -> None:
+        """A call already recorded as a success turned out bad (e.g. its body did not decode)."""
+        state = self._state
+        if state is State.HALF_OPEN:
             self._trip()
+            return
+        if state is State.OPEN:
+            return
+        index = self._bucket()
+        if self._calls[index] == 0:
+            self._calls[index] = 1
+        self._failures[index] = min(self._calls[index], self._failures[index] + 1)
+        self._trip_if_over_rate()
 
     def snapshot(self) -> dict[str, object]:
         self._bucket()
@@ -112,6 +124,11 @@ class CircuitBreaker:
             self._bucket_epoch[index] = epoch
             self._calls[index] = self._failures[index] = 0
         return index
+
+    def _trip_if_over_rate(self) -> None:
+        calls = sum(self._calls)
+        if calls >= self.minimum_calls and sum(self._failures) / calls >= self.failure_rate:
+            self._trip()
 
     def _trip(self) -> None:
         self._opened_at = self._clock()

@@ -203,9 +203,9 @@ class Upstream:
         self.breaker.record(success)
 
     def record_malformed(self) -> None:
-        """A 2xx whose body did not decode is a failure of the upstream."""
+        """The reply just received (already counted a success) was unusable: count it a failure."""
         UPSTREAM_CALLS.labels(self.name, "malformed").inc()
-        self.breaker.record(False)
+        self.breaker.reclassify_as_failure()
 
     def decode(self, reply: Reply, type_: type[T]) -> T:
         try:

@@ -70,11 +70,21 @@ def cmd_worker(settings: Settings) -> None:
         asyncio.run(run_worker(settings))
 
 
+_SANDBOX_DEFAULT = "http://127.0.0.1:8100"
+
+
 def _child_env(settings: Settings, database_url: str, redis_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url
     env["REDIS_URL"] = redis_url
     env.setdefault("SANDBOX_PORT", str(settings.sandbox_port))
+    # Upstream URLs left at their defaults follow the sandbox wherever it was told to listen.
+    sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    for name in Settings.__struct_fields__:
+        value = getattr(settings, name)
+        if name.endswith("_url") and isinstance(value, str) and name.upper() not in os.environ:
+            if value.startswith(_SANDBOX_DEFAULT):
+                env[name.upper()] = sandbox_url + value[len(_SANDBOX_DEFAULT) :]
     return env
 
 

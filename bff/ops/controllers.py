@@ -45,13 +45,17 @@ async def readyz(
     breakers = {name: upstream.health() for name, upstream in upstreams.items()}
     # An open breaker degrades some features but does not make this replica unfit for traffic.
     ready = pg_ok and redis_ok
-    body = {
-        "status": "ready" if ready else "not_ready",
-        "postgres": "ok" if pg_ok else "down",
-        "redis": "ok" if redis_ok else "down",
-        "upstreams": breakers,
+    checks = {"postgres": "ok" if pg_ok else "down", "redis": "ok" if redis_ok else "down", "upstreams": breakers}
+    if ready:
+        return Response({"status": "ready", "checks": checks})
+    problem = {
+        "type": "https://sanxiang.gov.cn/problems/not-ready",
+        "title": "Not ready",
+        "status": 503,
+        "code": "not_ready",
+        "checks": checks,
     }
-    return Response(body, status_code=200 if ready else 503)
+    return Response(problem, status_code=503, media_type="application/problem+json")
 
 
 @get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)

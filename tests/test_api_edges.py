@@ -1,0 +1,152 @@
+"""Every error path answers with a problem document; ops endpoints; request ids; CORS; load shedding."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import msgspec
+from litestar import get, post
+from litestar.params import JSONBody
+
+from tests.test_items import first_code
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == "not_found" and body["status"] == 404
+    assert body["traceId"] == response.headers["x-request-id"]
+
+
+async def test_wrong_method_is_a_405_problem(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/v1/items/000000000000")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_body_over_the_limit_is_a_413_problem(make_client) -> None:
+    client = await make_client(max_body_bytes=1024)
+
+    client.app.register(post_echo)  # type: ignore[attr-defined]
+    response = await client.post("/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_validation_names_the_field(make_client) -> None:
+    client = await make_client()
+    client.app.register(post_echo)  # type: ignore[attr-defined]
+    response = await client.post("/test/echo", json={"name": "x", "count": "many"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_failed"
+    assert "count" in body["detail"]
+    response = await client.post("/test/echo", json={"name": "x", "count": 1, "extra": True})
+    assert response.status_code == 400
+    assert "extra" in response.json()["detail"]
+
+
+async def test_unexpected_error_is_a_500_without_internals(make_client) -> None:
+    client = await make_client()
+    client.app.register(boom)  # type: ignore[attr-defined]
+    response = await client.get("/test/boom")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal_error"
+    assert "secret" not in response.text and "ZeroDivision" not in response.text
+
+
+async def test_language_follows_accept_language(client: httpx.AsyncClient) -> None:
+    zh = (await client.get("/api/v1/nowhere")).json()["title"]
+    en = (await client.get("/api/v1/nowhere", headers={"Accept-Language": "en"})).json()["title"]
+    assert zh == "未找到" and en == "Not found"
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    given = await client.get("/healthz", headers={"X-Request-Id": "abc-12345678"})
+    assert given.headers["x-request-id"] == "abc-12345678"
+    made = await client.get("/healthz")
+    assert len(made.headers["x-request-id"]) == 32
+    odd = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert odd.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["postgres"] == "ok" and checks["redis"] == "ok"
+    assert checks["upstreams"]["catalogue"]["state"] == "closed"
+
+
+async def test_readiness_fails_when_redis_is_unreachable(make_client) -> None:
+    client = await make_client(redis_url="redis://127.0.0.1:1/0", redis_connect_timeout_s=0.2, redis_retries=0)
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.headers["content-type"].startswith("application/problem+json")
+    assert ready.json()["code"] == "not_ready"
+    assert ready.json()["checks"]["redis"] == "down"
+
+
+async def test_metrics_expose_routes_and_upstreams(client: httpx.AsyncClient, sandbox: httpx.AsyncClient) -> None:
+    code = await first_code(sandbox)
+    await client.get(f"/api/v1/items/{code}", params={"region": "430000"})
+    text = (await client.get("/metrics")).text
+    assert 'sx_http_request_duration_seconds_count{method="GET",route="/api/v1/items/{code}"}' in text
+    assert 'sx_upstream_breaker_state{upstream="catalogue"}' in text
+    assert "sx_upstream_calls_total" in text
+
+
+async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    app = client.app  # type: ignore[attr-defined]
+    documented = set(schema["paths"])
+    for route in app.routes:
+        if route.path.startswith("/schema"):
+            continue
+        path = route.path_format
+        assert path in documented, path
+
+
+async def test_cors_allows_configured_origins_only(make_client) -> None:
+    client = await make_client(cors_origins=["https://app.sanxiang.gov.cn"])
+    ok = await client.options(
+        "/healthz",
+        headers={"Origin": "https://app.sanxiang.gov.cn", "Access-Control-Request-Method": "GET"},
+    )
+    assert ok.headers.get("access-control-allow-origin") == "https://app.sanxiang.gov.cn"
+    other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_saturated_instance_sheds_with_fast_503(make_client, sandbox: httpx.AsyncClient, redis) -> None:
+    client = await make_client(max_in_flight=2, item_cache_ttl_s=0)
+    code = await first_code(sandbox)
+    await sandbox.put("/_control/faults/catalogue", json={"latencyMs": 400})
+    responses = await asyncio.gather(*(client.get(f"/api/v1/items/{code}") for _ in range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    shed = [r for r in responses if r.status_code == 503]
+    assert statuses.count(200) == 2, statuses
+    assert len(shed) == 4
+    assert all(r.json()["code"] == "overloaded" and r.headers["retry-after"] == "1" for r in shed)
+
+
+class EchoBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    count: int
+
+
+# Test-only routes, registered on a test app: production code has no route that fails on purpose.
+@get("/test/boom")
+async def boom() -> None:
+    secret = 1
+    raise ZeroDivisionError(f"secret {secret}")
+
+
+@post("/test/echo")
+async def post_echo(data: JSONBody[EchoBody]) -> EchoBody:
+    return data
