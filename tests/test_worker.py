@@ -1,0 +1,63 @@
+"""The worker: jobs run only in the leader; a standby takes over when the leader stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from bff import worker
+from bff.worker import Job, run_worker
+from tests.conftest import make_settings
+
+
+async def test_one_leader_runs_the_jobs_and_a_standby_takes_over(services, redis) -> None:
+    await redis.delete("sx:test:worker-runs")
+
+    async def tick(pool, redis_client, settings) -> None:
+        await redis_client.rpush("sx:test:worker-runs", settings.api_port)
+
+    job = Job("test-tick", interval=0.05, budget=1.0, run=tick)
+    worker.register(job)
+    first_stop, second_stop = asyncio.Event(), asyncio.Event()
+    settings_a = make_settings(services, "http://127.0.0.1:1", api_port=1111)
+    settings_b = make_settings(services, "http://127.0.0.1:1", api_port=2222)
+    first = asyncio.create_task(run_worker(settings_a, stop=first_stop))
+    await asyncio.sleep(0.5)
+    second = asyncio.create_task(run_worker(settings_b, stop=second_stop))
+    try:
+        await asyncio.sleep(1.0)
+        runs = [int(x) for x in await redis.lrange("sx:test:worker-runs", 0, -1)]
+        assert runs and set(runs) == {1111}, runs  # only the leader ran the job
+        first_stop.set()
+        await asyncio.wait_for(first, 10)
+        await redis.delete("sx:test:worker-runs")
+        await asyncio.sleep(3.0)  # the standby polls the lock every 2 s
+        runs = [int(x) for x in await redis.lrange("sx:test:worker-runs", 0, -1)]
+        assert runs and set(runs) == {2222}, runs
+    finally:
+        first_stop.set()
+        second_stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(first, second), 10)
+        worker.JOBS.remove(job)
+
+
+async def test_a_failing_job_does_not_stop_the_worker(services, redis) -> None:
+    await redis.delete("sx:test:worker-fail")
+
+    async def flaky(pool, redis_client, settings) -> None:
+        count = await redis_client.incr("sx:test:worker-fail")
+        if count % 2:
+            raise RuntimeError("transient")
+
+    job = Job("test-flaky", interval=0.05, budget=1.0, run=flaky)
+    worker.register(job)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(make_settings(services, "http://127.0.0.1:1"), stop=stop))
+    try:
+        await asyncio.sleep(1.0)
+        assert int(await redis.get("sx:test:worker-fail")) >= 4
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        worker.JOBS.remove(job)
