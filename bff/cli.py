@@ -82,9 +82,9 @@ def _child_env(settings: Settings, database_url: str, redis_url: str) -> dict[st
     sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
     for name in Settings.__struct_fields__:
         value = getattr(settings, name)
-        if name.endswith("_url") and isinstance(value, str) and name.upper() not in os.environ:
-            if value.startswith(_SANDBOX_DEFAULT):
-                env[name.upper()] = sandbox_url + value[len(_SANDBOX_DEFAULT) :]
+        overridable = name.endswith("_url") and isinstance(value, str) and name.upper() not in os.environ
+        if overridable and value.startswith(_SANDBOX_DEFAULT):
+            env[name.upper()] = sandbox_url + value[len(_SANDBOX_DEFAULT) :]
     return env
 
 

@@ -31,7 +31,9 @@ async def test_body_over_the_limit_is_a_413_problem(make_client) -> None:
     client = await make_client(max_body_bytes=1024)
 
     client.app.register(post_echo)  # type: ignore[attr-defined]
-    response = await client.post("/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
+    response = await client.post(
+        "/test/echo", content=b"x" * 4096, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
 
@@ -84,7 +86,9 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
 
 
 async def test_readiness_fails_when_redis_is_unreachable(make_client) -> None:
-    client = await make_client(redis_url="redis://127.0.0.1:1/0", redis_connect_timeout_s=0.2, redis_retries=0)
+    client = await make_client(
+        redis_url="redis://127.0.0.1:1/0", redis_connect_timeout_s=0.2, redis_retries=0
+    )
     ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.headers["content-type"].startswith("application/problem+json")
@@ -92,7 +96,9 @@ async def test_readiness_fails_when_redis_is_unreachable(make_client) -> None:
     assert ready.json()["checks"]["redis"] == "down"
 
 
-async def test_metrics_expose_routes_and_upstreams(client: httpx.AsyncClient, sandbox: httpx.AsyncClient) -> None:
+async def test_metrics_expose_routes_and_upstreams(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
     code = await first_code(sandbox)
     await client.get(f"/api/v1/items/{code}", params={"region": "430000"})
     text = (await client.get("/metrics")).text

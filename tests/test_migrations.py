@@ -52,7 +52,7 @@ async def test_edited_applied_migration_is_refused(scratch_db: str, tmp_path: Pa
     write_migrations(tmp_path)
     await migrate(scratch_db, tmp_path)
     (tmp_path / "0002_second.sql").write_text("INSERT INTO bff.counter VALUES (3);")
-    with pytest.raises(MigrationError, match="0002_second.sql was edited"):
+    with pytest.raises(MigrationError, match=r"0002_second\.sql was edited"):
         await migrate(scratch_db, tmp_path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import httpx
@@ -167,10 +168,8 @@ async def test_failure_rate_below_threshold_keeps_it_closed(
 ) -> None:
     await sandbox.put("/_control/faults/catalogue", json={"errorRate": 0.2, "errorKind": "503"})
     for _ in range(60):
-        try:
+        with contextlib.suppress(UpstreamUnavailable):
             await upstream.call("GET", "/items/x", idempotent=False)
-        except UpstreamUnavailable:
-            pass
     # With p = 0.2 the chance of >= 50 % failures in a window of >= 10 calls is negligible.
     assert upstream.breaker.state is State.CLOSED
 
@@ -179,10 +178,8 @@ async def test_retries_stay_within_budget(upstream: Upstream, sandbox: httpx.Asy
     await sandbox.put("/_control/faults/catalogue", json={"errorRate": 0.3, "errorKind": "503"})
     before = await reached(sandbox)
     for _ in range(100):
-        try:
+        with contextlib.suppress(UpstreamUnavailable, BadUpstreamAnswer):
             await upstream.call("GET", "/items/x")
-        except (UpstreamUnavailable, BadUpstreamAnswer):
-            pass
     sent = await reached(sandbox) - before
     if upstream.breaker.state is State.CLOSED:
         assert 100 <= sent <= 110, sent  # at most 10 % extra calls
@@ -198,7 +195,9 @@ async def test_non_idempotent_calls_are_never_retried(upstream: Upstream, sandbo
     assert await reached(sandbox) - before == 1
 
 
-async def test_timeout_comes_from_the_remaining_deadline(upstream: Upstream, sandbox: httpx.AsyncClient) -> None:
+async def test_timeout_comes_from_the_remaining_deadline(
+    upstream: Upstream, sandbox: httpx.AsyncClient
+) -> None:
     await sandbox.put("/_control/faults/catalogue", json={"errorRate": 1.0, "errorKind": "timeout"})
     started = time.monotonic()
     with context.budget(0.2), pytest.raises(UpstreamUnavailable):
@@ -207,7 +206,9 @@ async def test_timeout_comes_from_the_remaining_deadline(upstream: Upstream, san
 
 
 async def test_bulkhead_bounds_concurrent_calls(sandbox_url: str, sandbox: httpx.AsyncClient) -> None:
-    up = Upstream("catalogue", f"{sandbox_url}/catalogue", Policy(max_in_flight=2, call_timeout=5, minimum_calls=1000))
+    up = Upstream(
+        "catalogue", f"{sandbox_url}/catalogue", Policy(max_in_flight=2, call_timeout=5, minimum_calls=1000)
+    )
     await up.start()
     try:
         await sandbox.put("/_control/faults/catalogue", json={"latencyMs": 200})

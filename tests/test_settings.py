@@ -12,7 +12,9 @@ from bff.platform.settings import SettingsError, load_settings
 
 
 def test_defaults_and_types_convert() -> None:
-    settings = load_settings({"API_PORT": "9000", "LOG_JSON": "false", "CORS_ORIGINS": "https://a, https://b"}, None)
+    settings = load_settings(
+        {"API_PORT": "9000", "LOG_JSON": "false", "CORS_ORIGINS": "https://a, https://b"}, None
+    )
     assert settings.api_port == 9000
     assert settings.log_json is False
     assert settings.cors_origins == ["https://a", "https://b"]
@@ -48,6 +50,7 @@ def test_cli_stops_with_a_message_not_a_traceback() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     assert "API_PORT" in result.stderr
