@@ -45,7 +45,11 @@ async def readyz(
     breakers = {name: upstream.health() for name, upstream in upstreams.items()}
     # An open breaker degrades some features but does not make this replica unfit for traffic.
     ready = pg_ok and redis_ok
-    checks = {"postgres": "ok" if pg_ok else "down", "redis": "ok" if redis_ok else "down", "upstreams": breakers}
+    checks = {
+        "postgres": "ok" if pg_ok else "down",
+        "redis": "ok" if redis_ok else "down",
+        "upstreams": breakers,
+    }
     if ready:
         return Response({"status": "ready", "checks": checks})
     problem = {
