@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
@@ -103,6 +104,7 @@ class Upstream:
         path: str,
         *,
         json: Any = None,
+        form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
@@ -121,6 +123,10 @@ class Upstream:
         send_headers = {"Accept": "application/json"}
         if body is not None:
             send_headers["Content-Type"] = "application/json"
+        elif form is not None:
+            # OAuth/OIDC token endpoints take form bodies, not JSON (RFC 6749 section 4.1.3).
+            body = urlencode(form).encode()
+            send_headers["Content-Type"] = "application/x-www-form-urlencoded"
         rid = context.request_id.get()
         if rid:
             send_headers["X-Request-Id"] = rid

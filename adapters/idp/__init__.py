@@ -1,0 +1,1 @@
+"""The provincial identity provider: OIDC authorisation code + PKCE, userinfo, resident look-up."""

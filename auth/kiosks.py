@@ -1,0 +1,91 @@
+"""The kiosk registry: staff register a device's public key and revoke it. Revoking a kiosk ends
+its sessions at once and drops its cached key, so its next request is refused on every replica."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from adapters import context
+from adapters.errors import ProblemError
+from auth import audit, denylist, kiosk, sessions
+from auth.principal import Principal
+from auth.runtime import AuthRuntime
+
+
+async def register(
+    rt: AuthRuntime,
+    staff: Principal,
+    *,
+    kiosk_id: str,
+    name: str,
+    hall_id: str,
+    algorithm: str,
+    public_key: bytes,
+) -> None:
+    if not kiosk.valid_kiosk_id(kiosk_id):
+        raise ProblemError("kioskId: 3-64 characters of [A-Za-z0-9_-]", status=400, code="validation_failed")
+    entry = kiosk.ALGORITHMS.get(algorithm)
+    if entry is None:
+        raise ProblemError(
+            f"algorithm: one of {sorted(kiosk.ALGORITHMS)}", status=422, code="validation_failed"
+        )
+    if not entry[1](public_key):
+        raise ProblemError(
+            "publicKey: not a valid key for this algorithm", status=422, code="validation_failed"
+        )
+    try:
+        await rt.pool.execute(
+            """
+            INSERT INTO bff.kiosks (id, name, hall_id, algorithm, public_key, registered_by)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            """,
+            kiosk_id,
+            name,
+            hall_id,
+            algorithm,
+            public_key,
+            staff.person_id,
+        )
+    except asyncpg.UniqueViolationError:
+        raise ProblemError(
+            "a kiosk with this id is already registered", status=409, code="kiosk_exists"
+        ) from None
+    await audit.record(
+        rt.pool,
+        subject=staff.person_id,
+        action="kiosk_register",
+        object=f"kiosk:{kiosk_id}",
+        result="success",
+        channel="staff",
+        request_id=context.request_id.get(),
+    )
+
+
+async def revoke(rt: AuthRuntime, staff: Principal, kiosk_id: str, *, now: datetime) -> int:
+    done = await rt.pool.execute(
+        """
+        UPDATE bff.kiosks SET status = 'revoked', revoked_by = $2, revoked_at = now()
+        WHERE id = $1 AND status = 'active'
+        """,
+        kiosk_id,
+        staff.person_id,
+    )
+    if done.endswith(" 0"):
+        exists = await rt.pool.fetchval("SELECT 1 FROM bff.kiosks WHERE id = $1", kiosk_id)
+        if not exists:
+            raise ProblemError("no such kiosk", status=404, code="kiosk_not_found")
+    await kiosk.forget_device(rt.redis, kiosk_id)
+    ended = await sessions.revoke_all(rt.pool, now=now, reason="kiosk_revoked", kiosk_id=kiosk_id)
+    await denylist.deny_sessions(rt.redis, ended, rt.deny_ttl_s)
+    await audit.record(
+        rt.pool,
+        subject=staff.person_id,
+        action="kiosk_revoke",
+        object=f"kiosk:{kiosk_id}",
+        result=f"ended_{len(ended)}",
+        channel="staff",
+        request_id=context.request_id.get(),
+    )
+    return len(ended)

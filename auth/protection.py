@@ -1,0 +1,62 @@
+"""Brute-force protection for login, binding and refresh: rate limits and lockouts per key.
+
+Keys name what is being protected: `ip:<addr>`, `openid:<id>`, `phone:<blind index>`,
+`device:<id>`, `idnum:<blind index>`. Phone numbers and ID numbers only ever appear as their
+blind index, so Redis holds no personal data either.
+
+Every key is rate-limited; lockouts apply to accounts and devices only, never to an IP address:
+many residents share one address behind a hall's or a carrier's NAT, and locking it would let one
+person lock out everybody else there.
+"""
+
+from __future__ import annotations
+
+from adapters import context
+from adapters.errors import ProblemError
+from auth import audit, ratelimit
+from auth.runtime import AuthRuntime
+
+
+async def admit(rt: AuthRuntime, *keys: str) -> None:
+    """Count one attempt against each key (429 + Retry-After over the limit), then refuse locked keys."""
+    cfg = rt.config
+    for key in keys:
+        limit = cfg.rate_per_ip if key.startswith("ip:") else cfg.rate_per_subject
+        await ratelimit.enforce(rt.redis, f"auth:{key}", limit, cfg.rate_window_s)
+    for key in keys:
+        left = await ratelimit.locked_for(rt.redis, f"auth:{key}")
+        if left:
+            raise ProblemError(
+                "too many failed attempts; this is locked for a while",
+                status=429,
+                code="locked_out",
+                headers={"Retry-After": str(left)},
+                extra={"retryAfter": left},
+            )
+
+
+async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str) -> None:
+    """Count a failure against `key`; the failure that reaches the threshold locks it out (audited)."""
+    cfg = rt.config
+    locked = await ratelimit.record_failure(
+        rt.redis,
+        f"auth:{key}",
+        threshold=cfg.lockout_failures,
+        window_s=cfg.lockout_window_s,
+        lock_s=cfg.lockout_s,
+    )
+    if locked:
+        await audit.record(
+            rt.pool,
+            subject=subject,
+            action="lockout",
+            object=key.split(":", 1)[0],
+            result=f"locked_{cfg.lockout_s}s",
+            channel=channel,
+            request_id=context.request_id.get(),
+        )
+
+
+async def succeeded(rt: AuthRuntime, *keys: str) -> None:
+    for key in keys:
+        await ratelimit.clear_failures(rt.redis, f"auth:{key}")

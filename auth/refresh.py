@@ -1,0 +1,75 @@
+"""The refresh endpoint's rules on top of `sessions.refresh`: errors, deny-list, audit, throttling."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters import context
+from adapters.errors import ProblemError
+from auth import audit, denylist, protection, sessions
+from auth.issue import Tokens, access_for
+from auth.runtime import AuthRuntime
+
+_REFUSALS = {
+    "unknown": ("the refresh token is not valid", "refresh_token_invalid"),
+    "revoked": ("the session has ended; sign in again", "session_revoked"),
+    "expired": ("the session has expired; sign in again", "session_expired"),
+    "reused": ("the refresh token was already used; the session has been ended", "refresh_token_reused"),
+    "wrong_device": ("this session belongs to another kiosk", "kiosk_mismatch"),
+}
+
+
+async def refresh(rt: AuthRuntime, token: str, *, ip: str, kiosk_id: str | None, now: datetime) -> Tokens:
+    await protection.admit(rt, f"ip:{ip}")
+    result = await sessions.refresh(
+        rt.pool,
+        token,
+        now=now,
+        grace_s=rt.config.refresh_grace_s,
+        lifetimes=rt.config.lifetimes,
+        kiosk_id=kiosk_id,
+    )
+    session = result.session
+    subject = session.person_id if session else "-"
+    channel = session.channel if session else "-"
+    obj = f"session:{session.id}" if session else "refresh_token"
+    if result.outcome == "reused":
+        assert session is not None
+        await denylist.deny_sessions(rt.redis, [session.id], rt.deny_ttl_s)
+        await audit.record(
+            rt.pool,
+            subject=subject,
+            action="refresh_reuse_detected",
+            object=obj,
+            result="family_revoked",
+            channel=channel,
+            request_id=context.request_id.get(),
+        )
+    if result.outcome not in ("rotated", "graced"):
+        if result.outcome == "wrong_device" and kiosk_id:
+            await protection.failed(rt, f"device:{kiosk_id}", subject=subject, channel=channel)
+        await audit.record(
+            rt.pool,
+            subject=subject,
+            action="refresh",
+            object=obj,
+            result=result.outcome,
+            channel=channel,
+            request_id=context.request_id.get(),
+        )
+        detail, code = _REFUSALS[result.outcome]
+        raise ProblemError(detail, status=401, code=code)
+    assert session is not None and result.refresh_token is not None
+    access, expires_in = access_for(rt, session)
+    await audit.record(
+        rt.pool,
+        subject=subject,
+        action="refresh",
+        object=obj,
+        result=result.outcome,
+        channel=channel,
+        request_id=context.request_id.get(),
+    )
+    return Tokens(
+        access_token=access, expires_in=expires_in, refresh_token=result.refresh_token, session=session
+    )

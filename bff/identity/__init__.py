@@ -1,0 +1,1 @@
+"""Identity routes: logins per channel, refresh, logout, the JWKS, /me, staff kiosk registry."""

@@ -1,0 +1,1 @@
+"""The provincial identity provider simulation (OIDC + PKCE, resident look-up)."""

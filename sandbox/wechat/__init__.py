@@ -1,0 +1,1 @@
+"""The WeChat server API simulation (mini-program login, phone numbers, face verification)."""
