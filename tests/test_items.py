@@ -1,4 +1,10 @@
-"""The first slice: GET /api/v1/items/{code} through the catalogue adapter, cached with an ETag."""
+"""GET /api/v1/items/{code} for an item the mirror does not hold (yet): through the catalogue
+adapter, cached in Redis with an ETag, stale copy or a problem when the upstream fails.
+
+Guides served from the mirror are tested in tests/test_catalogue_api.py. Here each test first
+removes its item from the mirror (as if it were newer than the last sync), so that the upstream
+path is the one exercised whatever other tests synced before.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,13 @@ async def first_code(sandbox: httpx.AsyncClient, name: str = "出生登记") -> 
     return next(str(i["catalog_code"]) for i in listing["items"] if i["name"] == name)
 
 
-async def test_guide_is_shaped_for_a_phone(client: httpx.AsyncClient, sandbox: httpx.AsyncClient) -> None:
+async def not_mirrored(db, code: str) -> None:
+    await db.execute("DELETE FROM bff.catalogue_entries WHERE catalog_code = $1", code)
+
+
+async def test_guide_is_shaped_for_a_phone(client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db) -> None:
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     response = await client.get(f"/api/v1/items/{code}")
     assert response.status_code == 200
     body = response.json()
@@ -33,8 +44,9 @@ async def test_guide_is_shaped_for_a_phone(client: httpx.AsyncClient, sandbox: h
     assert response.headers["etag"].startswith('W/"')
 
 
-async def test_etag_gives_304(client: httpx.AsyncClient, sandbox: httpx.AsyncClient) -> None:
+async def test_etag_gives_304(client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db) -> None:
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     first = await client.get(f"/api/v1/items/{code}")
     etag = first.headers["etag"]
     again = await client.get(f"/api/v1/items/{code}", headers={"If-None-Match": etag})
@@ -45,9 +57,10 @@ async def test_etag_gives_304(client: httpx.AsyncClient, sandbox: httpx.AsyncCli
 
 
 async def test_cache_hit_does_not_call_upstream(
-    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db
 ) -> None:
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     await client.get(f"/api/v1/items/{code}")
     before = (await sandbox.get("/_control/requests/catalogue")).json()["count"]
     for _ in range(5):
@@ -74,11 +87,12 @@ async def test_bad_code_and_region_are_400(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("fault", [{"latencyMs": 2000}, {"errorRate": 1.0, "errorKind": "timeout"}])
 async def test_slow_upstream_serves_stale_within_budget(
-    make_client, sandbox: httpx.AsyncClient, fault: dict[str, object]
+    make_client, sandbox: httpx.AsyncClient, db, fault: dict[str, object]
 ) -> None:
     # A zero freshness window makes every read go upstream, so the fallback is exercised.
     client = await make_client(item_cache_ttl_s=0, item_budget_ms=800)
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     assert (await client.get(f"/api/v1/items/{code}")).status_code == 200
     await sandbox.put("/_control/faults/catalogue", json=fault)
     started = time.monotonic()
@@ -91,10 +105,11 @@ async def test_slow_upstream_serves_stale_within_budget(
 
 @pytest.mark.parametrize("fault", [{"latencyMs": 2000}, {"errorRate": 1.0, "errorKind": "timeout"}])
 async def test_slow_upstream_without_copy_is_503_within_budget(
-    make_client, sandbox: httpx.AsyncClient, redis, fault: dict[str, object]
+    make_client, sandbox: httpx.AsyncClient, redis, db, fault: dict[str, object]
 ) -> None:
     client = await make_client(item_budget_ms=800)
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     await redis.delete(f"sx:guide:{code}:-")
     await sandbox.put("/_control/faults/catalogue", json=fault)
     started = time.monotonic()
@@ -106,9 +121,10 @@ async def test_slow_upstream_without_copy_is_503_within_budget(
     assert elapsed < 1.5, elapsed
 
 
-async def test_malformed_upstream_body_is_502(make_client, sandbox: httpx.AsyncClient, redis) -> None:
+async def test_malformed_upstream_body_is_502(make_client, sandbox: httpx.AsyncClient, redis, db) -> None:
     client = await make_client()
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     await redis.delete(f"sx:guide:{code}:-")
     await sandbox.put("/_control/faults/catalogue", json={"errorRate": 1.0, "errorKind": "malformed"})
     response = await client.get(f"/api/v1/items/{code}")
@@ -116,9 +132,12 @@ async def test_malformed_upstream_body_is_502(make_client, sandbox: httpx.AsyncC
     assert response.json()["code"] == "bad_upstream_answer"
 
 
-async def test_connection_reset_without_copy_is_503(make_client, sandbox: httpx.AsyncClient, redis) -> None:
+async def test_connection_reset_without_copy_is_503(
+    make_client, sandbox: httpx.AsyncClient, redis, db
+) -> None:
     client = await make_client()
     code = await first_code(sandbox)
+    await not_mirrored(db, code)
     await redis.delete(f"sx:guide:{code}:-")
     await sandbox.put("/_control/faults/catalogue", json={"errorRate": 1.0, "errorKind": "reset"})
     response = await client.get(f"/api/v1/items/{code}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from adapters.catalogue.schemas import ItemEntry
+from adapters.catalogue.schemas import ChangePage, Hall, HallList, ItemEntry, Region, RegionList
 from adapters.errors import BadUpstreamAnswer
 from adapters.http import Upstream
 
@@ -23,3 +23,24 @@ class CatalogueClient:
             self.upstream.record_malformed()
             raise BadUpstreamAnswer(f"catalogue answered {reply.status}")
         return self.upstream.decode(reply, ItemEntry)
+
+    async def changes(self, since: int, limit: int = 1000) -> ChangePage:
+        """Entries changed after cursor `since` (0: the whole library), cancellations included."""
+        reply = await self.upstream.call("GET", "/changes", params={"since": str(since), "limit": str(limit)})
+        self._expect_ok(reply.status)
+        return self.upstream.decode(reply, ChangePage)
+
+    async def regions(self) -> list[Region]:
+        reply = await self.upstream.call("GET", "/regions")
+        self._expect_ok(reply.status)
+        return self.upstream.decode(reply, RegionList).regions
+
+    async def halls(self) -> list[Hall]:
+        reply = await self.upstream.call("GET", "/halls")
+        self._expect_ok(reply.status)
+        return self.upstream.decode(reply, HallList).halls
+
+    def _expect_ok(self, status: int) -> None:
+        if status != 200:
+            self.upstream.record_malformed()
+            raise BadUpstreamAnswer(f"catalogue answered {status}")

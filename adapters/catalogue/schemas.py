@@ -40,6 +40,25 @@ class Hall(msgspec.Struct, frozen=True):
     phone: str
     lat: float
     lng: float
+    demo: bool = False
+
+
+class Region(msgspec.Struct, frozen=True):
+    code: str
+    name: str
+    type: str
+    level: str  # province / city / county
+    parent_code: str | None
+    lng: float
+    lat: float
+
+
+class RegionList(msgspec.Struct, frozen=True):
+    regions: list[Region]
+
+
+class HallList(msgspec.Struct, frozen=True):
+    halls: list[Hall]
 
 
 class Faq(msgspec.Struct, frozen=True):
@@ -81,3 +100,16 @@ class ItemEntry(msgspec.Struct, frozen=True):
     faq: list[Faq]
     supervision: str
     demo: bool = True
+    # The main item (主项) of a handling item (业务办理项); None for a main item.
+    parent_code: str | None = None
+    scenario: str | None = None
+    # Position in the library's change feed.
+    seq: int = 0
+
+
+class ChangePage(msgspec.Struct, frozen=True):
+    """One page of the change feed: entries with `seq` above the asked cursor, in `seq` order."""
+
+    entries: list[ItemEntry]
+    next_since: int
+    has_more: bool

@@ -99,3 +99,113 @@ class Guide(Camel):
 class Freshness(Camel):
     status: Literal["ok", "stale", "unavailable"]
     as_of: str
+
+
+class QueryInfo(Camel):
+    text: str
+    normalized: str
+    # Said to the resident when the query cannot be searched as typed (empty, only symbols).
+    notice: str | None = None
+
+
+class SearchItem(Camel):
+    code: str
+    name: str
+    audience: str
+    topic: str
+    kind: str
+    department: str
+    online: bool
+    # Implemented by the resident's own region (None when no region was given); when False the
+    # guide shows the city's or the province's implementation.
+    available_in_region: bool | None
+    handling_item_count: int
+    matched: str
+
+
+class SearchPage(Camel):
+    items: list[SearchItem]
+    next_cursor: str | None
+    query: QueryInfo
+    freshness: Freshness
+
+
+class Suggestion(Camel):
+    text: str
+    code: str
+
+
+class SuggestPage(Camel):
+    items: list[Suggestion]
+    query: QueryInfo
+
+
+class Topic(Camel):
+    name: str
+    audience: str
+    item_count: int
+
+
+class TopicList(Camel):
+    items: list[Topic]
+    next_cursor: str | None
+
+
+class RegionOut(Camel):
+    code: str
+    name: str
+    type: str
+    level: str
+    parent_code: str | None
+    lat: float
+    lng: float
+
+
+class RegionPage(Camel):
+    items: list[RegionOut]
+    next_cursor: str | None
+
+
+class HallCard(Camel):
+    id: str
+    name: str
+    region_code: str
+    region_name: str
+    address: str
+    hours: str
+    phone: str
+    lat: float
+    lng: float
+    distance_m: int | None
+    demo_data: bool
+
+
+class HallPage(Camel):
+    items: list[HallCard]
+    next_cursor: str | None
+
+
+class HandlingItem(Camel):
+    code: str
+    name: str
+
+
+class LifeEventStepOut(Camel):
+    order: int
+    code: str | None
+    name: str
+    note: str
+    available_in_region: bool | None
+
+
+class LifeEventOut(Camel):
+    id: str
+    name: str
+    audience: str
+    description: str
+    steps: list[LifeEventStepOut]
+
+
+class LifeEventPage(Camel):
+    items: list[LifeEventOut]
+    next_cursor: str | None
