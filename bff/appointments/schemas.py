@@ -1,0 +1,69 @@
+"""Appointment requests and responses (camelCase; request bodies reject unknown fields)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class HoldIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    slot_id: str = msgspec.field()
+
+
+class BookIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    slot_id: str | None = None
+    hold_id: str | None = None
+
+
+class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    slot_id: str
+
+
+class EmptyIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    pass
+
+
+class SlotOut(msgspec.Struct, rename="camel"):
+    slot_id: str
+    starts_at: str
+    ends_at: str
+    capacity: int
+    available: int
+
+
+class DaySlotsOut(msgspec.Struct, rename="camel"):
+    hall_id: str
+    item_code: str
+    date: str
+    open: bool
+    slots: list[SlotOut]
+
+
+class HoldOut(msgspec.Struct, rename="camel"):
+    hold_id: str
+    slot_id: str
+    expires_at: str
+
+
+AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelled", "no_show", "failed"]
+
+
+class AppointmentOut(msgspec.Struct, rename="camel"):
+    id: str
+    status: AppointmentStatus
+    slot_id: str
+    hall_id: str
+    item_code: str
+    starts_at: str
+    ends_at: str
+    booking_no: str | None
+    ticket_no: str | None
+    rescheduled_from: str | None
+    # After a first no-show: the resident is told before a second one blocks online booking.
+    no_show_warning: bool = False
+
+
+class AppointmentPage(msgspec.Struct, rename="camel"):
+    items: list[AppointmentOut]
+    next_cursor: str | None

@@ -1,0 +1,150 @@
+"""Applying the case system's events: once each, in any order, from any path.
+
+Webhook deliveries, the change-feed reconciler and the answers to our own calls all end here.
+An event is keyed by its id (a second delivery inserts nothing and changes nothing); the case's
+status follows the event with the highest per-case sequence, so a late, older event joins the
+timeline without rolling the status back. A change the resident should hear about is written to
+the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import asyncpg.pool
+
+from adapters.cases.client import CaseClient
+from adapters.cases.schemas import CaseEvent
+from bff.platform.logs import get_logger
+
+# A plain or a pooled connection: both run the same statements.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+log = get_logger("bff.cases.events")
+
+# The case system's status codes -> our stable states (DOMAIN.md).
+STATUS_BY_CODE = {
+    "01": "submitted",
+    "02": "pre_accepted",
+    "03": "accepted",
+    "04": "not_accepted",
+    "05": "in_progress",
+    "06": "awaiting_supplement",
+    "07": "special_procedure",
+    "08": "concluded",
+}
+RESULTS = {
+    "0": "issued",
+    "1": "returned",
+    "2": "voided",
+    "3": "deleted",
+    "4": "transferred",
+    "5": "supplement_timeout",
+    "6": "done",
+}
+# What a resident is told about; their own submission they just saw on screen.
+NOTIFY = frozenset(
+    {
+        "pre_accepted",
+        "accepted",
+        "not_accepted",
+        "step",
+        "supplement_requested",
+        "special_started",
+        "special_ended",
+        "concluded",
+    }
+)
+FEED_CURSOR = "cases.changes"
+
+
+async def apply_event(conn: Conn, event: CaseEvent, via: str) -> str:
+    """Apply one event inside the caller's transaction: 'applied', 'duplicate' or 'unknown_case'."""
+    case = await conn.fetchrow(
+        """
+        SELECT * FROM bff.cases WHERE project_no = $1 OR request_id::text = $2
+        ORDER BY project_no IS NULL LIMIT 1 FOR UPDATE
+        """,
+        event.project_no,
+        event.request_id,
+    )
+    if case is None:
+        return "unknown_case"
+    inserted = await conn.fetchval(
+        """
+        INSERT INTO bff.case_events (event_id, case_id, case_seq, type, occurred_at, data, via)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1
+        """,
+        event.event_id,
+        case["id"],
+        event.case_seq,
+        event.type,
+        event.occurred_at,
+        event.data,
+        via,
+    )
+    if inserted is None:
+        return "duplicate"
+    status = STATUS_BY_CODE.get(event.status_code, case["status"])
+    result = RESULTS.get(str(event.data.get("result_code"))) if event.type == "concluded" else None
+    advanced = await conn.fetchval(
+        """
+        UPDATE bff.cases
+           SET status = CASE WHEN status = 'rated' THEN status ELSE $3 END,
+               upstream_status_code = $4, result_code = coalesce($5, result_code),
+               version = $2, project_no = coalesce(project_no, $6), updated_at = now()
+         WHERE id = $1 AND version < $2
+        RETURNING 1
+        """,
+        case["id"],
+        event.case_seq,
+        status,
+        event.status_code,
+        result,
+        event.project_no,
+    )
+    if advanced and event.type in NOTIFY:
+        await conn.execute(
+            """
+            INSERT INTO bff.outbox (topic, person_id, dedup_key, payload)
+            VALUES ('case.changed', $1, $2, $3) ON CONFLICT (dedup_key) DO NOTHING
+            """,
+            case["person_id"],
+            f"case-event:{event.event_id}",
+            {
+                "caseId": str(case["id"]),
+                "projectNo": event.project_no,
+                "itemName": case["item_name"],
+                "event": event.type,
+                "status": status,
+                "result": result,
+                "occurredAt": event.occurred_at.isoformat(),
+            },
+        )
+    return "applied"
+
+
+async def reconcile(pool: asyncpg.Pool, client: CaseClient, *, max_pages: int = 20) -> int:
+    """Read the change feed from where we stopped; returns how many events were new to us."""
+    applied = 0
+    for _ in range(max_pages):
+        since = await pool.fetchval("SELECT position FROM bff.sync_cursors WHERE name = $1", FEED_CURSOR) or 0
+        page = await client.changes(int(since))
+        if not page.events:
+            break
+        async with pool.acquire() as conn, conn.transaction():
+            for event in page.events:
+                if await apply_event(conn, event, "feed") == "applied":
+                    applied += 1
+            await conn.execute(
+                """
+                INSERT INTO bff.sync_cursors (name, position) VALUES ($1, $2)
+                ON CONFLICT (name) DO UPDATE SET position = greatest(bff.sync_cursors.position, EXCLUDED.position),
+                    updated_at = now()
+                """,
+                FEED_CURSOR,
+                page.next_since,
+            )
+    if applied:
+        log.info("cases_reconciled", applied=applied)
+    return applied

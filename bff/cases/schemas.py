@@ -1,0 +1,112 @@
+"""Case (办件) requests and responses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Phone = Annotated[str, msgspec.Meta(pattern=r"^1[3-9]\d{9}$")]
+
+
+class ELicenceRef(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    type: Annotated[str, msgspec.Meta(pattern=r"^\d{20}$")]
+    number: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class MaterialIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    elicence: ELicenceRef | None = None
+    upload_id: str | None = None
+
+
+class FormIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    contact_name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    contact_phone: Phone
+    delivery_wanted: bool = False
+    delivery_address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    remarks: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class CaseIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    item_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+    region_code: Annotated[str, msgspec.Meta(pattern=r"^\d{6}$")]
+    form: FormIn
+    materials: Annotated[list[MaterialIn], msgspec.Meta(max_length=30)]
+
+
+class SupplementIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    supplement_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    materials: Annotated[list[MaterialIn], msgspec.Meta(max_length=30)] = []
+
+
+class TimelineEntry(msgspec.Struct, rename="camel", omit_defaults=True):
+    seq: int
+    at: str
+    kind: str
+    title: str
+    officer: str | None = None
+    opinion: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class CountdownOut(msgspec.Struct, rename="camel"):
+    promised_working_days: int
+    used_working_days: int
+    remaining_working_days: int
+    suspended_working_days: int
+    paused: bool
+    overdue: bool
+    promise_date: str | None
+
+
+CaseStatus = Literal[
+    "submitting",
+    "submitted",
+    "pre_accepted",
+    "accepted",
+    "not_accepted",
+    "in_progress",
+    "awaiting_supplement",
+    "special_procedure",
+    "concluded",
+    "rated",
+]
+
+
+class CaseSummary(msgspec.Struct, rename="camel"):
+    id: str
+    project_no: str | None
+    item_code: str
+    item_name: str
+    region_code: str
+    status: CaseStatus
+    result: str | None
+    upstream_status_code: str | None
+    submitted_at: str
+    # A concluded, unrated case: a todo for the resident, never a block.
+    rating_due: bool
+    open_supplement_id: str | None
+
+
+class CaseDetail(msgspec.Struct, rename="camel"):
+    case: CaseSummary
+    timeline: list[TimelineEntry]
+    countdown: CountdownOut | None
+    deemed_accepted_on: str | None
+    rating_id: str | None
+
+
+class CasePage(msgspec.Struct, rename="camel"):
+    items: list[CaseSummary]
+    next_cursor: str | None
+
+
+class UploadOut(msgspec.Struct, rename="camel"):
+    id: str
+    file_name: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    created_at: str
