@@ -15,8 +15,14 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from adapters.catalogue.client import CatalogueClient
 from adapters.http import Policy, Upstream
-from bff.catalogue.controllers import ItemController
+from auth.guards import provide_principal, require_principal_if_declared
+from bff.cases import wiring as journey
+from bff.catalogue.controllers import CatalogueController, ItemController
 from bff.catalogue.guide_cache import GuideCache
+from bff.catalogue.mirror import CatalogueMirror
+from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
+from bff.identity.wiring import build_runtime
+from bff.identity.wiring import upstreams as identity_upstreams
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.platform.db import create_pool
 from bff.platform.edge import Edge
@@ -58,7 +64,11 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         state = app.state
-        upstreams = {"catalogue": Upstream("catalogue", settings.catalogue_url, policy)}
+        upstreams = {
+            "catalogue": Upstream("catalogue", settings.catalogue_url, policy),
+            **journey.upstreams(settings, policy),
+            **identity_upstreams(settings, policy),
+        }
         pool = await create_pool(settings)
         redis = create_redis(settings)
         try:
@@ -67,6 +77,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             state.db_pool = pool
             state.redis = redis
             state.upstreams = upstreams
+            state.auth = build_runtime(settings, pool, redis, upstreams["wechat"], upstreams["idp"])
             state.guide_cache = GuideCache(
                 redis,
                 CatalogueClient(upstreams["catalogue"]),
@@ -74,24 +85,50 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
                 stale_seconds=settings.item_stale_ttl_s,
                 budget_seconds=settings.item_budget_ms / 1000,
             )
+            state.catalogue_mirror = CatalogueMirror(
+                pool,
+                redis,
+                poll_seconds=settings.catalogue_index_poll_s,
+                stale_after_seconds=settings.catalogue_stale_after_s,
+            )
+            await state.catalogue_mirror.start()
+            journey.install(state, settings)
             log.info("started", env=settings.env)
             yield
         finally:
+            mirror = getattr(state, "catalogue_mirror", None)
+            if mirror is not None:
+                await mirror.stop()
             for upstream in upstreams.values():
                 await upstream.close()
             await redis.aclose()
             await pool.close()
 
-    api = Router(path="/api/v1", route_handlers=[ItemController])
+    api = Router(
+        path="/api/v1",
+        route_handlers=[
+            AuthController,
+            MeController,
+            StaffKioskController,
+            ItemController,
+            CatalogueController,
+            *journey.ROUTES,
+        ],
+    )
     app = Litestar(
-        route_handlers=[api, healthz, readyz, metrics],
+        route_handlers=[api, healthz, readyz, metrics, jwks],
         lifespan=[lifespan],
+        # Handlers that take `principal` authenticate before their body is parsed.
+        guards=[require_principal_if_declared],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "db_pool": _from_state("db_pool"),
             "redis": _from_state("redis"),
             "upstreams": _from_state("upstreams"),
             "guide_cache": _from_state("guide_cache"),
+            "catalogue_mirror": _from_state("catalogue_mirror"),
+            "principal": Provide(provide_principal),
+            **{name: _from_state(name) for name in journey.DEPENDENCIES},
         },
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,

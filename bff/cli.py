@@ -64,6 +64,8 @@ def cmd_migrate(settings: Settings) -> None:
 
 def cmd_worker(settings: Settings) -> None:
     _require_urls(settings)
+    import bff.cases.jobs  # registers the case reconciler and the journey's clean-ups
+    import bff.catalogue.jobs  # noqa: F401 - registers the catalogue sync job
     from bff.worker import run_worker
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -149,10 +151,13 @@ def cmd_dev(settings: Settings) -> None:
             print(f"embedded PostgreSQL and Redis started in {embedded.data_dir}")  # noqa: T201
         asyncio.run(migrate(database_url))
         env = _child_env(settings, database_url, redis_url)
+        # The demo shows the whole province (100,000+ catalogue entries; seeding takes ~30 s once).
+        env.setdefault("SANDBOX_CATALOGUE_SCALE", "full")
         sandbox = subprocess.Popen(_sandbox_cmd(settings), env=env)  # noqa: S603
         children.append(sandbox)
         sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
-        _wait_http(f"{sandbox_url}/_control/health", 60, sandbox)
+        _wait_http(f"{sandbox_url}/_control/health", 180, sandbox)
+        _sync_catalogue(env)
         children.append(subprocess.Popen([sys.executable, "-m", "bff.cli", "worker"], env=env))
         api = subprocess.Popen([sys.executable, "-m", "bff.cli", "serve"], env=env)
         children.append(api)
@@ -184,6 +189,16 @@ Sanxiang BFF is running (Ctrl-C stops everything).
                 child.kill()
         if embedded is not None:
             embedded.stop()
+
+
+def _sync_catalogue(env: dict[str, str]) -> None:
+    """Fill the catalogue mirror before the API starts, so search works from the first request."""
+    from bff.catalogue.sync import sync_once
+
+    print("syncing the service catalogue into the mirror ...", flush=True)  # noqa: T201
+    report = asyncio.run(sync_once(load_settings(env, dotenv=None)))
+    summary = f"{report.mode} sync, {report.entries_seen} entries read, {report.entries_changed} changed"
+    print(f"catalogue: {summary}")  # noqa: T201
 
 
 def _sample_item(sandbox_url: str) -> str:

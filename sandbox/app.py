@@ -10,11 +10,21 @@ from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from sandbox.booking.routes import router as booking_router
+from sandbox.booking.seed import seed_booking
+from sandbox.cases.routes import router as cases_router
+from sandbox.catalogue.control import router as catalogue_control_router
 from sandbox.catalogue.routes import router as catalogue_router
 from sandbox.catalogue.seed import seed_catalogue
 from sandbox.control import router as control_router
 from sandbox.db import create_pool, ensure_schema
 from sandbox.faults import FaultMiddleware, FaultTable
+from sandbox.idp.control import router as idp_control_router
+from sandbox.idp.routes import router as idp_router
+from sandbox.idp.seed import seed_idp
+from sandbox.ratings.routes import router as ratings_router
+from sandbox.wechat.control import router as wechat_control_router
+from sandbox.wechat.routes import router as wechat_router
 
 
 @get("/_control/health")
@@ -32,6 +42,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             await ensure_schema(pool)
             if seed:
                 await seed_catalogue(pool)
+                await seed_idp(pool)
+                await seed_booking(pool)
             app.state.db = pool
             yield
         finally:
@@ -41,7 +53,19 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
         return state.db
 
     app = Litestar(
-        route_handlers=[catalogue_router, control_router, health],
+        route_handlers=[
+            catalogue_router,
+            catalogue_control_router,
+            booking_router,
+            cases_router,
+            ratings_router,
+            control_router,
+            health,
+            wechat_router,
+            wechat_control_router,
+            idp_router,
+            idp_control_router,
+        ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),

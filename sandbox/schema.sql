@@ -12,3 +12,188 @@ CREATE TABLE IF NOT EXISTS sandbox.catalogue_entries (
     PRIMARY KEY (catalog_code, region_code)
 );
 CREATE INDEX IF NOT EXISTS catalogue_entries_updated ON sandbox.catalogue_entries (updated_at, catalog_code, region_code);
+
+-- Booking system (sandbox/booking). Halls and bookable items are read from the item library's
+-- entries; the booking system keeps its own plans, holidays, slots, holds and bookings.
+CREATE TABLE IF NOT EXISTS sandbox.booking_holidays (
+    day date PRIMARY KEY,
+    kind text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.booking_slots (
+    slot_id text PRIMARY KEY,
+    hall_id text NOT NULL,
+    item_code text NOT NULL,
+    starts_at timestamptz NOT NULL,
+    ends_at timestamptz NOT NULL,
+    capacity integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.booking_holds (
+    hold_id text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    slot_id text NOT NULL,
+    person_ref text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    released boolean NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS sandbox.bookings (
+    booking_no text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    slot_id text NOT NULL,
+    person_ref text NOT NULL,
+    status text NOT NULL,
+    ticket_no text,
+    replaced_by text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS bookings_slot ON sandbox.bookings (slot_id, status);
+CREATE INDEX IF NOT EXISTS bookings_person ON sandbox.bookings (person_ref, status);
+-- Answers already given to a mutating request id: the booking system de-duplicates retries.
+CREATE TABLE IF NOT EXISTS sandbox.booking_requests (
+    request_id text PRIMARY KEY,
+    status integer NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.booking_settings (
+    name text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+
+-- Case system (sandbox/cases).
+CREATE TABLE IF NOT EXISTS sandbox.case_applications (
+    project_no text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    catalog_code text NOT NULL,
+    task_code text NOT NULL,
+    region_code text NOT NULL,
+    applicant_ref text NOT NULL,
+    channel text NOT NULL,
+    form jsonb NOT NULL,
+    materials jsonb NOT NULL,
+    notify_url text,
+    status text NOT NULL,
+    status_code text NOT NULL,
+    case_seq integer NOT NULL DEFAULT 0,
+    open_supplement text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.case_events (
+    seq bigserial PRIMARY KEY,
+    event_id text NOT NULL UNIQUE,
+    project_no text NOT NULL,
+    request_id text NOT NULL,
+    case_seq integer NOT NULL,
+    type text NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    status text NOT NULL,
+    status_code text NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS case_events_project ON sandbox.case_events (project_no, case_seq);
+CREATE TABLE IF NOT EXISTS sandbox.case_requests (
+    request_id text PRIMARY KEY,
+    status integer NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.case_deliveries (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Rating system (好差评, sandbox/ratings).
+CREATE TABLE IF NOT EXISTS sandbox.ratings (
+    rating_id text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    service_instance_id text NOT NULL UNIQUE,
+    channel text NOT NULL,
+    level integer NOT NULL,
+    indicators jsonb NOT NULL,
+    comment text NOT NULL,
+    rater_ref text NOT NULL,
+    follow_up jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Catalogue at provincial scale: a change feed ordered by `seq` (every insert or change takes the
+-- next number), handling items under their main item, regions and halls.
+CREATE SEQUENCE IF NOT EXISTS sandbox.catalogue_seq;
+ALTER TABLE sandbox.catalogue_entries ADD COLUMN IF NOT EXISTS parent_code text;
+ALTER TABLE sandbox.catalogue_entries ADD COLUMN IF NOT EXISTS seq bigint NOT NULL DEFAULT nextval('sandbox.catalogue_seq');
+CREATE INDEX IF NOT EXISTS catalogue_entries_seq ON sandbox.catalogue_entries (seq);
+CREATE TABLE IF NOT EXISTS sandbox.catalogue_regions (
+    code text PRIMARY KEY,
+    body jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.catalogue_halls (
+    id text PRIMARY KEY,
+    region_code text NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.catalogue_seeded (
+    scale text PRIMARY KEY,
+    entries integer NOT NULL,
+    seeded_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- WeChat (sandbox/wechat): users, single-use login and phone codes, access tokens, face checks.
+CREATE TABLE IF NOT EXISTS sandbox.wechat_users (
+    openid text PRIMARY KEY,
+    unionid text,
+    session_key text NOT NULL,
+    risky boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_codes (
+    code text PRIMARY KEY,
+    openid text NOT NULL REFERENCES sandbox.wechat_users (openid),
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_phone_codes (
+    code text PRIMARY KEY,
+    phone_number text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_tokens (
+    appid text PRIMARY KEY,
+    token text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_face (
+    verify_id text PRIMARY KEY,
+    openid text NOT NULL,
+    out_seq_no text NOT NULL,
+    cert_hash text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    verify_ret integer
+);
+
+-- The provincial identity provider (sandbox/idp): residents, authorisation codes, access tokens.
+CREATE TABLE IF NOT EXISTS sandbox.idp_residents (
+    sub text PRIMARY KEY,
+    name text NOT NULL,
+    id_card_number text NOT NULL UNIQUE,
+    phone_number text NOT NULL,
+    level smallint NOT NULL CHECK (level BETWEEN 1 AND 3),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS idp_residents_phone ON sandbox.idp_residents (phone_number);
+CREATE TABLE IF NOT EXISTS sandbox.idp_codes (
+    code text PRIMARY KEY,
+    sub text NOT NULL REFERENCES sandbox.idp_residents (sub),
+    client_id text NOT NULL,
+    redirect_uri text NOT NULL,
+    code_challenge text NOT NULL,
+    nonce text,
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS sandbox.idp_tokens (
+    token text PRIMARY KEY,
+    sub text NOT NULL REFERENCES sandbox.idp_residents (sub),
+    expires_at timestamptz NOT NULL
+);

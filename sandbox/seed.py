@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sandbox.booking.seed import seed_booking
 from sandbox.catalogue.seed import seed_catalogue
 from sandbox.db import create_pool, ensure_schema
+from sandbox.idp.seed import seed_idp
 
 
 async def seed_all(database_url: str) -> None:
@@ -11,5 +13,7 @@ async def seed_all(database_url: str) -> None:
     try:
         await ensure_schema(pool)
         await seed_catalogue(pool)
+        await seed_idp(pool)
+        await seed_booking(pool)
     finally:
         await pool.close()

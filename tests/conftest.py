@@ -178,6 +178,11 @@ def make_settings(services: Services, sandbox_url: str, **overrides: Any) -> Set
         "database_url": services.database_url,
         "redis_url": services.redis_url,
         "catalogue_url": f"{sandbox_url}/catalogue",
+        "wechat_url": f"{sandbox_url}/wechat",
+        "idp_url": f"{sandbox_url}/idp",
+        # Every in-process client comes from one address (127.0.0.1): a per-IP login limit would make
+        # tests throttle each other. Tests of that limit set it and use their own client address.
+        "auth_rate_per_ip": 1_000_000,
         "log_level": "INFO",
         "log_json": True,
     }
@@ -307,3 +312,20 @@ def suite_wide_checks() -> Iterator[None]:
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
     leaked = [line for line in lines if _TRACE.search(line)]
     assert not leaked, f"log lines carrying a stack trace: {leaked[:3]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def personal_data_scan() -> Iterator[None]:
+    """At the end of the session: no response body or log line carried an unmasked ID number or
+    phone, or a WeChat session_key (see tests/auth_pii_scan.py)."""
+    yield
+    from tests.auth_pii_scan import leaks
+
+    lines = list(SEEN_LOG_LINES)
+    for path in SERVICE_LOGS:
+        if "sandbox" in path.name:
+            continue  # the upstreams' own logs: the other side of the wire
+        with contextlib.suppress(OSError):
+            lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    found = leaks([body.decode("utf-8", "replace") for _, _, _, body in SEEN_RESPONSES] + lines)
+    assert not found, f"personal data or secrets leaked: {found[:3]}"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import httpx
 import msgspec
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from tests.test_items import first_code
@@ -153,6 +155,31 @@ async def boom() -> None:
     raise ZeroDivisionError(f"secret {secret}")
 
 
+@get("/test/db")
+async def uses_db(db_pool: NamedDependency[asyncpg.Pool]) -> dict[str, int]:
+    return {"one": await db_pool.fetchval("SELECT 1")}
+
+
 @post("/test/echo")
 async def post_echo(data: JSONBody[EchoBody]) -> EchoBody:
     return data
+
+
+async def test_database_pool_acquire_has_a_timeout(make_client) -> None:
+    client = await make_client(db_pool_min=1, db_pool_max=1, db_acquire_timeout_s=0.2)
+    client.app.register(uses_db)  # type: ignore[attr-defined]
+    pool = client.app.state.db_pool  # type: ignore[attr-defined]
+    async with pool.acquire():
+        started = asyncio.get_running_loop().time()
+        try:
+            await pool.fetchval("SELECT 1")
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("a saturated pool must not wait forever")
+        assert asyncio.get_running_loop().time() - started < 1.0
+        # Through the API, a saturated pool is a fast 503 the client may retry, not a 500.
+        response = await client.get("/test/db")
+        assert response.status_code == 503
+        assert response.json()["code"] == "overloaded"
+        assert response.headers["retry-after"] == "1"

@@ -55,3 +55,18 @@ def test_cli_stops_with_a_message_not_a_traceback() -> None:
     assert result.returncode != 0
     assert "API_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_prod_refuses_the_sandbox_secrets() -> None:
+    keys = {
+        "ENV": "prod",
+        "AUTH_SIGNING_KEYS": "k1:AAAA",
+        "AUTH_ACTIVE_KID": "k1",
+        "PII_KEYS": "p1:AAAA",
+        "PII_ACTIVE_KEY": "p1",
+        "PII_INDEX_KEY": "secret-index-key",
+    }
+    with pytest.raises(SettingsError, match="WECHAT_SECRET"):
+        load_settings(keys, None)
+    real = {**keys, "WECHAT_SECRET": "w", "IDP_CLIENT_SECRET": "i", "CASE_WEBHOOK_SECRET": "c"}
+    assert load_settings(real, None).env == "prod"

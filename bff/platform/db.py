@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import msgspec
 
@@ -22,10 +24,35 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class TimedPool(asyncpg.Pool):
+    """A pool whose every acquire has a timeout, including those `pool.fetch()` makes inside.
+
+    asyncpg has no pool-wide acquire timeout: without one a saturated pool makes requests wait
+    forever instead of failing within their budget.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     assert settings.database_url, "database_url must be resolved before the pool is made"
-    pool = await asyncpg.create_pool(
-        dsn=settings.database_url,
+    pool = await TimedPool(
+        settings.database_url,
+        acquire_timeout=settings.db_acquire_timeout_s,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connect=None,
+        setup=None,
+        reset=None,
+        init_size=None,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters import context
 from adapters.errors import ProblemError
@@ -139,6 +142,13 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def handle_dependency_busy(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Our own database or Redis did not answer in time (pool exhausted, timeout, connection lost):
+    the request may succeed if retried shortly, so say that rather than 500."""
+    log.warning("dependency_unavailable", error=type(exc).__name__, path=request.url.path)
+    return problem_response(request, 503, "overloaded", headers={"Retry-After": "1"})
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unhandled_error", error=type(exc).__name__, path=request.url.path)
     return problem_response(request, 500, "internal_error")
@@ -147,5 +157,10 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ProblemError: handle_problem,
     HTTPException: handle_http_exception,
+    TimeoutError: handle_dependency_busy,
+    asyncpg.exceptions.TooManyConnectionsError: handle_dependency_busy,
+    asyncpg.exceptions.ConnectionDoesNotExistError: handle_dependency_busy,
+    RedisConnectionError: handle_dependency_busy,
+    RedisTimeoutError: handle_dependency_busy,
     Exception: handle_unexpected,
 }

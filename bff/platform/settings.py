@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_connect_timeout_s: float = 2.0
     redis_socket_timeout_s: float = 2.0
     redis_retries: int = 2
+    redis_max_connections: int = 64
+    redis_pool_timeout_s: float = 1.0
 
     # Resilience defaults for every upstream.
     upstream_connect_timeout_s: float = 1.0
@@ -66,6 +68,66 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     item_cache_ttl_s: int = 300
     item_stale_ttl_s: int = 7 * 86400
     item_budget_ms: int = 1500
+    # Catalogue mirror: incremental sync period, full resync period, when mirrored guides are
+    # labelled stale, page size of the change feed, how often each process checks for a new index.
+    catalogue_sync_interval_s: float = 30.0
+    catalogue_full_resync_s: float = 86400.0
+    catalogue_stale_after_s: float = 900.0
+    catalogue_sync_page: int = 1000
+    catalogue_sync_call_timeout_s: float = 30.0
+    catalogue_index_poll_s: float = 2.0
+
+    # Identity (auth/). Upstreams: WeChat and the provincial identity provider (sandbox in dev).
+    wechat_url: str = "http://127.0.0.1:8100/wechat"
+    wechat_appid: str = "wx5a0d5a4d1e0c0001"
+    wechat_secret: str = "sandbox-wechat-secret"  # noqa: S105 - the sandbox's, overridden in prod
+    idp_url: str = "http://127.0.0.1:8100/idp"
+    idp_client_id: str = "sanxiang-bff"
+    idp_client_secret: str = "sandbox-idp-secret"  # noqa: S105 - the sandbox's, overridden in prod
+    auth_issuer: str = "https://api.sanxiang.gov.cn"
+    auth_audience: str = "sanxiang-mobile"
+    # Access-token signing keys, each `kid:<base64url PKCS#8 DER>` (EC P-256 -> ES256, Ed25519 -> EdDSA).
+    # All are published in the JWKS; only `auth_active_kid` signs. Empty in dev/test: keys are derived
+    # from `auth_dev_seed`. Required in prod.
+    auth_signing_keys: list[str] = msgspec.field(default_factory=list)
+    auth_active_kid: str = ""
+    auth_dev_seed: str = "sanxiang-dev-only-not-a-secret"
+    auth_access_ttl_s: int = 600
+    auth_leeway_s: int = 30
+    auth_refresh_grace_s: int = 10
+    auth_app_idle_s: int = 14 * 86400
+    auth_app_absolute_s: int = 90 * 86400
+    auth_miniprogram_idle_s: int = 7 * 86400
+    auth_miniprogram_absolute_s: int = 30 * 86400
+    auth_kiosk_idle_s: int = 180
+    auth_kiosk_absolute_s: int = 900
+    auth_kiosk_clock_skew_s: int = 300
+    auth_kiosk_face_min_score: float = 0.85
+    auth_rate_window_s: int = 60
+    auth_rate_per_ip: int = 60
+    auth_rate_per_subject: int = 10
+    auth_lockout_failures: int = 5
+    auth_lockout_window_s: int = 900
+    auth_lockout_s: int = 900
+    # Personal data at rest: `kid:<base64 key>` entries (16 bytes for sm4-gcm, 32 for aes-gcm); the
+    # active one encrypts, all decrypt. The blind-index key is separate (HMAC). Required in prod.
+    pii_cipher: Literal["aes-gcm", "sm4-gcm"] = "aes-gcm"
+    pii_keys: list[str] = msgspec.field(default_factory=list)
+    pii_active_key: str = ""
+    pii_index_key: str = ""
+
+    # Appointments, cases, ratings (issue 5). Upstreams are the sandbox in dev.
+    booking_url: str = "http://127.0.0.1:8100/booking"
+    cases_url: str = "http://127.0.0.1:8100/cases"
+    ratings_url: str = "http://127.0.0.1:8100/ratings"
+    # Where the case system delivers its webhooks (our public URL), and the HMAC secret it signs with.
+    case_notify_url: str = ""
+    case_webhook_secret: str = "sandbox-case-webhook-secret"  # noqa: S105 - the sandbox's; set in prod
+    case_webhook_window_s: int = 300
+    hold_ttl_s: int = 300
+    hold_quota: int = 2
+    upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
+    upload_max_bytes: int = 5 * 1_048_576
 
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url"):
@@ -79,10 +141,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise msgspec.ValidationError("Must be in (0, 1] - at `$.breaker_failure_rate`")
         if self.max_in_flight < 1 or self.upstream_max_in_flight < 1:
             raise msgspec.ValidationError("Must be >= 1 - at `$.max_in_flight`")
+        if not 0 < self.auth_access_ttl_s <= 600:
+            raise msgspec.ValidationError("Must be in (0, 600] seconds - at `$.auth_access_ttl_s`")
+        if self.env == "prod":
+            # Dev defaults derive keys from a public seed: never acceptable in production.
+            for name in (
+                "auth_signing_keys",
+                "auth_active_kid",
+                "pii_keys",
+                "pii_active_key",
+                "pii_index_key",
+            ):
+                if not getattr(self, name):
+                    raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")
+            # The upstream secrets' defaults are the sandbox's, published in this repository.
+            for name in ("wechat_secret", "idp_client_secret", "case_webhook_secret"):
+                if getattr(self, name).startswith("sandbox-"):
+                    raise msgspec.ValidationError(f"Required in prod (not the sandbox's) - at `$.{name}`")
 
 
 _FIELDS = set(Settings.__struct_fields__)
-_LIST_FIELDS = {"cors_origins"}
+_LIST_FIELDS = {"cors_origins", "auth_signing_keys", "pii_keys"}
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
