@@ -163,16 +163,7 @@ def cmd_dev(settings: Settings) -> None:
         children.append(api)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_http(f"{api_url}/readyz", 60, api)
-        print(  # noqa: T201
-            f"""
-Sanxiang BFF is running (Ctrl-C stops everything).
-  API        {api_url}/api/v1   (OpenAPI: {api_url}/schema/openapi.json)
-  health     {api_url}/healthz  {api_url}/readyz  {api_url}/metrics
-  sandbox    {sandbox_url}      (upstream simulations; control API under /_control)
-  try        curl {api_url}/api/v1/items/{_sample_item(sandbox_url)}
-""",
-            flush=True,
-        )
+        print(_banner(settings, env, api_url, sandbox_url), flush=True)  # noqa: T201
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a component stopped; shutting down", file=sys.stderr)  # noqa: T201
@@ -201,14 +192,38 @@ def _sync_catalogue(env: dict[str, str]) -> None:
     print(f"catalogue: {summary}")  # noqa: T201
 
 
-def _sample_item(sandbox_url: str) -> str:
+def _banner(settings: Settings, env: dict[str, str], api_url: str, sandbox_url: str) -> str:
+    from bff.demo import DEMO_RESIDENT, demo_login
+
+    try:
+        tokens = demo_login(api_url, env["IDP_URL"], settings.idp_client_id)
+        login = (
+            f"demo resident {DEMO_RESIDENT} (张三, real-name level 3) is logged in through the app channel:\n"
+            f"  curl -H 'Authorization: Bearer {tokens['accessToken']}' {api_url}/api/v1/me\n"
+            f"  (the token lives 10 minutes; README 'Logging in as a demo resident' shows every channel)"
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        login = f"demo login failed ({type(exc).__name__}); see README 'Logging in as a demo resident'"
+    return f"""
+Sanxiang BFF is running (Ctrl-C stops everything).
+  API        {api_url}/api/v1   (OpenAPI: {api_url}/schema/openapi.json)
+  health     {api_url}/healthz  {api_url}/readyz  {api_url}/metrics
+  sandbox    {sandbox_url}      (upstream simulations; control API under /_control)
+  try        curl {_sample_item(sandbox_url, api_url)}
+             curl '{api_url}/api/v1/items?q=shengyu&region=430102'   (search: pinyin, 俗称, 繁體, typos)
+  log in     {login}
+"""
+
+
+def _sample_item(sandbox_url: str, api_url: str) -> str:
     """A real item code to show in the banner, asked of the item library itself."""
     import json
 
+    code = "<code>"
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
         with urllib.request.urlopen(f"{sandbox_url}/catalogue/items?limit=1", timeout=2) as response:  # noqa: S310
-            return str(json.load(response)["items"][0]["catalog_code"])
-    return "<code>"
+            code = str(json.load(response)["items"][0]["catalog_code"])
+    return f"{api_url}/api/v1/items/{code}"
 
 
 COMMANDS = {

@@ -77,6 +77,11 @@ def run_dev(tmp_path: Path, env_overrides: dict[str, str]) -> None:
         response = httpx.get(sample, timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["item"]["materials"]
+        # The banner logged the demo resident in: its token works on a guarded route.
+        token = banner.split("Bearer ", 1)[1].split("'", 1)[0]
+        me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert me.status_code == 200, me.text
+        assert me.json()["level"] == 3
         children = descendants(proc.pid)
         assert len(children) >= 3  # sandbox, worker, API (and embedded servers when used)
         state_path = tmp_path / "embedded" / STATE_FILE
