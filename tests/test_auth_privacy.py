@@ -27,6 +27,7 @@ from tests.auth_helpers import (
     wechat_code,
 )
 from tests.auth_pii_scan import leaks
+from tests.conftest import pg_dump_binary
 
 
 async def test_no_personal_data_or_session_key_in_responses_or_logs(
@@ -67,7 +68,7 @@ async def test_database_dump_holds_no_plaintext(
     who = await login_resident(client, sandbox, channel="app")
     resident = who["resident"]
     dump = subprocess.run(
-        ["pg_dump", "--data-only", "--schema=bff", services.database_url],
+        [pg_dump_binary(), "--data-only", "--schema=bff", services.database_url],
         capture_output=True,
         check=True,
         timeout=120,
