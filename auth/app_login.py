@@ -12,7 +12,7 @@ from datetime import datetime
 from adapters import context
 from adapters.errors import BadUpstreamAnswer, ProblemError
 from auth import audit, persons, protection
-from auth.issue import Tokens, start_session
+from auth.issue import Tokens, logged_in, start_session
 from auth.runtime import AuthRuntime
 
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
@@ -61,14 +61,4 @@ async def login(
     tokens = await start_session(
         rt, person_id=person.id, channel="app", level=person.level, now=now, device=device
     )
-    await protection.succeeded(rt, *keys)
-    await audit.record(
-        rt.pool,
-        subject=person.id,
-        action="login",
-        object=f"session:{tokens.session.id}",
-        result="success",
-        channel="app",
-        request_id=context.request_id.get(),
-    )
-    return tokens
+    return await logged_in(rt, tokens, *keys)

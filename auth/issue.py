@@ -6,7 +6,8 @@ from datetime import datetime
 
 import msgspec
 
-from auth import sessions
+from adapters import context
+from auth import audit, protection, sessions
 from auth.principal import Channel
 from auth.runtime import AuthRuntime
 from auth.sessions import Session
@@ -60,3 +61,18 @@ async def start_session(
     )
     token, expires_in = access_for(rt, session)
     return Tokens(access_token=token, expires_in=expires_in, refresh_token=refresh_token, session=session)
+
+
+async def logged_in(rt: AuthRuntime, tokens: Tokens, *keys: str) -> Tokens:
+    """A login went through: clear the failure counts of `keys` and audit the new session."""
+    await protection.succeeded(rt, *keys)
+    await audit.record(
+        rt.pool,
+        subject=tokens.session.person_id,
+        action="login",
+        object=f"session:{tokens.session.id}",
+        result="success",
+        channel=tokens.session.channel,
+        request_id=context.request_id.get(),
+    )
+    return tokens

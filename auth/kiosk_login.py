@@ -13,7 +13,7 @@ import msgspec
 from adapters import context
 from adapters.errors import ProblemError
 from auth import audit, persons, protection
-from auth.issue import Tokens, start_session
+from auth.issue import Tokens, logged_in, start_session
 from auth.runtime import AuthRuntime
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -112,14 +112,4 @@ async def login(rt: AuthRuntime, kiosk_id: str, payload: KioskLogin, *, ip: str,
     tokens = await start_session(
         rt, person_id=person.id, channel="kiosk", level=3, now=now, kiosk_id=kiosk_id, device=kiosk_id
     )
-    await protection.succeeded(rt, device_key, id_key)
-    await audit.record(
-        rt.pool,
-        subject=person.id,
-        action="login",
-        object=f"session:{tokens.session.id}",
-        result="success",
-        channel="kiosk",
-        request_id=context.request_id.get(),
-    )
-    return tokens
+    return await logged_in(rt, tokens, device_key, id_key)

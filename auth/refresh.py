@@ -33,43 +33,31 @@ async def refresh(rt: AuthRuntime, token: str, *, ip: str, kiosk_id: str | None,
     subject = session.person_id if session else "-"
     channel = session.channel if session else "-"
     obj = f"session:{session.id}" if session else "refresh_token"
+
+    async def note(action: str, outcome: str) -> None:
+        await audit.record(
+            rt.pool,
+            subject=subject,
+            action=action,
+            object=obj,
+            result=outcome,
+            channel=channel,
+            request_id=context.request_id.get(),
+        )
+
     if result.outcome == "reused":
         assert session is not None
         await denylist.deny_sessions(rt.redis, [session.id], rt.deny_ttl_s)
-        await audit.record(
-            rt.pool,
-            subject=subject,
-            action="refresh_reuse_detected",
-            object=obj,
-            result="family_revoked",
-            channel=channel,
-            request_id=context.request_id.get(),
-        )
+        await note("refresh_reuse_detected", "family_revoked")
     if result.outcome not in ("rotated", "graced"):
         if result.outcome == "wrong_device" and kiosk_id:
             await protection.failed(rt, f"device:{kiosk_id}", subject=subject, channel=channel)
-        await audit.record(
-            rt.pool,
-            subject=subject,
-            action="refresh",
-            object=obj,
-            result=result.outcome,
-            channel=channel,
-            request_id=context.request_id.get(),
-        )
+        await note("refresh", result.outcome)
         detail, code = _REFUSALS[result.outcome]
         raise ProblemError(detail, status=401, code=code)
     assert session is not None and result.refresh_token is not None
     access, expires_in = access_for(rt, session)
-    await audit.record(
-        rt.pool,
-        subject=subject,
-        action="refresh",
-        object=obj,
-        result=result.outcome,
-        channel=channel,
-        request_id=context.request_id.get(),
-    )
+    await note("refresh", result.outcome)
     return Tokens(
         access_token=access, expires_in=expires_in, refresh_token=result.refresh_token, session=session
     )

@@ -20,7 +20,7 @@ from adapters.errors import ProblemError
 from adapters.wechat.client import WeChatError
 from adapters.wechat.schemas import VERIFY_OK
 from auth import audit, persons, protection, sessions
-from auth.issue import Tokens, access_for, start_session
+from auth.issue import Tokens, access_for, logged_in, start_session
 from auth.principal import Principal
 from auth.runtime import AuthRuntime
 
@@ -85,9 +85,7 @@ async def login(rt: AuthRuntime, code: str, *, ip: str, now: datetime) -> Tokens
         now=now,
         openid=found.openid,
     )
-    await protection.succeeded(rt, f"openid:{found.openid}")
-    await _audit(rt, person_id, "login", f"session:{tokens.session.id}", "success")
-    return tokens
+    return await logged_in(rt, tokens, f"openid:{found.openid}")
 
 
 async def bind_phone(

@@ -7,7 +7,6 @@ BFF's guarantee alone (its database transaction), across replicas.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections import Counter
 
@@ -16,7 +15,7 @@ import pytest
 
 from tests.auth_helpers import login_resident
 from tests.conftest import free_port, start_process, stop_process, wait_http
-from tests.test_journey_helpers import auth, bookable_item, key, open_days, upstream_urls
+from tests.test_journey_helpers import auth, bookable_item, key, open_days, serve_env, upstream_urls
 
 ATTEMPTS = 500
 CAPACITY = 10
@@ -24,32 +23,18 @@ IN_FLIGHT_PER_INSTANCE = 90
 
 
 def _env(services, sandbox_url: str, port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "ENV": "test",
-            "DATABASE_URL": services.database_url,
-            "REDIS_URL": services.redis_url,
-            "API_PORT": str(port),
-            "CATALOGUE_URL": f"{sandbox_url}/catalogue",
-            "WECHAT_URL": f"{sandbox_url}/wechat",
-            "IDP_URL": f"{sandbox_url}/idp",
-            "BOOKING_URL": f"{sandbox_url}/booking",
-            "CASES_URL": f"{sandbox_url}/cases",
-            "RATINGS_URL": f"{sandbox_url}/ratings",
-            # The session's earlier tests logged many residents in from this address.
-            "AUTH_RATE_PER_IP": "100000",
-            "AUTH_RATE_PER_SUBJECT": "100000",
-            # 250 requests land on each process at once: let them queue rather than shed.
-            "REQUEST_BUDGET_MS": "60000",
-            "UPSTREAM_CALL_TIMEOUT_S": "30",
-            "MAX_IN_FLIGHT": "1000",
-            "DB_POOL_MAX": "20",
-            "DB_COMMAND_TIMEOUT_S": "60",
-            "LOG_LEVEL": "WARNING",
-        }
+    return serve_env(
+        services,
+        sandbox_url,
+        port,
+        # 250 requests land on each process at once: let them queue rather than shed.
+        REQUEST_BUDGET_MS="60000",
+        UPSTREAM_CALL_TIMEOUT_S="30",
+        MAX_IN_FLIGHT="1000",
+        DB_POOL_MAX="20",
+        DB_COMMAND_TIMEOUT_S="60",
+        LOG_LEVEL="WARNING",
     )
-    return env
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ system's webhooks delivered to the process by the sandbox; timeline and countdow
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
@@ -15,7 +14,7 @@ import pytest
 from bff.catalogue.sync import sync_once
 from tests.auth_helpers import login_resident
 from tests.conftest import free_port, make_settings, start_process, stop_process, wait_http
-from tests.test_journey_helpers import advance, application, auth, bookable_item, key, today_china
+from tests.test_journey_helpers import advance, application, auth, bookable_item, key, serve_env, today_china
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -55,25 +54,7 @@ class Days:
 async def bff(services, sandbox_url) -> httpx.AsyncClient:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    env.update(
-        {
-            "ENV": "test",
-            "DATABASE_URL": services.database_url,
-            "REDIS_URL": services.redis_url,
-            "API_PORT": str(port),
-            "CATALOGUE_URL": f"{sandbox_url}/catalogue",
-            "WECHAT_URL": f"{sandbox_url}/wechat",
-            "IDP_URL": f"{sandbox_url}/idp",
-            "BOOKING_URL": f"{sandbox_url}/booking",
-            "CASES_URL": f"{sandbox_url}/cases",
-            "RATINGS_URL": f"{sandbox_url}/ratings",
-            # The session's earlier tests logged many residents in from this address.
-            "AUTH_RATE_PER_IP": "100000",
-            "AUTH_RATE_PER_SUBJECT": "100000",
-            "CASE_NOTIFY_URL": f"{url}/api/v1/case-events",
-        }
-    )
+    env = serve_env(services, sandbox_url, port, CASE_NOTIFY_URL=f"{url}/api/v1/case-events")
     # The catalogue mirror (search) is filled by the worker's sync job; run one sync first.
     await sync_once(make_settings(services, sandbox_url))
     proc = start_process([sys.executable, "-m", "bff.cli", "serve"], env, "bff-journey")

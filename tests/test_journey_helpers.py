@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -212,3 +213,28 @@ def upstream_urls(sandbox_url: str) -> dict[str, Any]:
         "auth_rate_per_ip": 100_000,
         "auth_rate_per_subject": 100_000,
     }
+
+
+def serve_env(services: Any, sandbox_url: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `bff.cli serve` process on `port`, wired to the session's services and
+    sandbox; `extra` adds or overrides variables."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ENV": "test",
+            "DATABASE_URL": services.database_url,
+            "REDIS_URL": services.redis_url,
+            "API_PORT": str(port),
+            "CATALOGUE_URL": f"{sandbox_url}/catalogue",
+            "WECHAT_URL": f"{sandbox_url}/wechat",
+            "IDP_URL": f"{sandbox_url}/idp",
+            "BOOKING_URL": f"{sandbox_url}/booking",
+            "CASES_URL": f"{sandbox_url}/cases",
+            "RATINGS_URL": f"{sandbox_url}/ratings",
+            # The session's earlier tests logged many residents in from this address.
+            "AUTH_RATE_PER_IP": "100000",
+            "AUTH_RATE_PER_SUBJECT": "100000",
+            **extra,
+        }
+    )
+    return env

@@ -12,22 +12,15 @@ from datetime import date
 from typing import TypeVar
 from urllib.parse import quote
 
-import msgspec
-
 from adapters.booking.schemas import Booking, DaySlots, Hold, Refusal, Slot, Standing
-from adapters.errors import BadUpstreamAnswer, ProblemError
 from adapters.http import Reply, Upstream
+from adapters.refusal import Refused, result
 
 T = TypeVar("T")
 
 
-class BookingRefused(ProblemError):
+class BookingRefused(Refused[Refusal]):
     """The booking system said no (full, cap, blocked, wrong state); `reason` is its code."""
-
-    def __init__(self, status: int, refusal: Refusal) -> None:
-        super().__init__(refusal.message or refusal.error, status=status, code=refusal.error)
-        self.reason = refusal.error
-        self.refusal = refusal
 
 
 def _q(value: str) -> str:
@@ -38,17 +31,8 @@ class BookingClient:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
-    def _result(self, reply: Reply, type_: type[T], ok: tuple[int, ...] = (200, 201)) -> T:
-        if reply.status in ok:
-            return self.upstream.decode(reply, type_)
-        if 400 <= reply.status < 500:
-            try:
-                refusal = msgspec.json.decode(reply.body, type=Refusal)
-            except msgspec.DecodeError:
-                refusal = Refusal(error=f"http_{reply.status}")
-            raise BookingRefused(reply.status, refusal)
-        self.upstream.record_malformed()
-        raise BadUpstreamAnswer(f"booking answered {reply.status}")
+    def _result(self, reply: Reply, type_: type[T]) -> T:
+        return result(self.upstream, reply, type_, refusal=Refusal, refused=BookingRefused, label="booking")
 
     async def day_slots(self, hall_id: str, item_code: str, day: date) -> DaySlots:
         reply = await self.upstream.call(

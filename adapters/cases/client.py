@@ -5,19 +5,15 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import msgspec
-
 from adapters.cases.schemas import Application, Changes, MaterialRef, Refusal, SupplementReply
-from adapters.errors import BadUpstreamAnswer, ProblemError
 from adapters.http import Reply, Upstream
+from adapters.refusal import Refused, result
 
 T = TypeVar("T")
 
 
-class CaseRefused(ProblemError):
-    def __init__(self, status: int, refusal: Refusal) -> None:
-        super().__init__(refusal.message or refusal.error, status=status, code=refusal.error)
-        self.reason = refusal.error
+class CaseRefused(Refused[Refusal]):
+    """The case system said no; `reason` is its code."""
 
 
 class CaseClient:
@@ -25,16 +21,7 @@ class CaseClient:
         self.upstream = upstream
 
     def _result(self, reply: Reply, type_: type[T]) -> T:
-        if reply.status in (200, 201):
-            return self.upstream.decode(reply, type_)
-        if 400 <= reply.status < 500:
-            try:
-                refusal = msgspec.json.decode(reply.body, type=Refusal)
-            except msgspec.DecodeError:
-                refusal = Refusal(error=f"http_{reply.status}")
-            raise CaseRefused(reply.status, refusal)
-        self.upstream.record_malformed()
-        raise BadUpstreamAnswer(f"cases answered {reply.status}")
+        return result(self.upstream, reply, type_, refusal=Refusal, refused=CaseRefused, label="cases")
 
     async def apply(
         self,

@@ -19,9 +19,7 @@ class CatalogueClient:
         reply = await self.upstream.call("GET", f"/items/{quote(catalog_code, safe='')}", params=params)
         if reply.status == 404:
             return None
-        if reply.status != 200:
-            self.upstream.record_malformed()
-            raise BadUpstreamAnswer(f"catalogue answered {reply.status}")
+        self._expect_ok(reply.status)
         return self.upstream.decode(reply, ItemEntry)
 
     async def changes(self, since: int, limit: int = 1000) -> ChangePage:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import msgspec
-
-from adapters.errors import BadUpstreamAnswer, ProblemError
 from adapters.http import Reply, Upstream
 from adapters.ratings.schemas import Rating, Refusal
+from adapters.refusal import Refused, result
 
 
-class RatingRefused(ProblemError):
-    def __init__(self, status: int, refusal: Refusal) -> None:
-        super().__init__(refusal.message or refusal.error, status=status, code=refusal.error)
-        self.reason = refusal.error
+class RatingRefused(Refused[Refusal]):
+    """The 好差评 system said no; `reason` is its code."""
 
 
 class RatingClient:
@@ -52,13 +48,4 @@ class RatingClient:
         return self._result(await self.upstream.call("GET", f"/ratings/{quote(rating_id, safe='')}"))
 
     def _result(self, reply: Reply) -> Rating:
-        if reply.status in (200, 201):
-            return self.upstream.decode(reply, Rating)
-        if 400 <= reply.status < 500:
-            try:
-                refusal = msgspec.json.decode(reply.body, type=Refusal)
-            except msgspec.DecodeError:
-                refusal = Refusal(error=f"http_{reply.status}")
-            raise RatingRefused(reply.status, refusal)
-        self.upstream.record_malformed()
-        raise BadUpstreamAnswer(f"ratings answered {reply.status}")
+        return result(self.upstream, reply, Rating, refusal=Refusal, refused=RatingRefused, label="ratings")

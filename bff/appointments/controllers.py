@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import re
-import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -31,6 +29,7 @@ from bff.appointments.service import AppointmentService, appointment_out, iso
 from bff.cases.access import owned, parse_uuid
 from bff.cases.calendar import CHINA
 from bff.idempotency import IdempotencyStore
+from bff.platform.paging import keyset_after, keyset_page
 
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _SLOT = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
@@ -76,22 +75,6 @@ class SlotController(Controller):
                 for s in slots
             ],
         )
-
-
-def _cursor(row: asyncpg.Record) -> str:
-    raw = f"{row['starts_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, ident = raw.split("|", 1)
-        return datetime.fromisoformat(moment), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(
-            "cursor: not a cursor this API gave out", status=400, code="validation_failed"
-        ) from None
 
 
 class AppointmentController(Controller):
@@ -142,7 +125,7 @@ class AppointmentController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> AppointmentPage:
-        after = _parse_cursor(cursor) if cursor else None
+        moment, ident = keyset_after(cursor)
         rows = await db_pool.fetch(
             """
             SELECT * FROM bff.appointments
@@ -151,15 +134,12 @@ class AppointmentController(Controller):
             ORDER BY starts_at, id LIMIT $4
             """,
             principal.person_id,
-            after[0] if after else None,
-            after[1] if after else None,
+            moment,
+            ident,
             limit + 1,
         )
-        page = rows[:limit]
-        return AppointmentPage(
-            items=[appointment_out(r) for r in page],
-            next_cursor=_cursor(page[-1]) if len(rows) > limit else None,
-        )
+        page, following = keyset_page(rows, limit, "starts_at")
+        return AppointmentPage(items=[appointment_out(r) for r in page], next_cursor=following)
 
     async def _own(self, pool: asyncpg.Pool, principal: Principal, appointment_id: str) -> asyncpg.Record:
         ident = parse_uuid(appointment_id, "appointment")

@@ -3,11 +3,8 @@ the case system's webhook."""
 
 from __future__ import annotations
 
-import base64
 import hmac
 import time
-import uuid
-from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +26,7 @@ from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, Upload
 from bff.cases.service import CaseService
 from bff.idempotency import IdempotencyStore
 from bff.platform.logs import get_logger
+from bff.platform.paging import keyset_after, keyset_page
 from bff.platform.problems import register_titles
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingIn, RatingOut, RatingService
@@ -46,22 +44,6 @@ async def _own_case(pool: asyncpg.Pool, principal: Principal, case_id: str) -> a
     if row is not None and row["project_no"] is None:
         row = None if row["person_id"] == principal.person_id else row  # not submitted: not yet a case
     return await owned(pool, principal, "case", case_id, row)
-
-
-def _cursor(row: asyncpg.Record) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, ident = raw.split("|", 1)
-        return datetime.fromisoformat(moment), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(
-            "cursor: not a cursor this API gave out", status=400, code="validation_failed"
-        ) from None
 
 
 class CaseController(Controller):
@@ -91,7 +73,7 @@ class CaseController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> CasePage:
-        after = _parse_cursor(cursor) if cursor else None
+        moment, ident = keyset_after(cursor)
         rows = await db_pool.fetch(
             """
             SELECT * FROM bff.cases
@@ -100,15 +82,12 @@ class CaseController(Controller):
             ORDER BY created_at DESC, id DESC LIMIT $4
             """,
             principal.person_id,
-            after[0] if after else None,
-            after[1] if after else None,
+            moment,
+            ident,
             limit + 1,
         )
-        page = rows[:limit]
-        return CasePage(
-            items=[await cases.summary(db_pool, r) for r in page],
-            next_cursor=_cursor(page[-1]) if len(rows) > limit else None,
-        )
+        page, following = keyset_page(rows, limit, "created_at")
+        return CasePage(items=[await cases.summary(db_pool, r) for r in page], next_cursor=following)
 
     @get("/{case_id:str}", summary="One case: one timeline, the promised date, remaining working days")
     async def get_case(

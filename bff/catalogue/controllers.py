@@ -37,6 +37,7 @@ from bff.catalogue.schemas import (
     TopicList,
 )
 from bff.catalogue.search import MAX_QUERY_CHARS, normalize
+from bff.platform.paging import encode_token
 from bff.platform.problems import register_titles
 
 register_titles(
@@ -126,9 +127,7 @@ T = TypeVar("T")
 def _page(items: list[T], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
     start = _offset(cursor)
     end = start + limit
-    following = (
-        base64.urlsafe_b64encode(f"o:{end}".encode()).decode().rstrip("=") if end < len(items) else None
-    )
+    following = encode_token(f"o:{end}") if end < len(items) else None
     return items[start:end], following
 
 

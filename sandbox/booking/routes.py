@@ -415,6 +415,21 @@ async def _load(conn: Conn, booking_no: str) -> tuple[Any, Any] | None:
     return row, slot
 
 
+async def _booked(
+    conn: Conn, booking_no: str, request_id: str, refusal: str
+) -> Response[Any] | tuple[Any, Any]:
+    """A change to a booking: the replayed answer, a refusal, or the (booked) row and its slot."""
+    if (seen := await dedup(conn, request_id)) is not None:
+        return seen
+    found = await _load(conn, booking_no)
+    if found is None:
+        return problem(404, "booking_not_found", f"no booking {booking_no}")
+    row, _ = found
+    if row["status"] != "booked":
+        return await answer(conn, request_id, 409, {"error": refusal, "message": row["status"]})
+    return found
+
+
 @get("/bookings/{booking_no:str}")
 async def get_booking(db: NamedDependency[asyncpg.Pool], booking_no: FromPath[str]) -> Response[Any]:
     async with db.acquire() as conn, conn.transaction():
@@ -429,16 +444,10 @@ async def cancel_booking(
     db: NamedDependency[asyncpg.Pool], booking_no: FromPath[str], data: Annotated[RequestIn, Body()]
 ) -> Response[Any]:
     async with db.acquire() as conn, conn.transaction():
-        if (seen := await dedup(conn, data.request_id)) is not None:
-            return seen
-        found = await _load(conn, booking_no)
-        if found is None:
-            return problem(404, "booking_not_found", f"no booking {booking_no}")
+        found = await _booked(conn, booking_no, data.request_id, "not_cancellable")
+        if isinstance(found, Response):
+            return found
         row, slot = found
-        if row["status"] != "booked":
-            return await answer(
-                conn, data.request_id, 409, {"error": "not_cancellable", "message": row["status"]}
-            )
         if slot["starts_at"] <= await now(conn):
             return await answer(
                 conn, data.request_id, 409, {"error": "too_late", "message": "slot has begun"}
@@ -455,16 +464,10 @@ async def reschedule_booking(
     db: NamedDependency[asyncpg.Pool], booking_no: FromPath[str], data: Annotated[RescheduleIn, Body()]
 ) -> Response[Any]:
     async with db.acquire() as conn, conn.transaction():
-        if (seen := await dedup(conn, data.request_id)) is not None:
-            return seen
-        found = await _load(conn, booking_no)
-        if found is None:
-            return problem(404, "booking_not_found", f"no booking {booking_no}")
+        found = await _booked(conn, booking_no, data.request_id, "not_reschedulable")
+        if isinstance(found, Response):
+            return found
         row, old_slot = found
-        if row["status"] != "booked":
-            return await answer(
-                conn, data.request_id, 409, {"error": "not_reschedulable", "message": row["status"]}
-            )
         new_slot = await conn.fetchrow("SELECT * FROM sandbox.booking_slots WHERE slot_id = $1", data.slot_id)
         if new_slot is None:
             return problem(404, "slot_not_found", f"no slot {data.slot_id}")
@@ -507,16 +510,10 @@ async def check_in(
     db: NamedDependency[asyncpg.Pool], booking_no: FromPath[str], data: Annotated[RequestIn, Body()]
 ) -> Response[Any]:
     async with db.acquire() as conn, conn.transaction():
-        if (seen := await dedup(conn, data.request_id)) is not None:
-            return seen
-        found = await _load(conn, booking_no)
-        if found is None:
-            return problem(404, "booking_not_found", f"no booking {booking_no}")
+        found = await _booked(conn, booking_no, data.request_id, "not_checkable")
+        if isinstance(found, Response):
+            return found
         row, slot = found
-        if row["status"] != "booked":
-            return await answer(
-                conn, data.request_id, 409, {"error": "not_checkable", "message": row["status"]}
-            )
         moment = await now(conn)
         if (
             moment.astimezone(CHINA).date() != slot["starts_at"].astimezone(CHINA).date()
