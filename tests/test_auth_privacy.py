@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 from typing import Any
 
 import asyncpg
@@ -27,7 +26,7 @@ from tests.auth_helpers import (
     wechat_code,
 )
 from tests.auth_pii_scan import leaks
-from tests.conftest import pg_dump_binary
+from tests.conftest import dump_schema
 
 
 async def test_no_personal_data_or_session_key_in_responses_or_logs(
@@ -67,12 +66,7 @@ async def test_database_dump_holds_no_plaintext(
 ) -> None:
     who = await login_resident(client, sandbox, channel="app")
     resident = who["resident"]
-    dump = subprocess.run(
-        [pg_dump_binary(), "--data-only", "--schema=bff", services.database_url],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    ).stdout.decode("utf-8", "replace")
+    dump = await dump_schema(services.database_url, "bff")
     assert who["person_id"] in dump  # the dump is of the right database
     for value in [resident["id_card_number"], resident["phone_number"], resident["name"], *KNOWN_PII]:
         assert value not in dump
