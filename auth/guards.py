@@ -157,6 +157,7 @@ def channels(*allowed: Channel) -> Guard:
                 extra={"allowedChannels": list(allowed)},
             )
 
+    guard.allowed_channels = allowed  # type: ignore[attr-defined]  # read by the OpenAPI contract
     return guard
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import asyncpg
+import msgspec
 
 from adapters import context
 from adapters.errors import ProblemError
@@ -89,3 +90,19 @@ async def revoke(rt: AuthRuntime, staff: Principal, kiosk_id: str, *, now: datet
         request_id=context.request_id.get(),
     )
     return len(ended)
+
+
+class KioskRow(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    hall_id: str
+    algorithm: str
+    status: str
+
+
+async def list_all(rt: AuthRuntime, limit: int = 500) -> list[KioskRow]:
+    """Registered kiosks for the staff console, by id."""
+    rows = await rt.pool.fetch(
+        "SELECT id, name, hall_id, algorithm, status FROM bff.kiosks ORDER BY id LIMIT $1", limit
+    )
+    return [KioskRow(r["id"], r["name"], r["hall_id"], r["algorithm"], r["status"]) for r in rows]

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bff.catalogue.sync import sync_once
 from bff.platform.migrate import migrate
 from bff.platform.settings import Settings
+from bff.wiring import open_root
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,8 @@ async def catalogue_environment(scale: str, redis_db: int = 14) -> AsyncIterator
             log_level="WARNING",
         )
         started = time.monotonic()
-        report = await sync_once(settings, full=True)
+        async with open_root(settings) as root:
+            report = await root.catalogue_sync.run(full=True)
         print(
             f"# full sync: {report.entries_seen} entries in {time.monotonic() - started:.1f} s",
             file=sys.stderr,

@@ -13,8 +13,12 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bff.platform.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from bff.catalogue.sync import SyncReport
 
 
 def _settings() -> Settings:
@@ -64,8 +68,6 @@ def cmd_migrate(settings: Settings) -> None:
 
 def cmd_worker(settings: Settings) -> None:
     _require_urls(settings)
-    import bff.cases.jobs  # registers the case reconciler and the journey's clean-ups
-    import bff.catalogue.jobs  # noqa: F401 - registers the catalogue sync job
     from bff.worker import run_worker
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -184,10 +186,14 @@ def cmd_dev(settings: Settings) -> None:
 
 def _sync_catalogue(env: dict[str, str]) -> None:
     """Fill the catalogue mirror before the API starts, so search works from the first request."""
-    from bff.catalogue.sync import sync_once
+    from bff.wiring import open_root
+
+    async def sync() -> SyncReport:
+        async with open_root(load_settings(env, dotenv=None)) as root:
+            return await root.catalogue_sync.run()
 
     print("syncing the service catalogue into the mirror ...", flush=True)  # noqa: T201
-    report = asyncio.run(sync_once(load_settings(env, dotenv=None)))
+    report = asyncio.run(sync())
     summary = f"{report.mode} sync, {report.entries_seen} entries read, {report.entries_changed} changed"
     print(f"catalogue: {summary}")  # noqa: T201
 

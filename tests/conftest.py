@@ -377,3 +377,11 @@ def personal_data_scan() -> Iterator[None]:
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
     found = leaks([body.decode("utf-8", "replace") for _, _, _, body in SEEN_RESPONSES] + lines)
     assert not found, f"personal data or secrets leaked: {found[:3]}"
+
+
+async def sync_once(settings: Settings, *, full: bool | None = None) -> Any:
+    """One catalogue sync run through a composition root of its own (as `sanxiang dev` does)."""
+    from bff.wiring import open_root
+
+    async with open_root(settings) as root:
+        return await root.catalogue_sync.run(full=full)

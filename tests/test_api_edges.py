@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import httpx
 import msgspec
-from litestar import get, post
-from litestar.di import NamedDependency
+from litestar import Request, get, post
 from litestar.params import JSONBody
 
 from tests.test_items import first_code
@@ -156,8 +156,9 @@ async def boom() -> None:
 
 
 @get("/test/db")
-async def uses_db(db_pool: NamedDependency[asyncpg.Pool]) -> dict[str, int]:
-    return {"one": await db_pool.fetchval("SELECT 1")}
+async def uses_db(request: Request[Any, Any, Any]) -> dict[str, int]:
+    pool: asyncpg.Pool = request.app.state.root.pool
+    return {"one": await pool.fetchval("SELECT 1")}
 
 
 @post("/test/echo")
@@ -168,7 +169,7 @@ async def post_echo(data: JSONBody[EchoBody]) -> EchoBody:
 async def test_database_pool_acquire_has_a_timeout(make_client) -> None:
     client = await make_client(db_pool_min=1, db_pool_max=1, db_acquire_timeout_s=0.2)
     client.app.register(uses_db)  # type: ignore[attr-defined]
-    pool = client.app.state.db_pool  # type: ignore[attr-defined]
+    pool = client.app.state.root.pool  # type: ignore[attr-defined]
     async with pool.acquire():
         started = asyncio.get_running_loop().time()
         try:

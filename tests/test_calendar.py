@@ -8,7 +8,7 @@ from datetime import date
 import asyncpg
 import pytest
 
-from bff.cases.calendar import Calendar, CalendarSource, Suspension, countdown
+from bff.platform.clock import Calendar, CalendarSource, Suspension, countdown
 
 
 @pytest.fixture

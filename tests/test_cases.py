@@ -225,19 +225,15 @@ async def test_uploads_are_stored_outside_the_web_root_and_not_served(client, sa
 
 
 async def test_the_worker_job_reconciles(client, sandbox, sandbox_url, db, services, redis) -> None:
-    from bff.cases.jobs import run_reconcile
-    from bff.platform.db import create_pool
+    from bff.wiring import open_root
     from tests.conftest import make_settings
 
     who = await login_resident(client, sandbox)
     case = await apply(client, who, await bookable_item(db))
     dropped = await advance(sandbox, case["case"]["projectNo"], "pre_accept", deliver=False)
     settings = make_settings(services, sandbox_url, **upstream_urls(sandbox_url))
-    pool = await create_pool(settings)
-    try:
-        await run_reconcile(pool, redis, settings)
-    finally:
-        await pool.close()
+    async with open_root(settings) as root:
+        await {job.name: job for job in root.jobs}["cases_reconcile"].run()
     assert (
         await db.fetchval("SELECT via FROM bff.case_events WHERE event_id = $1", dropped["event_id"])
         == "feed"

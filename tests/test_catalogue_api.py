@@ -19,7 +19,7 @@ JISHOU = "433101"  # 吉首市, in 湘西州
 async def mirrored(services, sandbox_url: str, make_client) -> httpx.AsyncClient:
     await run_sync(services, sandbox_url)
     client = await make_client()
-    await client.app.state.catalogue_mirror.refresh(force=True)
+    await client.app.state.root.catalogue_mirror.refresh(force=True)
     return client
 
 
@@ -202,7 +202,7 @@ async def test_mirrored_guide_turns_stale_when_syncs_stop(
 ) -> None:
     await run_sync(services, sandbox_url)
     client = await make_client(catalogue_stale_after_s=0)
-    await client.app.state.catalogue_mirror.refresh(force=True)
+    await client.app.state.root.catalogue_mirror.refresh(force=True)
     code = await main_code(sandbox, "结婚登记")
     body = (await client.get(f"/api/v1/items/{code}")).json()
     assert body["freshness"]["status"] == "stale" and body["freshness"]["asOf"]
@@ -216,14 +216,14 @@ async def test_cancelled_item_leaves_search_and_its_guide_is_gone(
     await sandbox.post(f"/_control/catalogue/entries/{code}/cancel")
     try:
         await run_sync(services, sandbox_url, full=False)
-        await mirrored.app.state.catalogue_mirror.refresh()
+        await mirrored.app.state.root.catalogue_mirror.refresh()
         assert not any(i["code"] == code for i in await search(mirrored, "导游证"))
         response = await mirrored.get(f"/api/v1/items/{code}")
         assert response.status_code == 410 and response.json()["code"] == "item_cancelled"
     finally:
         await sandbox.post(f"/_control/catalogue/entries/{code}/restore")
         await run_sync(services, sandbox_url, full=False)
-    await mirrored.app.state.catalogue_mirror.refresh()
+    await mirrored.app.state.root.catalogue_mirror.refresh()
     assert any(i["code"] == code for i in await search(mirrored, "导游证"))
 
 

@@ -173,19 +173,14 @@ async def test_failed_sync_keeps_the_mirror_and_cursor(
 
 
 async def test_worker_job_runs_the_sync(services, sandbox_url: str, db) -> None:
-    from bff.catalogue import jobs
-    from bff.worker import JOBS
+    from bff.wiring import open_root
     from tests.conftest import make_settings
 
-    assert any(job.name == "catalogue_sync" for job in JOBS)
     settings = make_settings(services, sandbox_url, catalogue_sync_interval_s=0)
     before = await db.fetchval("SELECT run FROM bff.catalogue_sync_state")
-    pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
-    redis = Redis.from_url(services.redis_url)
-    try:
-        await jobs.run_catalogue_sync(pool, redis, settings)
-    finally:
-        await redis.aclose()
-        await pool.close()
+    async with open_root(settings) as root:
+        jobs = {job.name: job for job in root.jobs}
+        assert "catalogue_sync" in jobs
+        await jobs["catalogue_sync"].run()
     state = await db.fetchrow("SELECT run, last_error, last_success_at FROM bff.catalogue_sync_state")
     assert state["run"] == before + 1 and state["last_error"] is None

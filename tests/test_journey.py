@@ -11,9 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 import httpx
 import pytest
 
-from bff.catalogue.sync import sync_once
 from tests.auth_helpers import login_resident
-from tests.conftest import free_port, make_settings, start_process, stop_process, wait_http
+from tests.conftest import free_port, make_settings, start_process, stop_process, sync_once, wait_http
 from tests.test_journey_helpers import advance, application, auth, bookable_item, key, serve_env, today_china
 
 CHINA = timezone(timedelta(hours=8))

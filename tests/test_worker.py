@@ -5,25 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from bff import worker
-from bff.worker import Job, run_worker
+from bff.wiring import Job
+from bff.worker import run_worker
 from tests.conftest import make_settings
 
 
 async def test_one_leader_runs_the_jobs_and_a_standby_takes_over(services, redis) -> None:
     await redis.delete("sx:test:worker-runs")
 
-    async def tick(pool, redis_client, settings) -> None:
-        await redis_client.rpush("sx:test:worker-runs", settings.api_port)
+    def tick(port: int) -> Job:
+        async def run() -> None:
+            await redis.rpush("sx:test:worker-runs", port)
 
-    job = Job("test-tick", interval=0.05, budget=1.0, run=tick)
-    worker.register(job)
+        return Job("test-tick", interval=0.05, budget=1.0, run=run)
+
     first_stop, second_stop = asyncio.Event(), asyncio.Event()
     settings_a = make_settings(services, "http://127.0.0.1:1", api_port=1111)
     settings_b = make_settings(services, "http://127.0.0.1:1", api_port=2222)
-    first = asyncio.create_task(run_worker(settings_a, stop=first_stop))
+    first = asyncio.create_task(run_worker(settings_a, stop=first_stop, extra_jobs=[tick(1111)]))
     await asyncio.sleep(0.5)
-    second = asyncio.create_task(run_worker(settings_b, stop=second_stop))
+    second = asyncio.create_task(run_worker(settings_b, stop=second_stop, extra_jobs=[tick(2222)]))
     try:
         await asyncio.sleep(1.0)
         runs = [int(x) for x in await redis.lrange("sx:test:worker-runs", 0, -1)]
@@ -39,25 +40,24 @@ async def test_one_leader_runs_the_jobs_and_a_standby_takes_over(services, redis
         second_stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(first, second), 10)
-        worker.JOBS.remove(job)
 
 
 async def test_a_failing_job_does_not_stop_the_worker(services, redis) -> None:
     await redis.delete("sx:test:worker-fail")
 
-    async def flaky(pool, redis_client, settings) -> None:
-        count = await redis_client.incr("sx:test:worker-fail")
+    async def flaky() -> None:
+        count = await redis.incr("sx:test:worker-fail")
         if count % 2:
             raise RuntimeError("transient")
 
     job = Job("test-flaky", interval=0.05, budget=1.0, run=flaky)
-    worker.register(job)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(make_settings(services, "http://127.0.0.1:1"), stop=stop))
+    task = asyncio.create_task(
+        run_worker(make_settings(services, "http://127.0.0.1:1"), stop=stop, extra_jobs=[job])
+    )
     try:
         await asyncio.sleep(1.0)
         assert int(await redis.get("sx:test:worker-fail")) >= 4
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
-        worker.JOBS.remove(job)

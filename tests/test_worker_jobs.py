@@ -146,16 +146,18 @@ async def pool(job_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def run_job(name: str, pool: asyncpg.Pool, redis: Any, settings: Settings) -> None:
-    """Run one registered job once, the way the leader worker does (inside the job's budget)."""
-    from bff import worker
-    from bff.cases.jobs import run_expire_keys, run_resolve_pending
+    """Run one listed job once, the way the leader worker does: from the composition root, inside
+    the job's budget."""
+    from bff.wiring import open_root
 
-    jobs = {job.name: job for job in worker.JOBS}
-    assert jobs["appointments_resolve_pending"].run is run_resolve_pending
-    assert jobs["idempotency_expire"].run is run_expire_keys
-    job = jobs[name]
-    with context.budget(job.budget):
-        await job.run(pool, redis, settings)
+    async with open_root(settings) as root:
+        jobs = {job.name: job for job in root.jobs}
+        # The jobs are the root's services' own methods: the same upstreams and breakers as the API's.
+        assert jobs["appointments_resolve_pending"].run == root.appointments.resolve_pending
+        assert jobs["idempotency_expire"].run == root.idempotency.expire
+        job = jobs[name]
+        with context.budget(job.budget):
+            await job.run()
 
 
 async def appointment_of(db: asyncpg.Connection, person_id: str) -> asyncpg.Record:

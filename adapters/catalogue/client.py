@@ -22,9 +22,11 @@ class CatalogueClient:
         self._expect_ok(reply.status)
         return self.upstream.decode(reply, ItemEntry)
 
-    async def changes(self, since: int, limit: int = 1000) -> ChangePage:
+    async def changes(self, since: int, limit: int = 1000, *, timeout: float | None = None) -> ChangePage:
         """Entries changed after cursor `since` (0: the whole library), cancellations included."""
-        reply = await self.upstream.call("GET", "/changes", params={"since": str(since), "limit": str(limit)})
+        reply = await self.upstream.call(
+            "GET", "/changes", params={"since": str(since), "limit": str(limit)}, timeout=timeout
+        )
         self._expect_ok(reply.status)
         return self.upstream.decode(reply, ChangePage)
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
-import asyncpg
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
@@ -22,22 +20,20 @@ from bff.appointments.schemas import (
     DaySlotsOut,
     EmptyIn,
     HoldIn,
+    HoldOut,
     RescheduleIn,
-    SlotOut,
 )
-from bff.appointments.service import AppointmentService, appointment_out, iso
-from bff.cases.access import owned, parse_uuid
-from bff.cases.calendar import CHINA
-from bff.idempotency import IdempotencyStore
-from bff.platform.paging import keyset_after, keyset_page
+from bff.appointments.service import AppointmentService
+from bff.idempotency import IdempotencyKey, IdempotencyStore
 
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _SLOT = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
 
 
-def _check(pattern: re.Pattern[str], value: str, field: str) -> None:
+def _check(pattern: re.Pattern[str], value: str, field: str) -> str:
     if not pattern.match(value):
         raise ProblemError(f"{field}: not a valid identifier", status=400, code="validation_failed")
+    return value
 
 
 class SlotController(Controller):
@@ -54,27 +50,7 @@ class SlotController(Controller):
         item: Annotated[str, QueryParameter(description="item code")],
         day: Annotated[date, QueryParameter(name="date", description="YYYY-MM-DD (China time)")],
     ) -> DaySlotsOut:
-        _check(_CODE, hall_id, "id")
-        _check(_CODE, item, "item")
-        if day < datetime.now(CHINA).date():
-            raise ProblemError("date: must not be in the past", status=422, code="date_in_past")
-        slots = await appointments.day_slots(hall_id, item, day)
-        return DaySlotsOut(
-            hall_id=hall_id,
-            item_code=item,
-            date=day.isoformat(),
-            open=bool(slots),
-            slots=[
-                SlotOut(
-                    slot_id=s.slot_id,
-                    starts_at=iso(s.starts_at),
-                    ends_at=iso(s.ends_at),
-                    capacity=s.capacity,
-                    available=s.available,
-                )
-                for s in slots
-            ],
-        )
+        return await appointments.slots(_check(_CODE, hall_id, "id"), _check(_CODE, item, "item"), day)
 
 
 class AppointmentController(Controller):
@@ -89,13 +65,12 @@ class AppointmentController(Controller):
         principal: NamedDependency[Principal],
         idempotency: NamedDependency[IdempotencyStore],
         appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
         data: Annotated[HoldIn, Body()],
-    ) -> Response[bytes]:
-        _check(_SLOT, data.slot_id, "slotId")
+    ) -> Response[HoldOut]:
+        slot_id = _check(_SLOT, data.slot_id, "slotId")
         return await idempotency.run(
-            request,
-            principal.person_id,
-            lambda ctx: appointments.hold(ctx, principal.person_id, data.slot_id),
+            request, principal.person_id, lambda ctx: appointments.hold(ctx, principal.person_id, slot_id)
         )
 
     @post("", summary="Book a slot (from a hold or directly)", status_code=201)
@@ -105,8 +80,9 @@ class AppointmentController(Controller):
         principal: NamedDependency[Principal],
         idempotency: NamedDependency[IdempotencyStore],
         appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
         data: Annotated[BookIn, Body()],
-    ) -> Response[bytes]:
+    ) -> Response[AppointmentOut]:
         if (data.slot_id is None) == (data.hold_id is None):
             raise ProblemError("give exactly one of slotId and holdId", status=400, code="validation_failed")
         if data.slot_id is not None:
@@ -121,54 +97,33 @@ class AppointmentController(Controller):
     async def list_appointments(
         self,
         principal: NamedDependency[Principal],
-        db_pool: NamedDependency[asyncpg.Pool],
+        appointments: NamedDependency[AppointmentService],
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> AppointmentPage:
-        moment, ident = keyset_after(cursor)
-        rows = await db_pool.fetch(
-            """
-            SELECT * FROM bff.appointments
-            WHERE person_id = $1 AND status <> 'failed'
-              AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
-            ORDER BY starts_at, id LIMIT $4
-            """,
-            principal.person_id,
-            moment,
-            ident,
-            limit + 1,
-        )
-        page, following = keyset_page(rows, limit, "starts_at")
-        return AppointmentPage(items=[appointment_out(r) for r in page], next_cursor=following)
-
-    async def _own(self, pool: asyncpg.Pool, principal: Principal, appointment_id: str) -> asyncpg.Record:
-        ident = parse_uuid(appointment_id, "appointment")
-        row = await pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", ident)
-        return await owned(pool, principal, "appointment", appointment_id, row)
+        return await appointments.mine(principal, limit, cursor)
 
     @get("/{appointment_id:str}", summary="One appointment")
     async def get_appointment(
         self,
         principal: NamedDependency[Principal],
-        db_pool: NamedDependency[asyncpg.Pool],
         appointments: NamedDependency[AppointmentService],
         appointment_id: FromPath[str],
     ) -> AppointmentOut:
-        row = await self._own(db_pool, principal, appointment_id)
-        return appointment_out(await appointments.refresh(row))
+        return await appointments.view(principal, appointment_id)
 
     @post("/{appointment_id:str}/cancel", summary="Cancel", status_code=200)
     async def cancel(
         self,
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
-        db_pool: NamedDependency[asyncpg.Pool],
         idempotency: NamedDependency[IdempotencyStore],
         appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
         appointment_id: FromPath[str],
         data: Annotated[EmptyIn | None, Body()] = None,
-    ) -> Response[bytes]:
-        row = await self._own(db_pool, principal, appointment_id)
+    ) -> Response[AppointmentOut]:
+        row = await appointments.own(principal, appointment_id)
         return await idempotency.run(request, principal.person_id, lambda ctx: appointments.cancel(ctx, row))
 
     @post("/{appointment_id:str}/reschedule", summary="Move to another slot", status_code=201)
@@ -176,16 +131,16 @@ class AppointmentController(Controller):
         self,
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
-        db_pool: NamedDependency[asyncpg.Pool],
         idempotency: NamedDependency[IdempotencyStore],
         appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
         appointment_id: FromPath[str],
         data: Annotated[RescheduleIn, Body()],
-    ) -> Response[bytes]:
-        _check(_SLOT, data.slot_id, "slotId")
-        row = await self._own(db_pool, principal, appointment_id)
+    ) -> Response[AppointmentOut]:
+        slot_id = _check(_SLOT, data.slot_id, "slotId")
+        row = await appointments.own(principal, appointment_id)
         return await idempotency.run(
-            request, principal.person_id, lambda ctx: appointments.reschedule(ctx, row, data.slot_id)
+            request, principal.person_id, lambda ctx: appointments.reschedule(ctx, row, slot_id)
         )
 
     @post(
@@ -198,16 +153,13 @@ class AppointmentController(Controller):
         self,
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
-        db_pool: NamedDependency[asyncpg.Pool],
         idempotency: NamedDependency[IdempotencyStore],
         appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
         appointment_id: FromPath[str],
         data: Annotated[EmptyIn | None, Body()] = None,
-    ) -> Response[bytes]:
-        row = await self._own(db_pool, principal, appointment_id)
+    ) -> Response[AppointmentOut]:
+        row = await appointments.own(principal, appointment_id)
         return await idempotency.run(
             request, principal.person_id, lambda ctx: appointments.check_in(ctx, row)
         )
-
-
-__all__ = ["AppointmentController", "SlotController", "msgspec"]

@@ -6,25 +6,27 @@ from typing import Literal
 
 import msgspec
 
+from bff.platform.schema import Camel, CamelIn
 
-class HoldIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+
+class HoldIn(CamelIn):
     slot_id: str = msgspec.field()
 
 
-class BookIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class BookIn(CamelIn):
     slot_id: str | None = None
     hold_id: str | None = None
 
 
-class RescheduleIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class RescheduleIn(CamelIn):
     slot_id: str
 
 
-class EmptyIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class EmptyIn(CamelIn):
     pass
 
 
-class SlotOut(msgspec.Struct, rename="camel"):
+class SlotOut(Camel):
     slot_id: str
     starts_at: str
     ends_at: str
@@ -32,7 +34,7 @@ class SlotOut(msgspec.Struct, rename="camel"):
     available: int
 
 
-class DaySlotsOut(msgspec.Struct, rename="camel"):
+class DaySlotsOut(Camel):
     hall_id: str
     item_code: str
     date: str
@@ -40,7 +42,7 @@ class DaySlotsOut(msgspec.Struct, rename="camel"):
     slots: list[SlotOut]
 
 
-class HoldOut(msgspec.Struct, rename="camel"):
+class HoldOut(Camel):
     hold_id: str
     slot_id: str
     expires_at: str
@@ -49,7 +51,7 @@ class HoldOut(msgspec.Struct, rename="camel"):
 AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelled", "no_show", "failed"]
 
 
-class AppointmentOut(msgspec.Struct, rename="camel"):
+class AppointmentOut(Camel):
     id: str
     status: AppointmentStatus
     slot_id: str
@@ -64,6 +66,6 @@ class AppointmentOut(msgspec.Struct, rename="camel"):
     no_show_warning: bool = False
 
 
-class AppointmentPage(msgspec.Struct, rename="camel"):
+class AppointmentPage(Camel):
     items: list[AppointmentOut]
     next_cursor: str | None

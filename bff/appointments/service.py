@@ -22,36 +22,40 @@ import asyncpg.pool
 from adapters.booking.client import BookingClient, BookingRefused
 from adapters.booking.schemas import Booking, Slot
 from adapters.errors import ProblemError, UpstreamUnavailable
-from bff.appointments.schemas import AppointmentOut, HoldOut
-from bff.cases.calendar import CHINA
+from auth.principal import Principal
+from bff.appointments.schemas import AppointmentOut, AppointmentPage, DaySlotsOut, HoldOut, SlotOut
 from bff.idempotency import IdemContext, Recorded
-from bff.platform.problems import register_titles
+from bff.platform.access import owned, parse_uuid
+from bff.platform.clock import CHINA
+from bff.platform.paging import keyset_after, keyset_page
+from bff.platform.problems import define
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-register_titles(
+define(
+    __name__,
     {
-        "slot_full": ("该时段已约满", "This time slot is fully booked"),
-        "slot_not_found": ("未找到该时段", "No such time slot"),
-        "slot_in_past": ("该时段已过", "This time slot has passed"),
-        "date_in_past": ("日期已过", "The date is in the past"),
-        "date_out_of_window": ("该日期不在可预约范围内", "The date is outside the booking window"),
-        "item_not_bookable_here": ("该事项不能在此大厅预约", "This item cannot be booked in this hall"),
-        "hall_not_found": ("未找到该大厅", "No such hall"),
-        "hold_quota_exceeded": ("占号过多，请先完成或放弃已占的号", "Too many seats held at once"),
-        "hold_expired": ("占号已过期，请重新选择时段", "The hold has expired"),
-        "booking_cap_reached": ("已达预约次数上限", "Booking limit reached"),
+        "slot_full": (409, "该时段已约满", "This time slot is fully booked"),
+        "slot_not_found": (404, "未找到该时段", "No such time slot"),
+        "slot_in_past": (422, "该时段已过", "This time slot has passed"),
+        "date_in_past": (422, "日期已过", "The date is in the past"),
+        "date_out_of_window": (422, "该日期不在可预约范围内", "The date is outside the booking window"),
+        "item_not_bookable_here": (422, "该事项不能在此大厅预约", "This item cannot be booked in this hall"),
+        "hold_quota_exceeded": (409, "占号过多，请先完成或放弃已占的号", "Too many seats held at once"),
+        "hold_expired": (409, "占号已过期，请重新选择时段", "The hold has expired"),
+        "booking_cap_reached": (409, "已达预约次数上限", "Booking limit reached"),
         "booking_blocked": (
+            403,
             "因多次爽约，暂停网上预约",
             "Online booking is suspended after missed appointments",
         ),
-        "appointment_not_cancellable": ("该预约不能取消", "This appointment cannot be cancelled"),
-        "appointment_not_reschedulable": ("该预约不能改约", "This appointment cannot be rescheduled"),
-        "check_in_not_possible": ("现在不能取号", "Check-in is not possible now"),
-        "kiosk_only": ("请在大厅自助终端取号", "Check in at a kiosk in the hall"),
-    }
+        "appointment_not_cancellable": (409, "该预约不能取消", "This appointment cannot be cancelled"),
+        "appointment_not_reschedulable": (409, "该预约不能改约", "This appointment cannot be rescheduled"),
+        "check_in_not_possible": (409, "现在不能取号", "Check-in is not possible now"),
+        "kiosk_only": (403, "请在大厅自助终端取号", "Check in at a kiosk in the hall"),
+    },
 )
 
 LIVE = ("pending", "booked", "checked_in")
@@ -131,6 +135,55 @@ class AppointmentService:
         self.hold_ttl_s = hold_ttl_s
         self.hold_quota = hold_quota
 
+    # --- reading ---
+
+    async def slots(self, hall_id: str, item_code: str, day: date) -> DaySlotsOut:
+        if day < datetime.now(CHINA).date():
+            raise ProblemError("date: must not be in the past", status=422, code="date_in_past")
+        slots = await self.day_slots(hall_id, item_code, day)
+        return DaySlotsOut(
+            hall_id=hall_id,
+            item_code=item_code,
+            date=day.isoformat(),
+            open=bool(slots),
+            slots=[
+                SlotOut(
+                    slot_id=s.slot_id,
+                    starts_at=iso(s.starts_at),
+                    ends_at=iso(s.ends_at),
+                    capacity=s.capacity,
+                    available=s.available,
+                )
+                for s in slots
+            ],
+        )
+
+    async def mine(self, principal: Principal, limit: int, cursor: str | None) -> AppointmentPage:
+        moment, ident = keyset_after(cursor)
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.appointments
+            WHERE person_id = $1 AND status <> 'failed'
+              AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
+            ORDER BY starts_at, id LIMIT $4
+            """,
+            principal.person_id,
+            moment,
+            ident,
+            limit + 1,
+        )
+        page, following = keyset_page(rows, limit, "starts_at")
+        return AppointmentPage(items=[appointment_out(r) for r in page], next_cursor=following)
+
+    async def own(self, principal: Principal, appointment_id: str) -> asyncpg.Record:
+        """The caller's appointment, else a 404 (another resident's is audited)."""
+        ident = parse_uuid(appointment_id, "appointment")
+        row = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", ident)
+        return await owned(self.pool, principal, "appointment", appointment_id, row)
+
+    async def view(self, principal: Principal, appointment_id: str) -> AppointmentOut:
+        return appointment_out(await self.refresh(await self.own(principal, appointment_id)))
+
     # --- slots ---
 
     async def day_slots(self, hall_id: str, item_code: str, day: date) -> list[Slot]:
@@ -196,7 +249,7 @@ class AppointmentService:
 
     # --- holds ---
 
-    async def hold(self, ctx: IdemContext, person_id: str, slot_id: str) -> Recorded:
+    async def hold(self, ctx: IdemContext, person_id: str, slot_id: str) -> Recorded[HoldOut]:
         hold_id = ctx.request_id
         existing = await self.pool.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
         if existing is None:
@@ -246,7 +299,7 @@ class AppointmentService:
             )
             assert row is not None
             out = HoldOut(hold_id=str(hold_id), slot_id=row["slot_id"], expires_at=iso(row["expires_at"]))
-            return await ctx.record(conn, 201, out)
+            return await ctx.finish(conn, out)
 
     # --- bookings ---
 
@@ -294,7 +347,7 @@ class AppointmentService:
 
     async def book(
         self, ctx: IdemContext, person_id: str, slot_id: str | None, hold_id: str | None
-    ) -> Recorded:
+    ) -> Recorded[AppointmentOut]:
         appointment_id = ctx.request_id
         row = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
         warning = False
@@ -355,7 +408,7 @@ class AppointmentService:
             warning = warning or booking.warning
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
-            return await ctx.record(conn, 201, appointment_out(row, warning=warning))
+            return await ctx.finish(conn, appointment_out(row, warning=warning))
 
     async def _confirm(
         self, appointment_id: uuid.UUID, person_id: str, slot_id: str, upstream_hold: str | None
@@ -395,7 +448,7 @@ class AppointmentService:
             raise ProblemError("the hold has expired; choose a slot again", status=409, code="hold_expired")
         return row
 
-    async def cancel(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded:
+    async def cancel(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded[AppointmentOut]:
         if row["status"] == "booked":
             try:
                 await self.client.cancel(str(ctx.request_id), row["booking_no"])
@@ -412,9 +465,11 @@ class AppointmentService:
                 "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1 RETURNING *",
                 row["id"],
             )
-            return await ctx.record(conn, 200, appointment_out(updated))
+            return await ctx.finish(conn, appointment_out(updated))
 
-    async def reschedule(self, ctx: IdemContext, row: asyncpg.Record, slot_id: str) -> Recorded:
+    async def reschedule(
+        self, ctx: IdemContext, row: asyncpg.Record, slot_id: str
+    ) -> Recorded[AppointmentOut]:
         new_id = ctx.derive("reschedule")
         new = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", new_id)
         if new is None:
@@ -458,7 +513,7 @@ class AppointmentService:
             await self._move(new_id, row["id"], row["booking_no"], new["slot_id"])
         async with self.pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", new_id)
-            return await ctx.record(conn, 201, appointment_out(current))
+            return await ctx.finish(conn, appointment_out(current))
 
     async def _move(self, new_id: uuid.UUID, old_id: uuid.UUID, old_booking_no: str, slot_id: str) -> Booking:
         """Ask the booking system to move a booking; its answer settles both rows at once, once.
@@ -491,7 +546,7 @@ class AppointmentService:
                 )
         return booking
 
-    async def check_in(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded:
+    async def check_in(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded[AppointmentOut]:
         if row["status"] != "booked" or row["booking_no"] is None:
             raise ProblemError(
                 f"an appointment that is {row['status']} cannot be checked in",
@@ -511,7 +566,7 @@ class AppointmentService:
                 row["id"],
                 booking.ticket_no,
             )
-            return await ctx.record(conn, 200, appointment_out(updated))
+            return await ctx.finish(conn, appointment_out(updated))
 
     async def refresh(self, row: asyncpg.Record) -> asyncpg.Record:
         """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent."""

@@ -6,21 +6,23 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from bff.platform.schema import Camel, CamelIn
+
 Phone = Annotated[str, msgspec.Meta(pattern=r"^1[3-9]\d{9}$")]
 
 
-class ELicenceRef(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class ELicenceRef(CamelIn):
     type: Annotated[str, msgspec.Meta(pattern=r"^\d{20}$")]
     number: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class MaterialIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class MaterialIn(CamelIn):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     elicence: ELicenceRef | None = None
     upload_id: str | None = None
 
 
-class FormIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class FormIn(CamelIn):
     contact_name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
     contact_phone: Phone
     delivery_wanted: bool = False
@@ -28,20 +30,20 @@ class FormIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     remarks: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class CaseIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class CaseIn(CamelIn):
     item_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
     region_code: Annotated[str, msgspec.Meta(pattern=r"^\d{6}$")]
     form: FormIn
     materials: Annotated[list[MaterialIn], msgspec.Meta(max_length=30)]
 
 
-class SupplementIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class SupplementIn(CamelIn):
     supplement_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     answer: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
     materials: Annotated[list[MaterialIn], msgspec.Meta(max_length=30)] = []
 
 
-class TimelineEntry(msgspec.Struct, rename="camel", omit_defaults=True):
+class TimelineEntry(Camel, omit_defaults=True):
     seq: int
     at: str
     kind: str
@@ -51,7 +53,7 @@ class TimelineEntry(msgspec.Struct, rename="camel", omit_defaults=True):
     details: dict[str, Any] | None = None
 
 
-class CountdownOut(msgspec.Struct, rename="camel"):
+class CountdownOut(Camel):
     promised_working_days: int
     used_working_days: int
     remaining_working_days: int
@@ -75,7 +77,7 @@ CaseStatus = Literal[
 ]
 
 
-class CaseSummary(msgspec.Struct, rename="camel"):
+class CaseSummary(Camel):
     id: str
     project_no: str | None
     item_code: str
@@ -90,7 +92,7 @@ class CaseSummary(msgspec.Struct, rename="camel"):
     open_supplement_id: str | None
 
 
-class CaseDetail(msgspec.Struct, rename="camel"):
+class CaseDetail(Camel):
     case: CaseSummary
     timeline: list[TimelineEntry]
     countdown: CountdownOut | None
@@ -98,15 +100,19 @@ class CaseDetail(msgspec.Struct, rename="camel"):
     rating_id: str | None
 
 
-class CasePage(msgspec.Struct, rename="camel"):
+class CasePage(Camel):
     items: list[CaseSummary]
     next_cursor: str | None
 
 
-class UploadOut(msgspec.Struct, rename="camel"):
+class UploadOut(Camel):
     id: str
     file_name: str
     media_type: str
     size_bytes: int
     sha256: str
     created_at: str
+
+
+class WebhookOutcome(Camel):
+    outcome: Literal["applied", "duplicate", "unknown_case"]

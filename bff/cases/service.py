@@ -10,50 +10,52 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import asyncpg.pool
 import msgspec
 
+from adapters.cases import callback
 from adapters.cases.client import CaseClient, CaseRefused
 from adapters.cases.schemas import MaterialRef
 from adapters.errors import ProblemError
 from auth.principal import Principal
-from bff.cases.calendar import CalendarSource, Suspension, china_date, countdown
-from bff.cases.events import RESULTS, apply_event
+from bff.cases.events import RESULTS, apply_event, reconcile
 from bff.cases.schemas import (
     CaseDetail,
     CaseIn,
+    CasePage,
     CaseSummary,
     CountdownOut,
     MaterialIn,
     SupplementIn,
     TimelineEntry,
 )
-from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.schemas import Guide
+from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdemContext, Recorded
-from bff.platform.problems import register_titles
+from bff.platform.access import owned, parse_uuid
+from bff.platform.clock import CalendarSource, Suspension, china_date, countdown
+from bff.platform.paging import keyset_after, keyset_page
+from bff.platform.problems import define
+from bff.uploads.service import UploadService
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-register_titles(
+define(
+    __name__,
     {
-        "item_not_online": ("该事项不支持网上申请", "This item cannot be applied for online"),
-        "materials_invalid": ("申请材料不符合办事指南要求", "The materials do not match the guide"),
-        "form_invalid": ("申请表填写有误", "The application form is not valid"),
-        "case_refused": ("办件系统拒绝了申请", "The case system refused the application"),
-        "no_open_supplement": ("当前没有待补正事项", "There is no open correction request"),
-        "case_not_concluded": ("办件尚未办结，暂不能评价", "The case is not concluded yet"),
-    }
+        "item_not_online": (422, "该事项不支持网上申请", "This item cannot be applied for online"),
+        "materials_invalid": (422, "申请材料不符合办事指南要求", "The materials do not match the guide"),
+        "form_invalid": (422, "申请表填写有误", "The application form is not valid"),
+        "case_refused": (422, "办件系统拒绝了申请", "The case system refused the application"),
+        "webhook_rejected": (401, "回调校验失败", "The webhook delivery was rejected"),
+        "no_open_supplement": (409, "当前没有待补正事项", "There is no open correction request"),
+    },
 )
-
-
-class _Envelope(msgspec.Struct):
-    item: Guide
 
 
 TITLES: dict[str, tuple[str, str]] = {
@@ -81,17 +83,12 @@ def _title(kind: str, data: dict[str, Any], english: bool) -> str:
     return en if english else zh
 
 
-async def load_guide(guides: GuideCache, item_code: str, region_code: str) -> Guide:
-    reply = await guides.get(item_code, region_code)
-    return msgspec.json.decode(reply.body, type=_Envelope).item
-
-
 def _invalid(code: str, detail: str, field: str) -> ProblemError:
     return ProblemError(detail, status=422, code=code, extra={"field": field})
 
 
 async def check_materials(
-    pool: asyncpg.Pool, person_id: str, guide: Guide, given: list[MaterialIn], *, require_all: bool
+    uploads: UploadService, person_id: str, guide: Guide, given: list[MaterialIn], *, require_all: bool
 ) -> list[MaterialRef]:
     by_name = {m.name: m for m in guide.materials}
     refs: list[MaterialRef] = []
@@ -123,17 +120,13 @@ async def check_materials(
                 )
             )
         else:
-            upload = await pool.fetchrow(
-                "SELECT id FROM bff.uploads WHERE id::text = $1 AND person_id = $2",
-                material.upload_id,
-                person_id,
-            )
+            upload = await uploads.owned_upload(person_id, material.upload_id)
             if upload is None:
                 # Someone else's upload looks exactly like a missing one.
                 raise _invalid(
                     "materials_invalid", f"{field}: no upload {str(material.upload_id)[:64]}", field
                 )
-            refs.append(MaterialRef(name=material.name, kind="upload", reference=str(upload["id"])))
+            refs.append(MaterialRef(name=material.name, kind="upload", reference=str(upload)))
     if require_all:
         missing = [
             m.name
@@ -147,25 +140,92 @@ async def check_materials(
     return refs
 
 
+class RatingRef(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    level: int
+    created_at: datetime
+
+
+class Ratings(Protocol):
+    """What the case view needs of the ratings domain (which depends on cases, not the reverse):
+    wired in by the composition root."""
+
+    async def of_case(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None: ...
+
+
 class CaseService:
     def __init__(
         self,
         pool: asyncpg.Pool,
         client: CaseClient,
-        guides: GuideCache,
+        catalogue: CatalogueService,
+        uploads: UploadService,
         calendar: CalendarSource,
+        *,
         notify_url: str,
+        webhook_secret: str,
+        webhook_window_s: int,
     ) -> None:
         self.pool = pool
         self.client = client
-        self.guides = guides
+        self.catalogue = catalogue
+        self.uploads = uploads
         self.calendar = calendar
         self.notify_url = notify_url or None
+        self.webhook_secret = webhook_secret
+        self.webhook_window_s = webhook_window_s
+        self.ratings: Ratings | None = None
 
-    async def apply(self, ctx: IdemContext, principal: Principal, data: CaseIn) -> Recorded:
+    # --- reading ---
+
+    async def own(self, principal: Principal, case_id: str) -> asyncpg.Record:
+        """Read port: the caller's submitted case, else a 404 (another resident's is audited)."""
+        row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", parse_uuid(case_id, "case"))
+        if row is not None and row["project_no"] is None:
+            row = None if row["person_id"] == principal.person_id else row  # not submitted: not yet a case
+        return await owned(self.pool, principal, "case", case_id, row)
+
+    async def mine(self, principal: Principal, limit: int, cursor: str | None) -> CasePage:
+        moment, ident = keyset_after(cursor)
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.cases
+            WHERE person_id = $1 AND project_no IS NOT NULL
+              AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+            ORDER BY created_at DESC, id DESC LIMIT $4
+            """,
+            principal.person_id,
+            moment,
+            ident,
+            limit + 1,
+        )
+        page, following = keyset_page(rows, limit, "created_at")
+        return CasePage(items=[await self.summary(self.pool, r) for r in page], next_cursor=following)
+
+    async def view(self, principal: Principal, case_id: str, *, english: bool) -> CaseDetail:
+        row = await self.own(principal, case_id)
+        return await self.detail(self.pool, row["id"], english=english)
+
+    async def mark_rated(self, conn: Conn, case_id: uuid.UUID) -> None:
+        """Write port for the ratings domain, inside its transaction: the case's last state."""
+        await conn.execute("UPDATE bff.cases SET status = 'rated', updated_at = now() WHERE id = $1", case_id)
+
+    # --- the case system's deliveries ---
+
+    async def receive_webhook(self, headers: Any, body: bytes) -> str:
+        event = callback.verify(headers, body, secret=self.webhook_secret, window_s=self.webhook_window_s)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await apply_event(conn, event, "webhook")
+
+    async def reconcile(self) -> int:
+        return await reconcile(self.pool, self.client)
+
+    # --- applying ---
+
+    async def apply(self, ctx: IdemContext, principal: Principal, data: CaseIn) -> Recorded[CaseDetail]:
         case_id = ctx.request_id
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
-        guide = await load_guide(self.guides, data.item_code, data.region_code)
+        guide = await self.catalogue.guide(data.item_code, data.region_code)
         if row is None:
             if not guide.channels.online:
                 raise ProblemError(
@@ -183,7 +243,7 @@ class CaseService:
                     "form.deliveryAddress: required when deliveryWanted",
                     "form.deliveryAddress",
                 )
-            await check_materials(self.pool, principal.person_id, guide, data.materials, require_all=True)
+            await check_materials(self.uploads, principal.person_id, guide, data.materials, require_all=True)
             row = await self.pool.fetchrow(
                 """
                 INSERT INTO bff.cases (id, person_id, request_id, item_code, item_name, region_code, task_code,
@@ -203,7 +263,9 @@ class CaseService:
                 msgspec.to_builtins(data.materials),
             ) or await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         assert row is not None
-        refs = await check_materials(self.pool, principal.person_id, guide, data.materials, require_all=False)
+        refs = await check_materials(
+            self.uploads, principal.person_id, guide, data.materials, require_all=False
+        )
         try:
             application = await self.client.apply(
                 request_id=str(case_id),
@@ -230,11 +292,11 @@ class CaseService:
             for event in application.events:
                 await apply_event(conn, event, "reply")
             detail = await self.detail(conn, case_id, english=False)
-            return await ctx.record(conn, 201, detail)
+            return await ctx.finish(conn, detail)
 
     async def supplement(
         self, ctx: IdemContext, principal: Principal, case: asyncpg.Record, data: SupplementIn
-    ) -> Recorded:
+    ) -> Recorded[CaseDetail]:
         open_id = await self.open_supplement(self.pool, case["id"])
         done = await self.pool.fetchval(
             """
@@ -248,8 +310,10 @@ class CaseService:
             raise ProblemError(
                 "there is no open correction request with that id", status=409, code="no_open_supplement"
             )
-        guide = await load_guide(self.guides, case["item_code"], case["region_code"])
-        refs = await check_materials(self.pool, principal.person_id, guide, data.materials, require_all=False)
+        guide = await self.catalogue.guide(case["item_code"], case["region_code"])
+        refs = await check_materials(
+            self.uploads, principal.person_id, guide, data.materials, require_all=False
+        )
         try:
             reply = await self.client.supplement(
                 request_id=str(ctx.request_id),
@@ -262,7 +326,7 @@ class CaseService:
             raise ProblemError(exc.detail, status=409, code="no_open_supplement") from None
         async with self.pool.acquire() as conn, conn.transaction():
             await apply_event(conn, reply.event, "reply")
-            return await ctx.record(conn, 201, await self.detail(conn, case["id"], english=False))
+            return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
     async def open_supplement(conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> str | None:
@@ -277,8 +341,11 @@ class CaseService:
         pending = [sid for sid, is_open in open_ids.items() if is_open]
         return pending[-1] if pending else None
 
+    async def _rating(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None:
+        return await self.ratings.of_case(conn, case_id) if self.ratings is not None else None
+
     async def summary(self, conn: Conn | asyncpg.Pool, row: asyncpg.Record) -> CaseSummary:
-        rated = await conn.fetchval("SELECT 1 FROM bff.ratings WHERE case_id = $1", row["id"])
+        rated = row["status"] == "rated" or await self._rating(conn, row["id"]) is not None
         status = "rated" if rated else row["status"]
         return CaseSummary(
             id=str(row["id"]),
@@ -326,17 +393,15 @@ class CaseService:
                     details=data or None,
                 )
             )
-        rating = await conn.fetchrow(
-            "SELECT id, level, created_at FROM bff.ratings WHERE case_id = $1", case_id
-        )
+        rating = await self._rating(conn, case_id)
         if rating is not None:
             timeline.append(
                 TimelineEntry(
                     seq=(timeline[-1].seq if timeline else 0) + 1,
-                    at=rating["created_at"].astimezone(UTC).isoformat(),
+                    at=rating.created_at.astimezone(UTC).isoformat(),
                     kind="rated",
                     title=_title("rated", {}, english),
-                    details={"level": rating["level"]},
+                    details={"level": rating.level},
                 )
             )
         clock, deemed = await self._clock(events, row["promise_days"], today)
@@ -345,7 +410,7 @@ class CaseService:
             timeline=timeline,
             countdown=clock,
             deemed_accepted_on=deemed,
-            rating_id=str(rating["id"]) if rating else None,
+            rating_id=str(rating.id) if rating else None,
         )
 
     async def _clock(

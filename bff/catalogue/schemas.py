@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
+from bff.platform.problems import define
+from bff.platform.schema import Camel
 
-
-class Camel(msgspec.Struct, rename="camel"):
-    """Response structs: camelCase on the wire."""
+define(
+    __name__,
+    {
+        "item_not_found": (404, "未找到该事项", "No such service item"),
+        "item_cancelled": (410, "该事项已取消", "This service item has been cancelled"),
+        "query_too_long": (400, "搜索内容过长", "The search text is too long"),
+        "catalogue_not_ready": (503, "事项目录正在同步，请稍后再试", "The catalogue is being synchronised"),
+        "hall_not_found": (404, "未找到该大厅", "No such service hall"),
+        "life_event_not_found": (404, "未找到该主题服务", "No such life event"),
+    },
+)
 
 
 class MaterialOut(Camel):
@@ -209,3 +218,14 @@ class LifeEventOut(Camel):
 class LifeEventPage(Camel):
     items: list[LifeEventOut]
     next_cursor: str | None
+
+
+class GuideOut(Camel, omit_defaults=True):
+    """`GET /items/{code}`: the guide with its freshness; from the mirror, also the item's handling
+    items (业务办理项) and the nearest halls that handle it."""
+
+    freshness: Freshness
+    item: Guide
+    source: Literal["mirror", "library"] = "library"
+    handling_items: list[HandlingItem] = []
+    nearest_halls: list[HallCard] = []

@@ -13,6 +13,7 @@ every API process rebuilds its in-memory search index.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -24,10 +25,8 @@ from redis.exceptions import RedisError
 from adapters import context
 from adapters.catalogue.client import CatalogueClient
 from adapters.catalogue.schemas import ItemEntry
-from adapters.http import Policy, Upstream
 from bff.catalogue.shaping import shape_guide
 from bff.platform.logs import get_logger
-from bff.platform.settings import Settings
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -208,13 +207,14 @@ async def sync_catalogue(
     full: bool | None = None,
     page_size: int = 1000,
     full_every: timedelta = timedelta(days=1),
+    page_timeout_s: float | None = None,
 ) -> SyncReport:
     """One sync run. `full=None` decides: full when never synced or the last full one is old."""
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
             return SyncReport(mode="skipped")
         try:
-            return await _run(conn, redis, client, full, page_size, full_every)
+            return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s)
         except BaseException as exc:
             await conn.execute(
                 "UPDATE bff.catalogue_sync_state SET last_attempt_at = now(), last_error = $1 WHERE id = 1",
@@ -232,6 +232,7 @@ async def _run(
     full: bool | None,
     page_size: int,
     full_every: timedelta,
+    page_timeout_s: float | None,
 ) -> SyncReport:
     state = await conn.fetchrow("SELECT * FROM bff.catalogue_sync_state WHERE id = 1")
     assert state is not None, "migration 0201 inserts the one state row"
@@ -244,7 +245,7 @@ async def _run(
     encoder = msgspec.json.Encoder()
     await _sync_places(conn, client, now)
     while True:
-        page = await client.changes(since, page_size)
+        page = await client.changes(since, page_size, timeout=page_timeout_s)
         if page.entries:
             records = [_record(entry, run, now, encoder) for entry in page.entries]
             report.entries_changed += await _write_page(conn, records)
@@ -308,46 +309,45 @@ async def publish_version(redis: Redis | None, version: int) -> None:
         log.warning("catalogue_version_publish_failed", version=version)
 
 
-def sync_policy(settings: Settings) -> Policy:
-    # Pages of the feed are large: a longer per-call timeout than interactive reads, no breaker
-    # sharing with the API's calls (the worker has its own Upstream).
-    return Policy(
-        connect_timeout=settings.upstream_connect_timeout_s,
-        call_timeout=settings.catalogue_sync_call_timeout_s,
-        max_in_flight=4,
-        max_retries=settings.upstream_max_retries,
-        retry_budget_ratio=0.5,
-    )
+class CatalogueSync:
+    """The sync as the worker and `sanxiang dev` run it, through the process's one item-library
+    client (its breaker is the API's too): feed pages are large, so they get a longer timeout."""
 
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        client: CatalogueClient,
+        *,
+        page_size: int,
+        page_timeout_s: float,
+        full_every: timedelta,
+        interval_s: float,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.client = client
+        self.page_size = page_size
+        self.page_timeout_s = page_timeout_s
+        self.full_every = full_every
+        self.interval_s = interval_s
+        self._last_run = 0.0
 
-async def sync_with_settings(
-    pool: asyncpg.Pool, redis: Redis | None, settings: Settings, *, full: bool | None = None
-) -> SyncReport:
-    upstream = Upstream("catalogue_sync", settings.catalogue_url, sync_policy(settings))
-    await upstream.start()
-    try:
+    async def run(self, *, full: bool | None = None) -> SyncReport:
         with context.budget(900.0):
             return await sync_catalogue(
-                pool,
-                redis,
-                CatalogueClient(upstream),
+                self.pool,
+                self.redis,
+                self.client,
                 full=full,
-                page_size=settings.catalogue_sync_page,
-                full_every=timedelta(seconds=settings.catalogue_full_resync_s),
+                page_size=self.page_size,
+                full_every=self.full_every,
+                page_timeout_s=self.page_timeout_s,
             )
-    finally:
-        await upstream.close()
 
-
-async def sync_once(settings: Settings, *, full: bool | None = None) -> SyncReport:
-    """One run with its own pool and Redis client (for `sanxiang dev` and the benchmarks)."""
-    from bff.platform.db import create_pool
-    from bff.platform.redis import create_redis
-
-    pool = await create_pool(settings)
-    redis = create_redis(settings)
-    try:
-        return await sync_with_settings(pool, redis, settings, full=full)
-    finally:
-        await redis.aclose()
-        await pool.close()
+    async def tick(self) -> None:
+        """The worker's job: the worker ticks often; the sync itself runs at its own period."""
+        if time.monotonic() - self._last_run < self.interval_s:
+            return
+        self._last_run = time.monotonic()
+        await self.run()

@@ -21,7 +21,8 @@ import hashlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import asyncpg.pool
@@ -30,7 +31,8 @@ from litestar import Request, Response
 
 from adapters.errors import ProblemError
 from bff.platform.logs import get_logger
-from bff.platform.problems import PROBLEM_MEDIA_TYPE, problem_response, register_titles
+from bff.platform.problems import PROBLEM_MEDIA_TYPE, define, render
+from bff.platform.responses import recorded
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -38,18 +40,21 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 log = get_logger("bff.idempotency")
 
-register_titles(
+define(
+    __name__,
     {
-        "idempotency_key_missing": ("缺少幂等键", "An Idempotency-Key header is required"),
+        "idempotency_key_missing": (400, "缺少幂等键", "An Idempotency-Key header is required"),
         "idempotency_key_reused": (
+            422,
             "幂等键已用于另一个请求",
             "This Idempotency-Key was used for a different request",
         ),
         "idempotency_in_progress": (
+            409,
             "相同请求正在处理中，请稍后再试",
             "A request with this Idempotency-Key is still being processed",
         ),
-    }
+    },
 )
 
 _KEY = re.compile(r"^[\x21-\x7e]{8,128}$")
@@ -58,8 +63,13 @@ _NAMESPACE = uuid.UUID("7b0f1c52-93c4-4d5e-a6b1-5358494445ff")
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-class Recorded(msgspec.Struct, frozen=True):
-    """A response that was written to the idempotency record; only `IdemContext.record` makes one."""
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Recorded(Generic[T]):
+    """A response (the encoding of a `T`) that was written to the idempotency record; only
+    `IdemContext.finish` makes one, so an operation cannot answer without having recorded."""
 
     status: int
     media_type: str
@@ -67,9 +77,11 @@ class Recorded(msgspec.Struct, frozen=True):
 
 
 class IdemContext:
-    def __init__(self, subject: str, key: str) -> None:
+    def __init__(self, subject: str, key: str, status: int = 200) -> None:
         self.subject = subject
         self.key = key
+        # The route's success status: the service decides what happened, the route how it is said.
+        self.status = status
         # Stable for (subject, key): ids derived from it make a re-run find its own earlier work.
         self.request_id = uuid.uuid5(_NAMESPACE, f"{subject}\x00{key}")
 
@@ -77,16 +89,14 @@ class IdemContext:
         """A second stable id for the same request (e.g. the new appointment of a reschedule)."""
         return uuid.uuid5(self.request_id, purpose)
 
-    async def record(
-        self,
-        conn: Conn,
-        status: int,
-        payload: Any,
-        *,
-        media_type: str = "application/json",
-    ) -> Recorded:
-        """Store the response; call it inside the transaction that makes the local effect."""
-        body = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
+    async def finish(self, conn: Conn, result: T) -> Recorded[T]:
+        """Record `result` as the answer to this key; call it inside the transaction that makes
+        the operation's final local effect."""
+        return await self._record(conn, self.status, msgspec.json.encode(result))
+
+    async def _record(
+        self, conn: Conn, status: int, body: bytes, *, media_type: str = "application/json"
+    ) -> Recorded[Any]:
         done = await conn.fetchval(
             """
             UPDATE bff.idempotency_keys
@@ -124,7 +134,7 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
     return digest.digest()
 
 
-Operation = Callable[[IdemContext], Awaitable[Recorded]]
+Operation = Callable[[IdemContext], Awaitable[Recorded[T]]]
 
 
 class IdempotencyStore:
@@ -134,8 +144,9 @@ class IdempotencyStore:
         self.keep_hours = keep_hours
 
     async def run(
-        self, request: Request[Any, Any, Any], subject: str, operation: Operation
-    ) -> Response[bytes]:
+        self, request: Request[Any, Any, Any], subject: str, operation: Operation[T]
+    ) -> Response[T]:
+        """Run `operation` once for this request's Idempotency-Key; the answer, first or replayed."""
         key = request.headers.get("idempotency-key")
         if key is None:
             raise ProblemError(
@@ -154,24 +165,42 @@ class IdempotencyStore:
         existing = await self._claim(subject, key, print_)
         if existing is not None:
             return _replay(existing)
-        ctx = IdemContext(subject, key)
+        ctx = IdemContext(subject, key, request.route_handler.status_code or 200)
         try:
-            recorded = await operation(ctx)
+            answer = await operation(ctx)
         except ProblemError as exc:
             if exc.status >= 500 or exc.code == "idempotency_in_progress":
                 await self._release(subject, key)
                 raise
             # A refusal changed nothing; it is the answer to this key from now on.
-            response = problem_response(
-                request, exc.status, exc.code, exc.detail, headers=exc.headers, extra=exc.extra
+            problem = render(
+                exc.status,
+                exc.code,
+                exc.detail,
+                accept_language=request.headers.get("accept-language", ""),
+                instance=request.url.path,
+                extra=exc.extra,
             )
             async with self.pool.acquire() as conn, conn.transaction():
-                await ctx.record(conn, exc.status, response.content, media_type=PROBLEM_MEDIA_TYPE)
-            return response
+                await ctx._record(conn, exc.status, problem, media_type=PROBLEM_MEDIA_TYPE)
+            return recorded(
+                problem, status=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers or None
+            )
         except BaseException:
             await self._release(subject, key)
             raise
-        return Response(content=recorded.body, status_code=recorded.status, media_type=recorded.media_type)
+        return recorded(answer.body, status=answer.status, media_type=answer.media_type)
+
+    async def expire(self, batch: int = 5000) -> int:
+        """The worker's job: drop records past their keep time (>= 24 h), a batch at a time."""
+        result = await self.pool.execute(
+            """
+            DELETE FROM bff.idempotency_keys
+            WHERE ctid IN (SELECT ctid FROM bff.idempotency_keys WHERE expires_at < now() LIMIT $1)
+            """,
+            batch,
+        )
+        return int(result.split()[-1])
 
     async def _claim(self, subject: str, key: str, print_: bytes) -> asyncpg.Record | None:
         """None when this request now owns the key; otherwise the row that answers it."""
@@ -246,10 +275,10 @@ class IdempotencyStore:
             log.warning("idempotency_release_failed", error=type(exc).__name__)
 
 
-def _replay(row: asyncpg.Record) -> Response[bytes]:
-    return Response(
-        content=bytes(row["response_body"]),
-        status_code=int(row["response_status"]),
+def _replay(row: asyncpg.Record) -> Response[Any]:
+    return recorded(
+        bytes(row["response_body"]),
+        status=int(row["response_status"]),
         media_type=str(row["response_media_type"]),
         headers={"Idempotent-Replayed": "true"},
     )

@@ -11,11 +11,10 @@ import time
 import uuid
 from typing import Any
 
-import msgspec
-
 from adapters import context
 from bff.platform.logs import get_logger
 from bff.platform.metrics import IN_FLIGHT, REQUEST_LATENCY, RESPONSES, SHED
+from bff.platform.problems import PROBLEM_MEDIA_TYPE, render
 
 log = get_logger("bff.access")
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -45,7 +44,7 @@ class Edge:
         try:
             if self.in_flight >= self.max_in_flight:
                 SHED.inc()
-                await _overloaded(send, rid, scope.get("path", ""), rid_header)
+                await _overloaded(send, scope, rid_header)
                 return
             status = 500
             started = time.perf_counter()
@@ -83,23 +82,19 @@ class Edge:
             context.request_id.reset(token)
 
 
-async def _overloaded(send: Any, rid: str, path: str, rid_header: tuple[bytes, bytes]) -> None:
-    body = msgspec.json.encode(
-        {
-            "type": "https://sanxiang.gov.cn/problems/overloaded",
-            "title": "系统繁忙，请稍后再试",
-            "status": 503,
-            "code": "overloaded",
-            "instance": path,
-            "traceId": rid,
-        }
-    )
+async def _overloaded(send: Any, scope: Any, rid_header: tuple[bytes, bytes]) -> None:
+    accept_language = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept-language":
+            accept_language = value.decode("latin-1")
+            break
+    body = render(503, "overloaded", accept_language=accept_language, instance=scope.get("path", ""))
     await send(
         {
             "type": "http.response.start",
             "status": 503,
             "headers": [
-                (b"content-type", b"application/problem+json"),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"retry-after", b"1"),
                 rid_header,

@@ -1,46 +1,70 @@
-"""Opaque page cursors: unpadded URL-safe base64 of a short text.
+"""The one page-cursor format of the API: opaque, URL-safe, and refused with one code.
 
-Lists read from the database page by keyset: the cursor holds the (moment, id) of the last row
-shown and the next page starts after it. The query asks for `limit + 1` rows so that the extra
-one tells whether there is a next page.
+A cursor is the unpadded URL-safe base64 of a small JSON array whose first element says what it
+holds: `["k", moment, id]` for lists read from the database by keyset (the (moment, id) of the
+last row shown; the next page starts after it), `["o", offset]` for lists a process holds in
+memory (catalogue topics, regions, halls, search hits). A cursor that is not one this API gave
+out is a 400 `invalid_cursor`. Keyset queries ask for `limit + 1` rows so that the extra one says
+whether there is a next page.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 
 from adapters.errors import ProblemError
+from bff.platform.problems import define
+
+define(__name__, {"invalid_cursor": (400, "分页参数无效", "The page cursor is not valid")})
+
+T = TypeVar("T")
+MAX_OFFSET = 100_000
+# Moments a real row can have: anything else did not come from us (and would overflow a query).
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def encode_token(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+def _encode(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(parts)).decode().rstrip("=")
+
+
+def _decode(cursor: str, kind: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = msgspec.json.decode(raw, type=list[Any])
+    except (ValueError, binascii.Error, msgspec.DecodeError):
+        parts = []
+    if not parts or parts[0] != kind:
+        raise ProblemError("cursor: not a cursor this API gave out", status=400, code="invalid_cursor")
+    return parts
 
 
 def keyset_cursor(moment: datetime, ident: uuid.UUID) -> str:
-    return encode_token(f"{moment.isoformat()}|{ident}")
-
-
-def parse_keyset_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, ident = raw.split("|", 1)
-        return datetime.fromisoformat(moment), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError):
-        raise ProblemError(
-            "cursor: not a cursor this API gave out", status=400, code="validation_failed"
-        ) from None
+    return _encode(["k", moment.isoformat(), str(ident)])
 
 
 def keyset_after(cursor: str | None) -> tuple[datetime | None, uuid.UUID | None]:
     """The (moment, id) the page starts after: the query's parameters; (None, None) for the first page."""
     if not cursor:
         return None, None
-    return parse_keyset_cursor(cursor)
+    parts = _decode(cursor, "k")
+    try:
+        moment, ident = datetime.fromisoformat(parts[1]), uuid.UUID(parts[2])
+        if moment.tzinfo is None or not _EARLIEST <= moment <= _LATEST:
+            raise ValueError(parts[1])
+    except (ValueError, TypeError, IndexError):
+        raise ProblemError(
+            "cursor: not a cursor this API gave out", status=400, code="invalid_cursor"
+        ) from None
+    return moment, ident
 
 
 def keyset_page(
@@ -50,3 +74,16 @@ def keyset_page(
     page = rows[:limit]
     following = keyset_cursor(page[-1][moment_column], page[-1]["id"]) if len(rows) > limit else None
     return page, following
+
+
+def offset_page(items: Sequence[T], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
+    """A page of an in-memory list and the cursor of the next one."""
+    start = 0
+    if cursor:
+        parts = _decode(cursor, "o")
+        if len(parts) != 2 or not isinstance(parts[1], int) or not 0 <= parts[1] <= MAX_OFFSET:
+            raise ProblemError("cursor: not a cursor this API gave out", status=400, code="invalid_cursor")
+        start = parts[1]
+    end = start + limit
+    following = _encode(["o", end]) if end < len(items) else None
+    return list(items[start:end]), following

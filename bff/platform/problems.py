@@ -1,7 +1,13 @@
-"""RFC 9457 problem documents for every error path, with stable machine codes.
+"""RFC 9457 problem documents: the one registry of machine codes and the one renderer.
 
-Every error the API returns goes through here: our own ProblemErrors, Litestar's HTTP exceptions
-(validation, 404, 405, 413 …) and anything unexpected (a 500 that says nothing of the internals).
+Every error the API returns is rendered here: our own ProblemErrors, Litestar's HTTP exceptions
+(validation, 404, 405, 413 …), what the edge refuses before routing (`render`), and anything
+unexpected (a 500 that says nothing of the internals).
+
+Every machine `code` is defined exactly once, with its HTTP status and its title in both
+languages, by the domain that answers it (`define(__name__, {...})` in the domain's schemas).
+Defining a code twice is an error at import time, so two texts for one code cannot happen; the
+OpenAPI document lists, per operation, the codes of the domain it belongs to.
 """
 
 from __future__ import annotations
@@ -18,29 +24,58 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from adapters import context
 from adapters.errors import ProblemError
 from bff.platform.logs import get_logger
+from bff.platform.schema import Camel
 
 log = get_logger("bff.problems")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-# code -> (zh title, en title). Stable: clients switch on `code`, people read `title`.
-TITLES: dict[str, tuple[str, str]] = {
-    "validation_failed": ("请求内容有误", "The request is not valid"),
-    "bad_request": ("请求有误", "Bad request"),
-    "not_found": ("未找到", "Not found"),
-    "method_not_allowed": ("不支持该请求方法", "Method not allowed"),
-    "payload_too_large": ("请求内容过大", "Request body too large"),
-    "rate_limited": ("请求过于频繁，请稍后再试", "Too many requests"),
-    "unauthorized": ("请先登录", "Authentication required"),
-    "forbidden": ("无权访问", "Forbidden"),
-    "conflict": ("操作冲突", "Conflict"),
-    "bad_upstream_answer": ("上游系统返回异常", "The upstream system sent a bad answer"),
-    "upstream_unavailable": ("服务暂时不可用，请稍后再试", "The service is temporarily unavailable"),
-    "overloaded": ("系统繁忙，请稍后再试", "The service is busy, try again shortly"),
-    "internal_error": ("系统内部错误", "Internal error"),
-    "item_not_found": ("未找到该事项", "No such service item"),
-}
 
+class Code(msgspec.Struct, frozen=True):
+    status: int
+    zh: str
+    en: str
+    owner: str  # the module that defined it: `bff.<domain>.…`, `bff.platform.…`
+
+
+CODES: dict[str, Code] = {}
+
+
+def define(owner: str, codes: dict[str, tuple[int, str, str]]) -> None:
+    """Define machine codes: `{code: (status, zh title, en title)}`, each exactly once."""
+    for code, (status, zh, en) in codes.items():
+        if code in CODES:
+            raise ValueError(f"problem code {code!r} is defined twice ({CODES[code].owner} and {owner})")
+        CODES[code] = Code(status, zh, en, owner)
+
+
+def domain_of(module: str) -> str:
+    """`bff.appointments.controllers` -> `appointments`; `auth.guards` -> `auth`."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "bff" and len(parts) > 1 else parts[0]
+
+
+define(
+    __name__,
+    {
+        "validation_failed": (400, "请求内容有误", "The request is not valid"),
+        "bad_request": (400, "请求有误", "Bad request"),
+        "unauthorized": (401, "请先登录", "Authentication required"),
+        "forbidden": (403, "无权访问", "Forbidden"),
+        "not_found": (404, "未找到", "Not found"),
+        "method_not_allowed": (405, "不支持该请求方法", "Method not allowed"),
+        "conflict": (409, "操作冲突", "Conflict"),
+        "payload_too_large": (413, "请求内容过大", "Request body too large"),
+        "rate_limited": (429, "请求过于频繁，请稍后再试", "Too many requests"),
+        "internal_error": (500, "系统内部错误", "Internal error"),
+        "bad_upstream_answer": (502, "上游系统返回异常", "The upstream system sent a bad answer"),
+        "upstream_unavailable": (503, "服务暂时不可用，请稍后再试", "The service is temporarily unavailable"),
+        "overloaded": (503, "系统繁忙，请稍后再试", "The service is busy, try again shortly"),
+        "not_ready": (503, "服务尚未就绪", "Not ready"),
+    },
+)
+
+# Litestar's own refusals carry only a status: the code each status stands for.
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -55,12 +90,15 @@ _STATUS_CODES = {
 }
 
 
-def register_titles(titles: dict[str, tuple[str, str]]) -> None:
-    """Domains add their own codes' titles at import time."""
-    TITLES.update(titles)
+class FieldError(Camel):
+    field: str | None
+    source: str | None
+    message: str
 
 
-class Problem(msgspec.Struct, omit_defaults=True, rename="camel"):
+class Problem(Camel, omit_defaults=True):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
     type: str
     title: str
     status: int
@@ -68,13 +106,43 @@ class Problem(msgspec.Struct, omit_defaults=True, rename="camel"):
     detail: str | None = None
     instance: str | None = None
     trace_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = None
     extensions: dict[str, Any] | None = None
 
 
-def _language(request: Request[Any, Any, Any]) -> int:
-    accept = request.headers.get("accept-language", "")
-    return 1 if accept.lower().startswith("en") else 0
+_encoder = msgspec.json.Encoder()
+
+
+def english(accept_language: str) -> bool:
+    return accept_language.lower().startswith("en")
+
+
+def render(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    *,
+    accept_language: str = "",
+    instance: str | None = None,
+    errors: list[FieldError] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """The body of a problem document in the request's language."""
+    known = (
+        CODES.get(code) or CODES.get(_STATUS_CODES.get(status, "internal_error")) or CODES["internal_error"]
+    )
+    body = Problem(
+        type=f"https://sanxiang.gov.cn/problems/{code.replace('_', '-')}",
+        title=known.en if english(accept_language) else known.zh,
+        status=status,
+        code=code,
+        detail=detail,
+        instance=instance,
+        trace_id=context.request_id.get(),
+        errors=errors,
+        extensions=extra or None,
+    )
+    return _encoder.encode(body)
 
 
 def problem_response(
@@ -83,41 +151,35 @@ def problem_response(
     code: str,
     detail: str | None = None,
     *,
-    errors: list[dict[str, Any]] | None = None,
+    errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response[bytes]:
-    titles = TITLES.get(code) or TITLES.get(_STATUS_CODES.get(status, "internal_error"), ("错误", "Error"))
-    body = Problem(
-        type=f"https://sanxiang.gov.cn/problems/{code.replace('_', '-')}",
-        title=titles[_language(request)],
-        status=status,
-        code=code,
-        detail=detail,
+    body = render(
+        status,
+        code,
+        detail,
+        accept_language=request.headers.get("accept-language", ""),
         instance=request.url.path,
-        trace_id=context.request_id.get(),
         errors=errors,
-        extensions=extra or None,
+        extra=extra,
     )
-    return Response(
-        content=msgspec.json.encode(body),
-        status_code=status,
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=headers,
-    )
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    found: list[FieldError] = []
     if isinstance(exc.extra, list):
         for entry in exc.extra:
             if isinstance(entry, dict):
+                key = entry.get("key")
+                source = entry.get("source")
                 found.append(
-                    {
-                        "field": entry.get("key"),
-                        "source": entry.get("source"),
-                        "message": str(entry.get("message", "")),
-                    }
+                    FieldError(
+                        field=str(key) if key is not None else None,
+                        source=str(source) if source is not None else None,
+                        message=str(entry.get("message", "")),
+                    )
                 )
     return found
 
@@ -131,9 +193,17 @@ def handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     if isinstance(exc, ValidationException) or (status == 400 and exc.extra):
+        if "'Idempotency-Key'" in (exc.detail or "") and "Missing" in (exc.detail or ""):
+            # The header is declared required in the contract; its absence keeps its own code.
+            return problem_response(
+                request,
+                400,
+                "idempotency_key_missing",
+                "send an Idempotency-Key header (a fresh random value per intended action)",
+            )
         errors = _validation_errors(exc) if isinstance(exc, ValidationException) else []
-        field = errors[0]["field"] if errors else None
-        message = exc.detail if not field else f"{field}: {errors[0]['message']}"
+        first = errors[0] if errors else None
+        message = exc.detail if first is None or not first.field else f"{first.field}: {first.message}"
         return problem_response(request, 400, "validation_failed", message, errors=errors or None)
     code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
     headers = dict(exc.headers or {})

@@ -5,24 +5,20 @@ an unrated case is a todo (`ratingDue`), and nothing waits for it.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC
-from typing import Annotated, Literal
+from typing import Any
 
 import asyncpg
-import msgspec
 
 from adapters.errors import ProblemError, UpstreamUnavailable
 from adapters.ratings.client import RatingClient, RatingRefused
 from adapters.ratings.schemas import FollowUp
+from auth.principal import Principal
+from bff.cases.service import CaseService, RatingRef
 from bff.idempotency import IdemContext, Recorded
-from bff.platform.problems import register_titles
-
-register_titles(
-    {
-        "already_rated": ("该办件已评价", "This case has already been rated"),
-        "indicators_invalid": ("评价指标不符合规定", "The indicators do not match the channel's fixed set"),
-    }
-)
+from bff.platform.access import owned, parse_uuid
+from bff.ratings.schemas import FollowUpOut, RatingIn, RatingOut
 
 # Nationally uniform (DOMAIN.md); never invent indicators.
 INDICATORS: dict[str, tuple[str, ...]] = {
@@ -30,35 +26,6 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "hall": ("整体满意度", "服务效率", "服务水平", "服务态度"),
 }
 LEVELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
-
-Level = Annotated[int, msgspec.Meta(ge=1, le=5)]
-
-
-class RatingIn(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
-    level: Level
-    indicators: dict[str, Level]
-    comment: Annotated[str, msgspec.Meta(max_length=500)] = ""
-
-
-class FollowUpOut(msgspec.Struct, rename="camel"):
-    required: bool
-    status: str
-    due_date: str
-    note: str | None
-    callback_at: str | None
-
-
-class RatingOut(msgspec.Struct, rename="camel"):
-    id: str
-    case_id: str
-    channel: Literal["online", "hall"]
-    level: int
-    level_name: str
-    indicators: dict[str, int]
-    comment: str
-    created_at: str
-    follow_up: FollowUpOut | None
-    follow_up_status: Literal["ok", "unavailable"] = "ok"
 
 
 def _out(row: asyncpg.Record | None, follow_up: FollowUpOut | None, status: str = "ok") -> RatingOut:
@@ -78,15 +45,30 @@ def _out(row: asyncpg.Record | None, follow_up: FollowUpOut | None, status: str 
 
 
 class RatingService:
-    def __init__(self, pool: asyncpg.Pool, client: RatingClient) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: RatingClient, cases: CaseService) -> None:
         self.pool = pool
         self.client = client
+        self.cases = cases
 
-    async def rate(self, ctx: IdemContext, case: asyncpg.Record, data: RatingIn) -> Recorded:
+    async def own_case(self, principal: Principal, case_id: str) -> asyncpg.Record:
+        return await self.cases.own(principal, case_id)
+
+    async def of_case(self, conn: Any, case_id: uuid.UUID) -> RatingRef | None:
+        """The case view's port (`cases.service.Ratings`): this case's rating, if any."""
+        row = await conn.fetchrow("SELECT id, level, created_at FROM bff.ratings WHERE case_id = $1", case_id)
+        return RatingRef(id=row["id"], level=row["level"], created_at=row["created_at"]) if row else None
+
+    async def get(self, principal: Principal, rating_id: str) -> RatingOut:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM bff.ratings WHERE id = $1", parse_uuid(rating_id, "rating")
+        )
+        return await self.view(await owned(self.pool, principal, "rating", rating_id, row))
+
+    async def rate(self, ctx: IdemContext, case: asyncpg.Record, data: RatingIn) -> Recorded[RatingOut]:
         rating_id = ctx.request_id
         row = await self.pool.fetchrow("SELECT * FROM bff.ratings WHERE id = $1", rating_id)
         if row is None:
-            if case["status"] != "concluded":
+            if case["status"] not in ("concluded", "rated"):
                 raise ProblemError(
                     "a case can be rated once it is concluded", status=409, code="case_not_concluded"
                 )
@@ -136,7 +118,8 @@ class RatingService:
                 rating_id,
                 upstream.rating_id,
             )
-            return await ctx.record(conn, 201, _out(row, _follow(upstream.follow_up)))
+            await self.cases.mark_rated(conn, case["id"])
+            return await ctx.finish(conn, _out(row, _follow(upstream.follow_up)))
 
     async def view(self, row: asyncpg.Record) -> RatingOut:
         if row["upstream_rating_id"] is None:

@@ -61,7 +61,7 @@ class Suspension(msgspec.Struct, frozen=True):
     end: date | None  # None: still open
 
 
-class Countdown(msgspec.Struct, frozen=True, rename="camel"):
+class Countdown(msgspec.Struct, frozen=True):
     promised_working_days: int
     used_working_days: int
     remaining_working_days: int

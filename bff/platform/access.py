@@ -14,17 +14,18 @@ from adapters.errors import ProblemError
 from auth import audit
 from auth.principal import Principal
 from bff.platform.logs import get_logger
-from bff.platform.problems import register_titles
+from bff.platform.problems import define
 
 log = get_logger("bff.access")
 
-register_titles(
+define(
+    __name__,
     {
-        "appointment_not_found": ("未找到该预约", "No such appointment"),
-        "case_not_found": ("未找到该办件", "No such case"),
-        "upload_not_found": ("未找到该文件", "No such upload"),
-        "rating_not_found": ("未找到该评价", "No such rating"),
-    }
+        "appointment_not_found": (404, "未找到该预约", "No such appointment"),
+        "case_not_found": (404, "未找到该办件", "No such case"),
+        "upload_not_found": (404, "未找到该文件", "No such upload"),
+        "rating_not_found": (404, "未找到该评价", "No such rating"),
+    },
 )
 
 

@@ -1,0 +1,357 @@
+"""The catalogue's use cases: search, type-ahead, the guide, topics, regions, halls, life events.
+
+Everything is served from the mirror this process holds (`CatalogueMirror`); a guide the mirror
+does not have yet is asked of the item library through the Redis-cached path (`GuideCache`, a
+stale copy when the library fails). `guide()` is the one source of a guide for every domain:
+applying for an item reads the same guide the resident was shown.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from adapters.errors import ProblemError
+from bff.catalogue.guide_cache import GuideCache
+from bff.catalogue.mirror import CatalogueMirror, HallRow, LifeEvent, Snapshot, distance_m, guide_etag
+from bff.catalogue.schemas import (
+    Freshness,
+    Guide,
+    HallCard,
+    HallPage,
+    HandlingItem,
+    LifeEventOut,
+    LifeEventPage,
+    LifeEventStepOut,
+    QueryInfo,
+    RegionOut,
+    RegionPage,
+    SearchItem,
+    SearchPage,
+    Suggestion,
+    SuggestPage,
+    Topic,
+    TopicList,
+)
+from bff.catalogue.search import MAX_QUERY_CHARS, normalize
+from bff.platform.paging import offset_page
+
+_REGION = re.compile(r"^\d{6}$")
+_NEAR = re.compile(r"^\s*(-?\d{1,3}(?:\.\d{1,8})?)\s*,\s*(-?\d{1,3}(?:\.\d{1,8})?)\s*$")
+_AUDIENCES = {
+    "person": "个人",
+    "individual": "个人",
+    "个人": "个人",
+    "legal": "法人",
+    "business": "法人",
+    "法人": "法人",
+}
+_NEAREST_HALLS = 3
+_EMPTY_NOTICE = "请输入事项名称、关键词或拼音，例如“出生登记”“公积金”“csdj”"
+
+_encoder = msgspec.json.Encoder()
+
+
+class GuideBody(msgspec.Struct, frozen=True):
+    """A guide response already encoded (the mirror keeps guides shaped and encoded), and its ETag."""
+
+    etag: str
+    body: bytes
+
+
+class _Envelope(msgspec.Struct):
+    item: Guide
+
+
+def _bad(detail: str) -> ProblemError:
+    return ProblemError(detail, status=400, code="validation_failed")
+
+
+def _near(near: str | None) -> tuple[float, float] | None:
+    if near is None:
+        return None
+    match = _NEAR.match(near)
+    if not match:
+        raise _bad("near: expected `lat,lng` in degrees, e.g. 28.19,112.98")
+    lat, lng = float(match.group(1)), float(match.group(2))
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise _bad("near: latitude must be within ±90 and longitude within ±180")
+    return lat, lng
+
+
+def _audience(audience: str | None) -> str | None:
+    if audience is None or audience == "":
+        return None
+    if audience not in _AUDIENCES:
+        raise _bad("audience: one of person, legal (or 个人, 法人)")
+    return _AUDIENCES[audience]
+
+
+def _hall_card(snapshot: Snapshot, hall: HallRow, origin: tuple[float, float] | None) -> HallCard:
+    region = snapshot.regions.get(hall.region_code)
+    return HallCard(
+        id=hall.id,
+        name=hall.name,
+        region_code=hall.region_code,
+        region_name=region.name if region else "",
+        address=hall.address,
+        hours=hall.hours,
+        phone=hall.phone,
+        lat=hall.lat,
+        lng=hall.lng,
+        distance_m=distance_m(origin[0], origin[1], hall.lat, hall.lng) if origin else None,
+        demo_data=hall.demo,
+    )
+
+
+def _sorted_halls(
+    snapshot: Snapshot, halls: list[HallRow], origin: tuple[float, float] | None
+) -> list[HallCard]:
+    cards = [_hall_card(snapshot, hall, origin) for hall in halls]
+    if origin is not None:
+        cards.sort(key=lambda c: (c.distance_m or 0, c.id))
+    return cards
+
+
+class CatalogueService:
+    def __init__(self, mirror: CatalogueMirror, guides: GuideCache) -> None:
+        self.mirror = mirror
+        self.guides = guides
+
+    # --- reading the snapshot ---
+
+    def _ready(self) -> Snapshot:
+        snapshot = self.mirror.snapshot
+        if not snapshot.ready:
+            raise ProblemError(
+                "the catalogue has not been synchronised yet",
+                status=503,
+                code="catalogue_not_ready",
+                headers={"Retry-After": "30"},
+            )
+        return snapshot
+
+    def _freshness(self) -> Freshness:
+        status, as_of = self.mirror.freshness()
+        return Freshness(status=status, as_of=as_of or "")  # type: ignore[arg-type]
+
+    @staticmethod
+    def _region(snapshot: Snapshot, region: str | None) -> str | None:
+        if region is None:
+            return None
+        if not _REGION.match(region):
+            raise _bad("region: must be a 6-digit region code")
+        if snapshot.ready and region not in snapshot.regions:
+            raise _bad(f"region: {region} is not a region of Hunan; see /api/v1/regions")
+        return region
+
+    # --- search ---
+
+    def search(
+        self,
+        q: str | None,
+        *,
+        region: str | None,
+        audience: str | None,
+        topic: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> SearchPage:
+        raw = q or ""
+        if len(raw) > MAX_QUERY_CHARS:
+            raise ProblemError(
+                f"q: at most {MAX_QUERY_CHARS} characters; try the name of the item or a few key words",
+                status=400,
+                code="query_too_long",
+            )
+        snapshot = self._ready()
+        resident = self._region(snapshot, region)
+        who = _audience(audience)
+        if topic and topic not in {d.theme for d in snapshot.index.docs}:
+            raise _bad("topic: unknown topic; see /api/v1/topics")
+        normalized = normalize(raw)
+        info = QueryInfo(text=raw, normalized=normalized)
+        if not normalized and not (who or topic):
+            info.notice = _EMPTY_NOTICE
+            return SearchPage(items=[], next_cursor=None, query=info, freshness=self._freshness())
+        # Implemented by the resident's own region: the county (or the city, for a city).
+        chain = (resident,) if resident else ()
+        hits = snapshot.index.search(normalized, region_chain=chain, audience=who, theme=topic)
+        shown, following = offset_page(hits, limit, cursor)
+        items = [
+            SearchItem(
+                code=h.doc.code,
+                name=h.doc.name,
+                audience=h.doc.audience,
+                topic=h.doc.theme,
+                kind=h.doc.kind,
+                department=h.doc.department,
+                online=h.doc.online,
+                available_in_region=h.local if resident else None,
+                handling_item_count=len(h.doc.scenarios),
+                matched=h.matched,
+            )
+            for h in shown
+        ]
+        return SearchPage(items=items, next_cursor=following, query=info, freshness=self._freshness())
+
+    def suggest(self, q: str | None, limit: int) -> SuggestPage:
+        raw = q or ""
+        if len(raw) > MAX_QUERY_CHARS:
+            raise ProblemError(f"q: at most {MAX_QUERY_CHARS} characters", status=400, code="query_too_long")
+        snapshot = self._ready()
+        key = (raw, limit)
+        page: SuggestPage | None = self.mirror.suggestions.get(key, snapshot.version)
+        if page is None:
+            normalized = normalize(raw)
+            info = QueryInfo(text=raw, normalized=normalized, notice=None if normalized else _EMPTY_NOTICE)
+            found = snapshot.index.suggest(normalized, limit) if normalized else []
+            page = SuggestPage(
+                items=[Suggestion(text=text, code=doc.code) for text, doc in found], query=info
+            )
+            self.mirror.suggestions.put(key, snapshot.version, page)
+        return page
+
+    # --- the guide ---
+
+    async def guide_response(self, code: str, region: str | None, near: str | None) -> GuideBody:
+        """The guide of `code` for a resident of `region`, as the guide route answers it."""
+        snapshot = self.mirror.snapshot
+        resident = self._region(snapshot, region)
+        origin = _near(near)
+        if snapshot.ready:
+            status, as_of = self.mirror.freshness()
+            key = (code, resident, origin, status, as_of)
+            assembled: GuideBody | None = self.mirror.assembled.get(key, snapshot.version)
+            if assembled is None:
+                assembled = await self._assemble(snapshot, code, resident, origin)
+                if assembled is not None:
+                    self.mirror.assembled.put(key, snapshot.version, assembled)
+            if assembled is not None:
+                return assembled
+        reply = await self.guides.get(code, resident)
+        return GuideBody(reply.etag, reply.body)
+
+    async def guide(self, code: str, region: str | None) -> Guide:
+        """The guide itself, for another domain (applying, 补正): the mirror first, else the library."""
+        snapshot = self.mirror.snapshot
+        if snapshot.ready:
+            row = await self.mirror.guide(code, snapshot.chain(region))
+            if row is not None:
+                if row.status != "active":
+                    raise ProblemError(
+                        f"service item {code} has been cancelled", status=410, code="item_cancelled"
+                    )
+                return msgspec.json.decode(row.body, type=Guide)
+        reply = await self.guides.get(code, region)
+        return msgspec.json.decode(reply.body, type=_Envelope).item
+
+    async def _assemble(
+        self, snapshot: Snapshot, code: str, resident: str | None, origin: tuple[float, float] | None
+    ) -> GuideBody | None:
+        """The mirrored guide of `code` for a resident of `resident`; None when the mirror does not
+        hold the item. The item part was shaped and encoded at sync time (kept as bytes, so a guide
+        is never decoded and re-encoded); halls and handling items are added from this snapshot."""
+        row = await self.mirror.guide(code, snapshot.chain(resident))
+        if row is None:
+            return None
+        if row.status != "active":
+            raise ProblemError(f"service item {code} has been cancelled", status=410, code="item_cancelled")
+        if origin is None and resident is not None:
+            seat = snapshot.regions[resident]
+            origin = (seat.lat, seat.lng)
+        halls = _sorted_halls(snapshot, snapshot.halls_under(row.region_code), origin)[:_NEAREST_HALLS]
+        doc = snapshot.index.by_code.get(code)
+        handling = [HandlingItem(code=c, name=n) for c, n in (doc.scenarios if doc else [])]
+        extra = _encoder.encode(handling), _encoder.encode(halls)
+        etag = guide_etag(row.etag.encode(), *extra)
+        body = b"".join(
+            (
+                b'{"freshness":',
+                _encoder.encode(self._freshness()),
+                b',"source":"mirror","item":',
+                row.body,
+                b',"handlingItems":',
+                extra[0],
+                b',"nearestHalls":',
+                extra[1],
+                b"}",
+            )
+        )
+        return GuideBody(etag, body)
+
+    # --- browsing ---
+
+    def topics(self, audience: str | None, limit: int, cursor: str | None) -> TopicList:
+        snapshot = self._ready()
+        who = _audience(audience)
+        counts: dict[tuple[str, str], int] = {}
+        for doc in snapshot.index.docs:
+            if who is None or doc.audience == who:
+                counts[(doc.audience, doc.theme)] = counts.get((doc.audience, doc.theme), 0) + 1
+        topics = [
+            Topic(name=theme, audience=aud, item_count=n)
+            for (aud, theme), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))
+        ]
+        shown, following = offset_page(topics, limit, cursor)
+        return TopicList(items=shown, next_cursor=following)
+
+    def regions(self, parent: str | None, limit: int, cursor: str | None) -> RegionPage:
+        snapshot = self._ready()
+        if parent is not None:
+            self._region(snapshot, parent)
+        rows = [r for r in snapshot.regions.values() if parent is None or r.parent_code == parent]
+        out = [RegionOut(r.code, r.name, r.type, r.level, r.parent_code, r.lat, r.lng) for r in rows]
+        shown, following = offset_page(out, limit, cursor)
+        return RegionPage(items=shown, next_cursor=following)
+
+    def halls(self, region: str | None, near: str | None, limit: int, cursor: str | None) -> HallPage:
+        snapshot = self._ready()
+        where = self._region(snapshot, region)
+        origin = _near(near)
+        rows = snapshot.halls_under(where) if where else list(snapshot.halls.values())
+        shown, following = offset_page(_sorted_halls(snapshot, rows, origin), limit, cursor)
+        return HallPage(items=shown, next_cursor=following)
+
+    def hall(self, hall_id: str, near: str | None) -> HallCard:
+        snapshot = self._ready()
+        hall = snapshot.halls.get(hall_id)
+        if hall is None:
+            raise ProblemError(f"no service hall {hall_id}", status=404, code="hall_not_found")
+        return _hall_card(snapshot, hall, _near(near))
+
+    def life_events(self, region: str | None, limit: int, cursor: str | None) -> LifeEventPage:
+        snapshot = self._ready()
+        resident = self._region(snapshot, region)
+        events = [_life_event(snapshot, e, resident) for e in self.mirror.life_events]
+        shown, following = offset_page(events, limit, cursor)
+        return LifeEventPage(items=shown, next_cursor=following)
+
+    def life_event(self, event_id: str, region: str | None) -> LifeEventOut:
+        snapshot = self._ready()
+        resident = self._region(snapshot, region)
+        for event in self.mirror.life_events:
+            if event.id == event_id:
+                return _life_event(snapshot, event, resident)
+        raise ProblemError(f"no life event {event_id[:64]}", status=404, code="life_event_not_found")
+
+
+def _life_event(snapshot: Snapshot, event: LifeEvent, resident: str | None) -> LifeEventOut:
+    local = {resident} if resident else set()
+    steps = []
+    for n, step in enumerate(event.steps, start=1):
+        code = snapshot.item_names.get(step.item)
+        doc = snapshot.index.by_code.get(code) if code else None
+        steps.append(
+            LifeEventStepOut(
+                order=n,
+                code=code,
+                name=step.item,
+                note=step.note,
+                available_in_region=bool(doc and local & doc.regions) if resident else None,
+            )
+        )
+    return LifeEventOut(
+        id=event.id, name=event.name, audience=event.audience, description=event.description, steps=steps
+    )

@@ -1,0 +1,72 @@
+"""Typed dependency providers: a route names the service it needs (`cases: NamedDependency[
+CaseService]`) and gets the process's one instance from the composition root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from auth.guards import provide_principal
+from auth.runtime import AuthRuntime
+from bff.appointments.service import AppointmentService
+from bff.cases.service import CaseService
+from bff.catalogue.service import CatalogueService
+from bff.idempotency import IdempotencyStore
+from bff.ops.health import Health
+from bff.ratings.service import RatingService
+from bff.uploads.service import UploadService
+from bff.wiring import Root
+
+
+def root(state: State) -> Root:
+    value: Root = state.root
+    return value
+
+
+def provide_auth(state: State) -> AuthRuntime:
+    return root(state).auth
+
+
+def provide_idempotency(state: State) -> IdempotencyStore:
+    return root(state).idempotency
+
+
+def provide_catalogue(state: State) -> CatalogueService:
+    return root(state).catalogue
+
+
+def provide_uploads(state: State) -> UploadService:
+    return root(state).uploads
+
+
+def provide_appointments(state: State) -> AppointmentService:
+    return root(state).appointments
+
+
+def provide_cases(state: State) -> CaseService:
+    return root(state).cases
+
+
+def provide_ratings(state: State) -> RatingService:
+    return root(state).ratings
+
+
+def provide_health(state: State) -> Health:
+    r = root(state)
+    return Health(r.pool, r.redis, r.upstreams)
+
+
+def dependencies() -> dict[str, Any]:
+    return {
+        "principal": Provide(provide_principal),
+        "auth": Provide(provide_auth, sync_to_thread=False),
+        "idempotency": Provide(provide_idempotency, sync_to_thread=False),
+        "catalogue": Provide(provide_catalogue, sync_to_thread=False),
+        "uploads": Provide(provide_uploads, sync_to_thread=False),
+        "appointments": Provide(provide_appointments, sync_to_thread=False),
+        "cases": Provide(provide_cases, sync_to_thread=False),
+        "ratings": Provide(provide_ratings, sync_to_thread=False),
+        "health": Provide(provide_health, sync_to_thread=False),
+    }

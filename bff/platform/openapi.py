@@ -1,0 +1,182 @@
+"""The OpenAPI document as the contract client generators read: what every operation can answer.
+
+Litestar documents each route's success type from its return annotation and its parameters from
+its signature. What it cannot know is added here, once, from the app itself (never a hand list):
+
+- every error response as `application/problem+json` with the one `Problem` schema, and the
+  machine codes the operation's domain can answer for that status (from the code registry);
+- the security requirement of every operation that needs a login (bearer access tokens; kiosk
+  routes also the device-signature headers);
+- the request body of routes that take raw bytes (uploads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+
+from auth import kiosk
+from auth.device import kiosk_signed, kiosk_signed_if_sent
+from auth.guards import require_principal_if_declared
+from bff.platform.problems import CODES, PROBLEM_MEDIA_TYPE, Problem, domain_of
+
+BEARER = "bearerAccessToken"
+KIOSK = "kioskSignature"
+
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    BEARER: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="An access token from /api/v1/auth/* (ES256/EdDSA, verified against /.well-known/jwks.json).",
+    ),
+    KIOSK: SecurityScheme(
+        type="apiKey",
+        name=kiosk.HEADER_SIG,
+        security_scheme_in="header",
+        description=(
+            f"Kiosk sessions and kiosk logins: every request is signed by the registered kiosk with the "
+            f"headers `{kiosk.HEADER_ID}`, `{kiosk.HEADER_TS}`, `{kiosk.HEADER_NONCE}` and "
+            f"`{kiosk.HEADER_SIG}` (see tests/auth_helpers.py::Kiosk for the exact signed string)."
+        ),
+    ),
+}
+COMPONENTS = Components(security_schemes=SECURITY_SCHEMES)
+
+_DESCRIPTIONS = {
+    400: "The request is not valid",
+    401: "Sign in (again)",
+    403: "Not allowed for this caller",
+    404: "Not found (another resident's object is answered the same way)",
+    409: "Conflicts with the current state",
+    410: "Gone",
+    413: "Body too large",
+    422: "Understood but refused by a rule",
+    429: "Too many requests (see Retry-After)",
+    502: "An upstream system answered nonsense",
+    503: "Busy or an upstream system is unavailable (see Retry-After)",
+}
+_COMMON = {
+    400: ["validation_failed", "invalid_cursor"],
+    401: ["unauthorized"],
+    403: ["forbidden"],
+    404: ["not_found"],
+    409: ["conflict"],
+    413: ["payload_too_large"],
+    429: ["rate_limited"],
+    502: ["bad_upstream_answer"],
+    503: ["upstream_unavailable", "overloaded"],
+}
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass
+class RawBodyOperation(Operation):
+    """An operation whose body is raw bytes (an upload), which Litestar does not parse."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                "application/octet-stream": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                )
+            },
+            description="The file's bytes (PDF, JPEG or PNG; the type is decided by the content).",
+            required=True,
+        )
+
+
+_DEVICE_GUARDS = frozenset({kiosk_signed, kiosk_signed_if_sent})
+
+
+def _guards(handler: HTTPRouteHandler) -> list[Any]:
+    return [g for g in handler.resolve_guards() if g is not require_principal_if_declared]
+
+
+def _needs_login(handler: HTTPRouteHandler) -> bool:
+    """A route that takes `principal`, or is guarded by anything but a device signature."""
+    if "principal" in handler.parsed_fn_signature.parameters:
+        return True
+    return any(g not in _DEVICE_GUARDS for g in _guards(handler))
+
+
+def _device_signed(handler: HTTPRouteHandler) -> bool:
+    """A kiosk login, a refresh from a kiosk, or a route only kiosk sessions may call."""
+    return any(g in _DEVICE_GUARDS or "kiosk" in getattr(g, "allowed_channels", ()) for g in _guards(handler))
+
+
+def _statuses(handler: HTTPRouteHandler, path: str, login: bool) -> set[int]:
+    statuses = {400, 429, 503}
+    if login or _device_signed(handler):
+        statuses |= {401}
+    if login and len(_guards(handler)) > 0:
+        statuses |= {403}
+    if "{" in path:
+        statuses |= {404}
+    if handler.http_methods & _MUTATING:
+        statuses |= {409, 422}
+    domain = domain_of(handler.fn.__module__)
+    statuses |= {c.status for c in CODES.values() if domain_of(c.owner) == domain and c.status >= 400}
+    if domain == "identity":
+        statuses |= {401, 403}
+    return {s for s in statuses if s in _DESCRIPTIONS or s == 500}
+
+
+def _codes(status: int, domain: str, login: bool) -> list[str]:
+    codes = list(_COMMON.get(status, []))
+    for code, spec in CODES.items():
+        if spec.status != status or code in codes:
+            continue
+        owner = domain_of(spec.owner)
+        # Login and guard refusals (defined by identity for auth/) can come from any guarded route.
+        if owner == domain or (login and owner == "identity" and status in (401, 403)):
+            codes.append(code)
+    return codes
+
+
+def declare_contract(app: Litestar) -> None:
+    """Add what the routes' signatures cannot say to every /api operation (see module docstring)."""
+    for route in app.routes:
+        if not route.path.startswith("/api/"):
+            continue
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            login = _needs_login(handler)
+            domain = domain_of(handler.fn.__module__)
+            responses: dict[int, ResponseSpec] = dict(handler.responses or {})
+            for status in sorted(_statuses(handler, route.path, login)):
+                codes = _codes(status, domain, login)
+                listed = ", ".join(f"`{code}`" for code in codes) or "`internal_error`"
+                responses.setdefault(
+                    status,
+                    ResponseSpec(
+                        data_container=Problem,
+                        media_type=PROBLEM_MEDIA_TYPE,
+                        description=f"{_DESCRIPTIONS.get(status, 'Error')}. Codes: {listed}",
+                        generate_examples=False,
+                    ),
+                )
+            handler.responses = responses
+            security: list[dict[str, list[str]]] = []
+            if login:
+                security.append({BEARER: []})
+            if _device_signed(handler):
+                security.append({KIOSK: []})
+            if security:
+                handler.security = security
+                handler._resolved_security = security  # type: ignore[attr-defined]

@@ -1,0 +1,277 @@
+"""The composition root: the one place where the process is put together from `Settings`.
+
+`open_root(settings)` builds the PostgreSQL pool, the Redis client, ONE `Upstream` per upstream
+system (its breaker, retry budget and bulkhead shared by every caller in the process), one typed
+client per upstream, every service, and the explicit list of background jobs. The API
+(`create_app`) and the worker (`sanxiang worker`) both start from it, so a worker job and an API
+route that reach the same upstream go through the same breaker.
+
+Adding a domain is one block here (its upstream, client, service and jobs) and its controllers in
+`bff/app.py`'s route list; nothing else is wired anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+from redis.asyncio import Redis
+
+from adapters.booking.client import BookingClient
+from adapters.cases.client import CaseClient
+from adapters.catalogue.client import CatalogueClient
+from adapters.http import Policy, Upstream
+from adapters.idp.client import IdpClient
+from adapters.ratings.client import RatingClient
+from adapters.wechat.client import WeChatClient
+from adapters.wechat.token import AccessTokenCache
+from auth import crypto, keys
+from auth.runtime import AuthConfig, AuthRuntime
+from auth.sessions import Lifetimes
+from auth.tokens import TokenService
+from bff.appointments.service import AppointmentService
+from bff.cases.service import CaseService
+from bff.catalogue.guide_cache import GuideCache
+from bff.catalogue.mirror import CatalogueMirror
+from bff.catalogue.service import CatalogueService
+from bff.catalogue.sync import CatalogueSync
+from bff.idempotency import IdempotencyStore
+from bff.platform.clock import CalendarSource
+from bff.platform.db import create_pool
+from bff.platform.redis import create_redis
+from bff.platform.settings import Settings
+from bff.ratings.service import RatingService
+from bff.uploads.service import UploadService
+
+
+@dataclass(frozen=True)
+class Job:
+    """A periodic job of the worker: `run()` every `interval` seconds, within `budget` seconds."""
+
+    name: str
+    interval: float
+    budget: float
+    run: Callable[[], Awaitable[object]]
+
+
+def policy(settings: Settings, **overrides: float) -> Policy:
+    """The resilience policy of an upstream: the settings' defaults, with that upstream's own values."""
+    base = {
+        "connect_timeout": settings.upstream_connect_timeout_s,
+        "call_timeout": settings.upstream_call_timeout_s,
+        "max_in_flight": settings.upstream_max_in_flight,
+        "max_retries": settings.upstream_max_retries,
+        "retry_budget_ratio": settings.upstream_retry_budget_ratio,
+        "failure_rate": settings.breaker_failure_rate,
+        "minimum_calls": settings.breaker_minimum_calls,
+        "window_seconds": settings.breaker_window_s,
+        "open_seconds": settings.breaker_open_s,
+        "half_open_probes": settings.breaker_half_open_probes,
+    }
+    base.update(overrides)
+    return Policy(**base)  # type: ignore[arg-type]
+
+
+def upstreams(settings: Settings) -> dict[str, Upstream]:
+    """One `Upstream` per upstream system. The only place one is made."""
+    return {
+        "catalogue": Upstream("catalogue", settings.catalogue_url, policy(settings)),
+        "booking": Upstream("booking", settings.booking_url, policy(settings)),
+        "cases": Upstream("cases", settings.cases_url, policy(settings)),
+        "ratings": Upstream("ratings", settings.ratings_url, policy(settings)),
+        "wechat": Upstream("wechat", settings.wechat_url, policy(settings)),
+        "idp": Upstream("idp", settings.idp_url, policy(settings)),
+    }
+
+
+# --- identity: the only place auth meets Settings ---
+
+
+def key_ring(settings: Settings) -> keys.KeyRing:
+    if settings.auth_signing_keys:
+        return keys.parse_entries(settings.auth_signing_keys, settings.auth_active_kid)
+    return keys.dev_ring(settings.auth_dev_seed)
+
+
+def token_service(settings: Settings) -> TokenService:
+    return TokenService(
+        key_ring(settings),
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        ttl_s=settings.auth_access_ttl_s,
+        leeway_s=settings.auth_leeway_s,
+    )
+
+
+def pii_crypto(settings: Settings) -> crypto.PiiCrypto:
+    return crypto.from_settings(
+        settings.pii_cipher,
+        settings.pii_keys,
+        settings.pii_active_key,
+        settings.pii_index_key,
+        settings.auth_dev_seed,
+    )
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    return AuthConfig(
+        lifetimes={
+            "app": Lifetimes(settings.auth_app_idle_s, settings.auth_app_absolute_s),
+            "miniprogram": Lifetimes(settings.auth_miniprogram_idle_s, settings.auth_miniprogram_absolute_s),
+            "kiosk": Lifetimes(settings.auth_kiosk_idle_s, settings.auth_kiosk_absolute_s),
+        },
+        refresh_grace_s=settings.auth_refresh_grace_s,
+        kiosk_skew_s=settings.auth_kiosk_clock_skew_s,
+        kiosk_face_min_score=settings.auth_kiosk_face_min_score,
+        rate_window_s=settings.auth_rate_window_s,
+        rate_per_ip=settings.auth_rate_per_ip,
+        rate_per_subject=settings.auth_rate_per_subject,
+        lockout_failures=settings.auth_lockout_failures,
+        lockout_window_s=settings.auth_lockout_window_s,
+        lockout_s=settings.auth_lockout_s,
+    )
+
+
+def upload_dir(settings: Settings) -> Path:
+    return Path(settings.upload_dir) if settings.upload_dir else Path(settings.data_dir) / "uploads"
+
+
+@dataclass
+class Root:
+    """Everything a process runs on. Made by `open_root`; closed when it leaves."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    upstreams: dict[str, Upstream]
+    wechat: WeChatClient
+    auth: AuthRuntime
+    idempotency: IdempotencyStore
+    catalogue_mirror: CatalogueMirror
+    catalogue: CatalogueService
+    catalogue_sync: CatalogueSync
+    uploads: UploadService
+    appointments: AppointmentService
+    cases: CaseService
+    ratings: RatingService
+    jobs: list[Job] = field(default_factory=list)
+
+
+def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, Upstream]) -> Root:
+    # Upstream clients: one each, shared by the API, the worker's jobs and (later) push.
+    catalogue_client = CatalogueClient(ups["catalogue"])
+    wechat = WeChatClient(ups["wechat"], settings.wechat_appid, settings.wechat_secret)
+    wechat.use_token_cache(AccessTokenCache(redis, settings.wechat_appid, wechat.fetch_stable_token))
+    idp = IdpClient(
+        ups["idp"],
+        client_id=settings.idp_client_id,
+        client_secret=settings.idp_client_secret,
+        issuer=settings.idp_url,
+    )
+    booking = BookingClient(ups["booking"])
+    case_client = CaseClient(ups["cases"])
+    rating_client = RatingClient(ups["ratings"])
+
+    # Identity.
+    auth = AuthRuntime(
+        pool=pool,
+        redis=redis,
+        tokens=token_service(settings),
+        crypto=pii_crypto(settings),
+        wechat=wechat,
+        idp=idp,
+        config=auth_config(settings),
+    )
+    idempotency = IdempotencyStore(pool)
+
+    # Catalogue: the mirror (each API process holds the search index), guides, the sync.
+    mirror = CatalogueMirror(
+        pool,
+        redis,
+        poll_seconds=settings.catalogue_index_poll_s,
+        stale_after_seconds=settings.catalogue_stale_after_s,
+    )
+    guides = GuideCache(
+        redis,
+        catalogue_client,
+        fresh_seconds=settings.item_cache_ttl_s,
+        stale_seconds=settings.item_stale_ttl_s,
+        budget_seconds=settings.item_budget_ms / 1000,
+    )
+    catalogue = CatalogueService(mirror, guides)
+    catalogue_sync = CatalogueSync(
+        pool,
+        redis,
+        catalogue_client,
+        page_size=settings.catalogue_sync_page,
+        page_timeout_s=settings.catalogue_sync_call_timeout_s,
+        full_every=timedelta(seconds=settings.catalogue_full_resync_s),
+        interval_s=settings.catalogue_sync_interval_s,
+    )
+
+    # The resident's journey.
+    uploads = UploadService(pool, upload_dir(settings), max_bytes=settings.upload_max_bytes)
+    appointments = AppointmentService(
+        pool, booking, hold_ttl_s=settings.hold_ttl_s, hold_quota=settings.hold_quota
+    )
+    cases = CaseService(
+        pool,
+        case_client,
+        catalogue,
+        uploads,
+        CalendarSource(pool),
+        notify_url=settings.case_notify_url,
+        webhook_secret=settings.case_webhook_secret,
+        webhook_window_s=settings.case_webhook_window_s,
+    )
+    ratings = RatingService(pool, rating_client, cases)
+    cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
+
+    jobs = [
+        # A lost webhook is caught up from the case system's change feed.
+        Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
+        # Bookings whose upstream answer was lost are asked again with the same request id.
+        Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
+        # Idempotency records past their keep time (>= 24 h, API.md).
+        Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
+        # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
+        Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
+    ]
+    return Root(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        upstreams=ups,
+        wechat=wechat,
+        auth=auth,
+        idempotency=idempotency,
+        catalogue_mirror=mirror,
+        catalogue=catalogue,
+        catalogue_sync=catalogue_sync,
+        uploads=uploads,
+        appointments=appointments,
+        cases=cases,
+        ratings=ratings,
+        jobs=jobs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_root(settings: Settings) -> AsyncIterator[Root]:
+    """The process's root, open for the duration of the block; everything is closed after it."""
+    pool = await create_pool(settings)
+    redis = create_redis(settings)
+    ups = upstreams(settings)
+    try:
+        for upstream in ups.values():
+            await upstream.start()
+        yield _build(settings, pool, redis, ups)
+    finally:
+        for upstream in ups.values():
+            await upstream.close()
+        await redis.aclose()
+        await pool.close()

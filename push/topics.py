@@ -1,0 +1,25 @@
+"""What each outbox topic carries: one typed payload per topic, so that a consumer can decode
+what a producer wrote without guessing (camelCase, as the payloads are also shown in the inbox)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Topic = Literal["case.changed"]
+
+
+class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A case moved (accepted, a step, 补正 requested, concluded …)."""
+
+    case_id: str
+    project_no: str
+    item_name: str
+    event: str
+    status: str
+    result: str | None
+    occurred_at: str
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged}
