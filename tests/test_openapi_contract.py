@@ -416,10 +416,13 @@ def template(path: str) -> str:
 
 def test_document_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
     assert str(spec.get("openapi", "")).startswith("3.1"), f"openapi version is {spec.get('openapi')!r}"
-    errors = [
-        f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:300]}"
-        for e in OpenAPIV31SpecValidator(spec).iter_errors()
-    ]
+    try:
+        errors = [
+            f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:300]}"
+            for e in OpenAPIV31SpecValidator(spec).iter_errors()
+        ]
+    except Exception as exc:  # the validator gives up on some malformed documents
+        errors = [f"the validator stopped on the document: {exc!r}"]
     expect_none(errors, "errors make the document invalid OpenAPI 3.1")
 
 
