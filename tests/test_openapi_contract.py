@@ -32,8 +32,9 @@ from bff.platform.settings import Settings
 API = "/api/v1"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 MUTATING = {"post", "put", "patch", "delete"}
-# README decision: identity endpoints take no Idempotency-Key (a replay would keep tokens at rest).
-NO_IDEMPOTENCY_KEY_PREFIXES = ("/api/v1/auth/", "/api/v1/staff/kiosks")
+# README decision: identity endpoints take no Idempotency-Key (a replay would keep tokens at rest;
+# ending a session is idempotent by itself).
+NO_IDEMPOTENCY_KEY_PREFIXES = ("/api/v1/auth/", "/api/v1/staff/kiosks", "/api/v1/me/sessions/")
 # Upstream webhooks de-duplicate by their own event ids.
 WEBHOOKS = {"/api/v1/case-events", "/api/v1/payments/wechat/notify", "/api/v1/deliveries/courier/notify"}
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -116,7 +117,12 @@ def handler_facts(app: Litestar) -> dict[tuple[str, str], HandlerFacts]:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
-            guards = [g for g in handler.resolve_guards() if g is not require_principal_if_declared]
+            # A kiosk's device signature (auth.device) is not a login: it names a kiosk, not a person.
+            guards = [
+                g
+                for g in handler.resolve_guards()
+                if g is not require_principal_if_declared and getattr(g, "__module__", "") != "auth.device"
+            ]
             parameters = handler.parsed_fn_signature.parameters
             try:
                 source = inspect.getsource(inspect.unwrap(handler.fn))

@@ -172,11 +172,13 @@ def declare_contract(app: Litestar) -> None:
                     ),
                 )
             handler.responses = responses
-            security: list[dict[str, list[str]]] = []
-            if login:
-                security.append({BEARER: []})
+            # One requirement object is an AND of its schemes; the list is an OR of the objects.
+            requirement: dict[str, list[str]] = {BEARER: []} if login else {}
             if _device_signed(handler):
-                security.append({KIOSK: []})
+                requirement[KIOSK] = []
+            security = [requirement] if requirement else []
+            if kiosk_signed_if_sent in _guards(handler):
+                security = [{}, {KIOSK: []}]  # anonymous, or signed by the kiosk it names
             if security:
                 handler.security = security
                 handler._resolved_security = security  # type: ignore[attr-defined]
