@@ -25,6 +25,9 @@ from sandbox.idp.seed import seed_idp
 from sandbox.ratings.routes import router as ratings_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
+from sandbox.wechatpay.control import router as wechatpay_control_router
+from sandbox.wechatpay.notify import lifespan as wechatpay_lifespan
+from sandbox.wechatpay.routes import router as wechatpay_router
 
 
 @get("/_control/health")
@@ -65,8 +68,11 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             wechat_control_router,
             idp_router,
             idp_control_router,
+            wechatpay_router,
+            wechatpay_control_router,
         ],
-        lifespan=[lifespan],
+        # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
+        lifespan=[lifespan, wechatpay_lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "faults": Provide(lambda: faults, sync_to_thread=False),
