@@ -17,6 +17,8 @@ from sandbox.catalogue.control import router as catalogue_control_router
 from sandbox.catalogue.routes import router as catalogue_router
 from sandbox.catalogue.seed import seed_catalogue
 from sandbox.control import router as control_router
+from sandbox.courier.routes import control_router as courier_control_router
+from sandbox.courier.routes import router as courier_router
 from sandbox.db import create_pool, ensure_schema
 from sandbox.faults import FaultMiddleware, FaultTable
 from sandbox.idp.control import router as idp_control_router
@@ -70,6 +72,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             idp_control_router,
             wechatpay_router,
             wechatpay_control_router,
+            courier_router,
+            courier_control_router,
         ],
         # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
         lifespan=[lifespan, wechatpay_lifespan],
