@@ -10,7 +10,10 @@ import base64
 import hashlib
 import itertools
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiohttp import web
@@ -29,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import free_port
+from tests.conftest import Services, free_port, start_process, stop_process, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 MCHID = "1900000109"
@@ -548,3 +552,57 @@ async def test_certificate_rotation_keeps_the_old_one_listed(sandbox: httpx.Asyn
     assert answer.headers["Wechatpay-Serial"] == new_serial
     assert verifies(after, answer.headers, answer.content)
     assert not verifies(before, answer.headers, answer.content)  # an old cache must refresh
+
+
+async def test_delivery_goes_on_after_a_sandbox_restart(services: Services, receiver: Receiver) -> None:
+    """kill -9 the platform between retries: the next process picks the notification up where the
+    first left it (the same id, the attempt count going on), on its persisted schedule."""
+    name = f"sx_wxpay_restart_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(services.admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = services.admin_url.rsplit("/", 1)[0] + "/" + name
+    env = dict(os.environ, DATABASE_URL=database_url)
+
+    def start() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = start_process([sys.executable, "-m", "sandbox", "--port", str(port)], env, "sandbox-restart")
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/_control/health", proc)
+        return proc, url
+
+    first, url = await asyncio.to_thread(start)
+    second = None
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            await client.put("/_control/wechatpay/time-factor", json={"factor": 0.01})
+            await client.put("/_control/wechatpay/policy", json={"hold": True})
+            no = await paid_order(client, receiver)
+            [note] = await notifications(client, no)
+            receiver.failures[note["id"]] = 10_000
+            await client.put("/_control/wechatpay/policy", json={})
+            await client.post("/_control/wechatpay/notifications/release", json={"order": "forward"})
+            await receiver.wait(3)  # 0, +150 ms, +150 ms; the next is due 300 ms later
+        first.kill()
+        first.wait(5)
+        before = len(receiver.got)
+        assert before >= 3
+        receiver.failures[note["id"]] = 0
+        second, url = await asyncio.to_thread(start)
+        await receiver.wait(before + 1, seconds=10)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            deadline = time.monotonic() + 5
+            while (state := (await notifications(client, no))[0])["state"] != "delivered":
+                assert time.monotonic() < deadline, state
+                await asyncio.sleep(0.05)
+        assert {r.doc["id"] for r in receiver.got} == {note["id"]}
+        numbers = [a["attempt"] for a in state["attempts"] if a["kind"] in {"release", "scheduled"}]
+        # Counting goes on across the restart (a send the crash left unrecorded is sent again).
+        assert numbers[0] == 1 and numbers == sorted(set(numbers)) and numbers[-1] > before - 1
+        assert len(receiver.got) >= len(numbers)
+        assert state["attempts"][-1]["status"] == 204
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                stop_process(proc)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

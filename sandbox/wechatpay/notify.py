@@ -152,7 +152,6 @@ class Dispatcher:
         delay_ms = row["delay_ms"]
         outcome, status = await self.post(row["notify_url"], body, headers)
         ok = status is not None and 200 <= status < 300
-        await self.record(row["id"], attempt, "scheduled", outcome, status, delay_ms)
         if ok:
             next_at, state, delay = None, "delivered", None
         elif attempt >= MAX_ATTEMPTS:
@@ -161,21 +160,36 @@ class Dispatcher:
             factor = float(await setting(self.pool, "time_factor", 1.0))
             delay = int(SCHEDULE_S[attempt - 1] * factor * 1000)
             next_at, state = datetime.now(UTC) + timedelta(milliseconds=delay), "pending"
-        await self.pool.execute(
-            """
+        # The attempt and the notification's next step are written together: a crash leaves either
+        # both or neither (a send then unrecorded is simply sent again, as WeChat would).
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO sandbox.wechatpay_attempts
+                    (notification_id, attempt, kind, outcome, status, scheduled_delay_ms)
+                VALUES ($1, $2, 'scheduled', $3, $4, $5)
+                """,
+                row["id"],
+                attempt,
+                outcome,
+                status,
+                delay_ms,
+            )
+            await conn.execute(
+                """
             UPDATE sandbox.wechatpay_notifications
             SET state = CASE WHEN state = 'sending' THEN $2 ELSE state END, attempts = $3,
                 next_attempt_at = $4, next_delay_ms = $5,
                 first_headers = coalesce(first_headers, $6)
             WHERE id = $1
             """,
-            row["id"],
-            state,
-            attempt,
-            next_at,
-            delay,
-            headers,
-        )
+                row["id"],
+                state,
+                attempt,
+                next_at,
+                delay,
+                headers,
+            )
         self.wake()
 
     async def run(self) -> None:
