@@ -17,6 +17,8 @@ from sandbox.catalogue.control import router as catalogue_control_router
 from sandbox.catalogue.routes import router as catalogue_router
 from sandbox.catalogue.seed import seed_catalogue
 from sandbox.control import router as control_router
+from sandbox.courier.routes import control_router as courier_control_router
+from sandbox.courier.routes import router as courier_router
 from sandbox.db import create_pool, ensure_schema
 from sandbox.faults import FaultMiddleware, FaultTable
 from sandbox.idp.control import router as idp_control_router
@@ -25,6 +27,9 @@ from sandbox.idp.seed import seed_idp
 from sandbox.ratings.routes import router as ratings_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
+from sandbox.wechatpay.control import router as wechatpay_control_router
+from sandbox.wechatpay.notify import lifespan as wechatpay_lifespan
+from sandbox.wechatpay.routes import router as wechatpay_router
 
 
 @get("/_control/health")
@@ -65,8 +70,13 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             wechat_control_router,
             idp_router,
             idp_control_router,
+            wechatpay_router,
+            wechatpay_control_router,
+            courier_router,
+            courier_control_router,
         ],
-        lifespan=[lifespan],
+        # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
+        lifespan=[lifespan, wechatpay_lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "faults": Provide(lambda: faults, sync_to_thread=False),

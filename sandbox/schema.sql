@@ -197,3 +197,148 @@ CREATE TABLE IF NOT EXISTS sandbox.idp_tokens (
     sub text NOT NULL REFERENCES sandbox.idp_residents (sub),
     expires_at timestamptz NOT NULL
 );
+
+-- WeChat Pay API v3 (sandbox/wechatpay): merchants, platform keys, orders, refunds, notifications.
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_merchants (
+    mchid text PRIMARY KEY,
+    serial_no text NOT NULL,
+    cert_pem text NOT NULL,
+    apiv3_key text NOT NULL,
+    appids text[] NOT NULL
+);
+-- The platform's own keys survive a restart, so a notification queued before it is signed by a
+-- certificate the merchant already knows.
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_platform_certs (
+    serial_no text PRIMARY KEY,
+    key_pem text NOT NULL,
+    cert_pem text NOT NULL,
+    effective_time timestamptz NOT NULL,
+    expire_time timestamptz NOT NULL,
+    retire_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_settings (
+    name text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_orders (
+    mchid text NOT NULL,
+    out_trade_no text NOT NULL,
+    appid text NOT NULL,
+    trade_type text NOT NULL,
+    description text NOT NULL,
+    notify_url text NOT NULL,
+    total bigint NOT NULL,
+    currency text NOT NULL,
+    payer_openid text,
+    time_expire timestamptz,
+    request jsonb NOT NULL,
+    prepay_id text,
+    code_url text,
+    transaction_id text UNIQUE,
+    trade_state text NOT NULL,
+    trade_state_desc text NOT NULL,
+    success_time timestamptz,
+    payer_total bigint,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (mchid, out_trade_no)
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_refunds (
+    mchid text NOT NULL,
+    out_refund_no text NOT NULL,
+    refund_id text NOT NULL UNIQUE,
+    out_trade_no text NOT NULL,
+    transaction_id text NOT NULL,
+    reason text,
+    notify_url text,
+    refund bigint NOT NULL,
+    total bigint NOT NULL,
+    status text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    success_time timestamptz,
+    PRIMARY KEY (mchid, out_refund_no)
+);
+CREATE INDEX IF NOT EXISTS wechatpay_refunds_order ON sandbox.wechatpay_refunds (mchid, out_trade_no);
+-- A notification is kept with its exact body (the same id and ciphertext on every retry) and the
+-- next attempt's time, so that a restarted sandbox goes on delivering.
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_notifications (
+    id text PRIMARY KEY,
+    seq bigserial UNIQUE,
+    mchid text NOT NULL,
+    out_trade_no text NOT NULL,
+    out_refund_no text,
+    event_type text NOT NULL,
+    notify_url text NOT NULL,
+    body text NOT NULL,
+    state text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    next_delay_ms bigint,
+    first_headers jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS wechatpay_notifications_due ON sandbox.wechatpay_notifications (next_attempt_at)
+    WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_attempts (
+    id bigserial PRIMARY KEY,
+    notification_id text NOT NULL,
+    attempt integer NOT NULL,
+    kind text NOT NULL,
+    outcome text NOT NULL,
+    status integer,
+    scheduled_delay_ms bigint,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS wechatpay_attempts_notification ON sandbox.wechatpay_attempts (notification_id, id);
+
+-- Fees issued by the case system (缴费通知, sandbox/cases).
+CREATE TABLE IF NOT EXISTS sandbox.case_fees (
+    fee_id text PRIMARY KEY,
+    project_no text NOT NULL,
+    lines jsonb NOT NULL,
+    total_fen bigint NOT NULL,
+    payable_by date NOT NULL,
+    payment_code text NOT NULL UNIQUE,
+    issuing_department text NOT NULL,
+    status text NOT NULL,
+    paid jsonb,
+    receipt_no text,
+    refunds jsonb NOT NULL DEFAULT '[]',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS case_fees_project ON sandbox.case_fees (project_no);
+
+-- Courier (EMS-like, sandbox/courier). Event seq comes from a one-row counter updated in the
+-- event's own transaction: the row lock is held to commit, so seq order is commit order and a
+-- reader of the feed cannot pass over a number that commits later.
+CREATE TABLE IF NOT EXISTS sandbox.courier_counter (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq bigint NOT NULL
+);
+INSERT INTO sandbox.courier_counter (id, seq) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS sandbox.courier_shipments (
+    waybill_no text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    request jsonb NOT NULL,
+    project_no text NOT NULL,
+    notify_url text,
+    status text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.courier_events (
+    seq bigint PRIMARY KEY,
+    event_id text NOT NULL UNIQUE,
+    waybill_no text NOT NULL,
+    status text NOT NULL,
+    at timestamptz NOT NULL,
+    place text NOT NULL,
+    description text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS courier_events_waybill ON sandbox.courier_events (waybill_no, seq);
+CREATE TABLE IF NOT EXISTS sandbox.courier_deliveries (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);

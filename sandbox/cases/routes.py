@@ -12,9 +12,10 @@ import asyncio
 import hashlib
 import hmac
 import os
+import secrets
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import aiohttp
@@ -411,7 +412,258 @@ async def deliveries(db: NamedDependency[asyncpg.Pool], event_id: FromPath[str])
     return {"attempts": [dict(r) for r in rows]}
 
 
+# --- fees (缴费通知): issued by the department, paid through WeChat Pay or a bank, refunded ---
+
+FEE_STATES_PAYABLE = {"accepted", "in_progress"}
+
+
+class FeeLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    amount_fen: int
+
+
+class FeeIn(msgspec.Struct, forbid_unknown_fields=True):
+    lines: list[FeeLineIn]
+    payable_by: date
+    issuing_department: str = "某某县自然资源局"
+    deliver: bool = True
+
+
+class FeePaidIn(msgspec.Struct, forbid_unknown_fields=True):
+    request_id: str
+    out_trade_no: str
+    transaction_id: str
+    amount_fen: int
+    paid_at: datetime
+
+
+class FeeRefundIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Literal["不予受理", "减免", "多缴"] = "不予受理"
+    amount_fen: int | None = None  # all of what was paid when absent
+    deliver: bool = True
+
+
+def fee_json(row: asyncpg.Record | None) -> dict[str, Any]:
+    assert row is not None
+    return {
+        "fee_id": row["fee_id"],
+        "project_no": row["project_no"],
+        "lines": row["lines"],
+        "total_fen": row["total_fen"],
+        "payable_by": row["payable_by"].isoformat(),
+        "payment_code": row["payment_code"],
+        "issuing_department": row["issuing_department"],
+        "status": row["status"],
+        "paid": row["paid"],
+        "receipt_no": row["receipt_no"],
+        "refunds": row["refunds"],
+    }
+
+
+@post("/_control/applications/{project_no:str}/fee")
+async def issue_fee(
+    db: NamedDependency[asyncpg.Pool], project_no: FromPath[str], data: Annotated[FeeIn, Body()]
+) -> Response[Any]:
+    """The department issues a 缴费通知: fee lines in integer fen, a payable-by date, a 20-digit 非税缴款码."""
+    if not data.lines or any(line.amount_fen <= 0 or not line.name for line in data.lines):
+        return problem(422, "bad_lines", "every fee line needs a name and a positive amount in fen")
+    lines = [{"name": line.name, "amount_fen": line.amount_fen} for line in data.lines]
+    total = sum(line.amount_fen for line in data.lines)
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            app = await conn.fetchrow(
+                "SELECT * FROM sandbox.case_applications WHERE project_no = $1 FOR UPDATE", project_no
+            )
+            if app is None:
+                return problem(404, "not_found", project_no)
+            if app["status"] not in FEE_STATES_PAYABLE:
+                return problem(409, "bad_transition", f"cannot issue a fee while {app['status']}")
+            open_fee = await conn.fetchval(
+                "SELECT fee_id FROM sandbox.case_fees WHERE project_no = $1 AND status = 'issued'", project_no
+            )
+            if open_fee is not None:
+                return problem(409, "fee_open", f"fee {open_fee} is still unpaid")
+            fee_id = "FE" + uuid.uuid4().hex[:14].upper()
+            payment_code = f"{secrets.randbelow(9 * 10**19) + 10**19:020d}"
+            row = await conn.fetchrow(
+                """
+                INSERT INTO sandbox.case_fees
+                    (fee_id, project_no, lines, total_fen, payable_by, payment_code, issuing_department, status)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued') RETURNING *
+                """,
+                fee_id,
+                project_no,
+                lines,
+                total,
+                data.payable_by,
+                payment_code,
+                data.issuing_department,
+            )
+            event = await emit(
+                conn,
+                app,
+                "fee_issued",
+                app["status"],
+                {
+                    "fee_id": fee_id,
+                    "lines": lines,
+                    "total_fen": total,
+                    "payable_by": data.payable_by.isoformat(),
+                    "payment_code": payment_code,
+                    "issuing_department": data.issuing_department,
+                },
+            )
+        if data.deliver:
+            schedule(db, app["notify_url"], [event])
+        return Response({"fee": fee_json(row), "event": event}, status_code=201)
+
+
+@get("/fees/{fee_id:str}")
+async def get_fee(db: NamedDependency[asyncpg.Pool], fee_id: FromPath[str]) -> Response[Any]:
+    row = await db.fetchrow("SELECT * FROM sandbox.case_fees WHERE fee_id = $1", fee_id)
+    if row is None:
+        return problem(404, "not_found", fee_id)
+    return Response(fee_json(row))
+
+
+@post("/fees/{fee_id:str}/paid")
+async def fee_paid(
+    db: NamedDependency[asyncpg.Pool], fee_id: FromPath[str], data: Annotated[FeePaidIn, Body()]
+) -> Response[Any]:
+    """Told that the fee was paid: `fee_paid` (the case moves on to 承办) and then `receipt_issued` with
+    the 财政电子票据 number. Idempotent by request_id; the same transaction again answers the same."""
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            if (seen := await dedup(conn, data.request_id)) is not None:
+                return seen
+            fee = await conn.fetchrow("SELECT * FROM sandbox.case_fees WHERE fee_id = $1 FOR UPDATE", fee_id)
+            if fee is None:
+                return problem(404, "not_found", fee_id)
+            if fee["status"] != "issued":
+                if fee["paid"] is not None and fee["paid"]["transaction_id"] == data.transaction_id:
+                    return await answer(conn, data.request_id, 200, {"fee": fee_json(fee), "events": []})
+                return await answer(
+                    conn, data.request_id, 409, {"error": "not_payable", "message": f"fee is {fee['status']}"}
+                )
+            if data.amount_fen != fee["total_fen"]:
+                return await answer(
+                    conn,
+                    data.request_id,
+                    409,
+                    {
+                        "error": "amount_mismatch",
+                        "message": f"paid {data.amount_fen} fen, the fee is {fee['total_fen']} fen",
+                        "total_fen": fee["total_fen"],
+                    },
+                )
+            app = await conn.fetchrow(
+                "SELECT * FROM sandbox.case_applications WHERE project_no = $1 FOR UPDATE", fee["project_no"]
+            )
+            assert app is not None
+            paid = {
+                "out_trade_no": data.out_trade_no,
+                "transaction_id": data.transaction_id,
+                "amount_fen": data.amount_fen,
+                "paid_at": data.paid_at.isoformat(),
+            }
+            receipt_no = f"{datetime.now(UTC):%Y}{secrets.randbelow(10**12):012d}"
+            fee = await conn.fetchrow(
+                """
+                UPDATE sandbox.case_fees SET status = 'paid', paid = $2, receipt_no = $3
+                WHERE fee_id = $1 RETURNING *
+                """,
+                fee_id,
+                paid,
+                receipt_no,
+            )
+            moved_to = "in_progress" if app["status"] in {"accepted", "in_progress"} else app["status"]
+            events = [
+                await emit(conn, app, "fee_paid", moved_to, {"fee_id": fee_id, **paid}),
+                await emit(
+                    conn,
+                    app,
+                    "receipt_issued",
+                    moved_to,
+                    {
+                        "fee_id": fee_id,
+                        "receipt_no": receipt_no,
+                        "amount_fen": data.amount_fen,
+                        "kind": "财政电子票据",
+                    },
+                ),
+            ]
+            response = await answer(conn, data.request_id, 200, {"fee": fee_json(fee), "events": events})
+        schedule(db, app["notify_url"], events)
+        return response
+
+
+@post("/_control/applications/{project_no:str}/fee-refund")
+async def fee_refund(
+    db: NamedDependency[asyncpg.Pool], project_no: FromPath[str], data: Annotated[FeeRefundIn, Body()]
+) -> Response[Any]:
+    """不予受理 after payment, a waiver (减免) or an overpayment: the case system asks for a refund."""
+    async with db.acquire() as conn:
+        async with conn.transaction():
+            app = await conn.fetchrow(
+                "SELECT * FROM sandbox.case_applications WHERE project_no = $1 FOR UPDATE", project_no
+            )
+            if app is None:
+                return problem(404, "not_found", project_no)
+            fee = await conn.fetchrow(
+                """
+                SELECT * FROM sandbox.case_fees WHERE project_no = $1 AND status IN ('paid', 'refund_requested')
+                ORDER BY created_at DESC LIMIT 1 FOR UPDATE
+                """,
+                project_no,
+            )
+            if fee is None:
+                return problem(409, "nothing_paid", "no paid fee to refund")
+            asked = sum(r["amount_fen"] for r in fee["refunds"])
+            amount = data.amount_fen if data.amount_fen is not None else fee["total_fen"] - asked
+            if amount <= 0 or asked + amount > fee["total_fen"]:
+                return problem(409, "refund_too_large", f"{fee['total_fen'] - asked} fen left to refund")
+            refund = {
+                "refund_no": "RQ" + uuid.uuid4().hex[:12].upper(),
+                "amount_fen": amount,
+                "reason": data.reason,
+            }
+            await conn.execute(
+                """
+                UPDATE sandbox.case_fees SET status = 'refund_requested', refunds = refunds || $2::jsonb
+                WHERE fee_id = $1
+                """,
+                fee["fee_id"],
+                [refund],
+            )
+            event = await emit(
+                conn,
+                app,
+                "refund_requested",
+                app["status"],
+                {
+                    "fee_id": fee["fee_id"],
+                    "amount_fen": amount,
+                    "reason": data.reason,
+                    "refund_no": refund["refund_no"],
+                },
+            )
+        if data.deliver:
+            schedule(db, app["notify_url"], [event])
+        return Response(event, status_code=201)
+
+
 router = Router(
     path="/cases",
-    route_handlers=[apply, get_application, changes, supplement, advance, deliveries],
+    route_handlers=[
+        apply,
+        get_application,
+        changes,
+        supplement,
+        advance,
+        deliveries,
+        issue_fee,
+        get_fee,
+        fee_paid,
+        fee_refund,
+    ],
 )

@@ -1,0 +1,1 @@
+"""A courier (EMS-like): shipments, tracking, signed status callbacks, a changes feed."""

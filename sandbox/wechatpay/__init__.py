@@ -1,0 +1,1 @@
+"""WeChat Pay API v3 merchant platform (the other side of the wire)."""
