@@ -197,3 +197,46 @@ CREATE TABLE IF NOT EXISTS sandbox.idp_tokens (
     sub text NOT NULL REFERENCES sandbox.idp_residents (sub),
     expires_at timestamptz NOT NULL
 );
+
+-- WeChat subscribe messages (sandbox/wechat): the sandbox's own view of what each user chose in
+-- wx.requestSubscribeMessage, every send request received and every message accepted.
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_consents (
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    last_result text NOT NULL,
+    remaining integer NOT NULL DEFAULT 0,
+    long_term boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (openid, template_id)
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_choices (
+    id bigserial PRIMARY KEY,
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    result text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+-- Real msgids are beyond int32: start there so a client that truncates them breaks in tests.
+CREATE SEQUENCE IF NOT EXISTS sandbox.wechat_sub_msgid START 3000000001;
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_requests (
+    id bigserial PRIMARY KEY,
+    openid text,
+    template_id text,
+    body jsonb NOT NULL,
+    errcode integer NOT NULL,
+    msgid bigint,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS wechat_sub_requests_openid ON sandbox.wechat_sub_requests (openid, id);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_messages (
+    msgid bigint PRIMARY KEY,
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    page text,
+    miniprogram_state text NOT NULL,
+    lang text NOT NULL,
+    data jsonb NOT NULL,
+    consent text NOT NULL,
+    sent_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS wechat_sub_messages_openid ON sandbox.wechat_sub_messages (openid, msgid);
