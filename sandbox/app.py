@@ -22,6 +22,8 @@ from sandbox.faults import FaultMiddleware, FaultTable
 from sandbox.idp.control import router as idp_control_router
 from sandbox.idp.routes import router as idp_router
 from sandbox.idp.seed import seed_idp
+from sandbox.pushgw.control import router as pushgw_control_router
+from sandbox.pushgw.routes import router as pushgw_router
 from sandbox.ratings.routes import router as ratings_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
@@ -65,6 +67,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             wechat_control_router,
             idp_router,
             idp_control_router,
+            pushgw_router,
+            pushgw_control_router,
         ],
         lifespan=[lifespan],
         dependencies={

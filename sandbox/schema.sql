@@ -240,3 +240,48 @@ CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_messages (
     sent_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS wechat_sub_messages_openid ON sandbox.wechat_sub_messages (openid, msgid);
+
+-- App push gateway (sandbox/pushgw): installed device tokens, every request received, every message
+-- accepted (one per request_id) and every receipt callback attempt.
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_devices (
+    token text PRIMARY KEY,
+    platform text NOT NULL,
+    person_ref text NOT NULL,
+    app_version text,
+    installed_at timestamptz NOT NULL DEFAULT now(),
+    unregistered_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_requests (
+    id bigserial PRIMARY KEY,
+    request_id text,
+    token text,
+    status integer NOT NULL,
+    code text,
+    message_id text,
+    duplicate boolean NOT NULL DEFAULT false,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pushgw_requests_request ON sandbox.pushgw_requests (request_id);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_messages (
+    message_id text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    token text NOT NULL,
+    platform text NOT NULL,
+    title text NOT NULL,
+    body text NOT NULL,
+    data jsonb NOT NULL,
+    callback_url text,
+    status text NOT NULL DEFAULT 'accepted',
+    reason text,
+    accepted_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS pushgw_messages_token ON sandbox.pushgw_messages (token, accepted_at);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_receipts (
+    id bigserial PRIMARY KEY,
+    message_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pushgw_receipts_message ON sandbox.pushgw_receipts (message_id, id);
