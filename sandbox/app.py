@@ -25,6 +25,8 @@ from sandbox.idp.seed import seed_idp
 from sandbox.pushgw.control import router as pushgw_control_router
 from sandbox.pushgw.routes import router as pushgw_router
 from sandbox.ratings.routes import router as ratings_router
+from sandbox.sms.control import router as sms_control_router
+from sandbox.sms.routes import router as sms_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
 
@@ -69,6 +71,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             idp_control_router,
             pushgw_router,
             pushgw_control_router,
+            sms_router,
+            sms_control_router,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -285,3 +285,43 @@ CREATE TABLE IF NOT EXISTS sandbox.pushgw_receipts (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS pushgw_receipts_message ON sandbox.pushgw_receipts (message_id, id);
+
+-- SMS gateway (sandbox/sms): every request received, every message accepted (one per out_id),
+-- per-phone limit resets and every delivery report attempt.
+CREATE TABLE IF NOT EXISTS sandbox.sms_requests (
+    id bigserial PRIMARY KEY,
+    phone text,
+    out_id text,
+    code text NOT NULL,
+    biz_id text,
+    duplicate boolean NOT NULL DEFAULT false,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sms_requests_phone ON sandbox.sms_requests (phone, id);
+CREATE TABLE IF NOT EXISTS sandbox.sms_messages (
+    biz_id text PRIMARY KEY,
+    out_id text UNIQUE,
+    phone text NOT NULL,
+    sign_name text NOT NULL,
+    template_code text NOT NULL,
+    params jsonb NOT NULL,
+    text text NOT NULL,
+    segments integer NOT NULL,
+    status text NOT NULL DEFAULT 'sent',
+    err_code text,
+    sent_at timestamptz NOT NULL DEFAULT now(),
+    reported_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS sms_messages_phone ON sandbox.sms_messages (phone, sent_at);
+CREATE TABLE IF NOT EXISTS sandbox.sms_limit_resets (
+    phone text PRIMARY KEY,
+    reset_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.sms_reports (
+    id bigserial PRIMARY KEY,
+    biz_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sms_reports_biz ON sandbox.sms_reports (biz_id, id);

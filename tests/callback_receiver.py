@@ -26,8 +26,9 @@ class Seen:
 class Receiver:
     url: str = ""
     seen: list[Seen] = field(default_factory=list)
-    # What to do with the next requests: (status, delay seconds); afterwards 200 at once.
-    plan: deque[tuple[int, float]] = field(default_factory=deque)
+    # What to do with the next requests: (status, delay seconds, JSON body or None for `ok_body`);
+    # afterwards 200 with `ok_body` at once.
+    plan: deque[tuple[int, float, Any]] = field(default_factory=deque)
     ok_body: Any = None
     _runner: web.AppRunner | None = None
 
@@ -47,11 +48,12 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.seen.append(Seen(dict(request.headers), await request.read(), time.monotonic()))
-        status, delay = self.plan.popleft() if self.plan else (200, 0.0)
+        status, delay, body = self.plan.popleft() if self.plan else (200, 0.0, None)
         if delay:
             await asyncio.sleep(delay)
-        if status == 200 and self.ok_body is not None:
-            return web.json_response(self.ok_body)
+        body = self.ok_body if body is None and status == 200 else body
+        if body is not None:
+            return web.json_response(body, status=status)
         return web.Response(status=status, text="")
 
     async def wait_for(self, count: int, seconds: float = 10) -> list[Seen]:

@@ -187,7 +187,9 @@ async def test_the_per_second_quota(sandbox) -> None:
 async def test_receipts_are_retried_past_an_error_and_a_slow_receiver(sandbox, receiver) -> None:
     token = await install(sandbox)
     body = message(token, receiver.url)
-    receiver.plan.extend([(500, 0.0), (200, 3.0)])  # the second answer comes after the 2 s timeout
+    receiver.plan.extend(
+        [(500, 0.0, None), (200, 3.0, None)]
+    )  # the second answer comes after the 2 s timeout
     assert (await push(sandbox, body)).status_code == 200
     row = await settled(sandbox, body["request_id"], receipts=3)
     outcomes = [r["outcome"] for r in row["receipts"]]
