@@ -237,7 +237,15 @@ CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_messages (
     lang text NOT NULL,
     data jsonb NOT NULL,
     consent text NOT NULL,
+    event_status text,
     sent_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_events (
+    id bigserial PRIMARY KEY,
+    msgid bigint NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS wechat_sub_messages_openid ON sandbox.wechat_sub_messages (openid, msgid);
 

@@ -20,6 +20,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     at: float
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,7 +48,9 @@ class Receiver:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        self.seen.append(Seen(dict(request.headers), await request.read(), time.monotonic()))
+        self.seen.append(
+            Seen(dict(request.headers), await request.read(), time.monotonic(), dict(request.query))
+        )
         status, delay, body = self.plan.popleft() if self.plan else (200, 0.0, None)
         if delay:
             await asyncio.sleep(delay)

@@ -5,10 +5,14 @@ and every message accepted (so the BFF's tests can count what reached WeChat).""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from typing import Any
 
 import httpx
+
+from tests.callback_receiver import Receiver
 
 APPID, SECRET = "wx5a0d5a4d1e0c0001", "sandbox-wechat-secret"
 SEND = "/wechat/cgi-bin/message/subscribe/send"
@@ -259,3 +263,39 @@ async def test_reset_forgets_everything(sandbox) -> None:
     assert await sent(sandbox, openid) == []
     assert (await sandbox.get(f"/_control/wechat/subscribe/consents/{openid}")).json()["consents"] == []
     assert (await send(sandbox, access_token, openid, template_id, progress_data()))["errcode"] == 43101
+
+
+async def test_sent_events_are_pushed_signed_and_retried(sandbox) -> None:
+    access_token, openid = await token(sandbox), await new_user(sandbox)
+    template_id = (await templates(sandbox))["办件进度通知"]["templateId"]
+    await choose(sandbox, openid, **{template_id: "accept"})
+    hook = await Receiver().start()
+    push_token = "test-push-token"
+    try:
+        await sandbox.put("/_control/wechat/subscribe/push", json={"url": hook.url, "token": push_token})
+        hook.plan.append((500, 0.0, None))
+        first = await send(sandbox, access_token, openid, template_id, progress_data())
+        await sandbox.post(
+            "/_control/wechat/subscribe/push-failures", json={"errorStatus": "fail:user block"}
+        )
+        second = await send(sandbox, access_token, openid, template_id, progress_data())
+        seen = await hook.wait_for(3)
+    finally:
+        await sandbox.put("/_control/wechat/subscribe/push", json={})
+        await hook.stop()
+    assert len(seen) == 3
+    for one in seen:
+        parts = sorted([push_token, one.query["timestamp"], one.query["nonce"]])
+        assert one.query["signature"] == hashlib.sha1("".join(parts).encode()).hexdigest()
+    events = {}
+    for one in seen:
+        event = json.loads(one.body)
+        assert (event["Event"], event["FromUserName"]) == ("subscribe_msg_sent_event", openid)
+        events.setdefault(event["List"]["MsgID"], []).append(event["List"])
+    assert len(events[str(first["msgid"])]) == 2  # the first push got a 500 and was tried again
+    assert events[str(first["msgid"])][-1]["ErrorStatus"] == "success"
+    [blocked] = events[str(second["msgid"])]
+    assert (blocked["ErrorCode"], blocked["ErrorStatus"]) == ("10005", "fail:user block")
+    rows = {m["msgid"]: m for m in await sent(sandbox, openid)}
+    assert [e["outcome"] for e in rows[first["msgid"]]["events"]] == ["http_500", "http_200"]
+    assert rows[second["msgid"]]["eventStatus"] == "fail:user block"

@@ -18,7 +18,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Body, FromPath, QueryParameter
 
-from sandbox.wechat.routes import CODE_TTL, SUBSCRIBE, SUBSCRIBE_TEMPLATES, SubscribeTemplate
+from sandbox.wechat.routes import CODE_TTL, PUSH_TOKEN, SUBSCRIBE, SUBSCRIBE_TEMPLATES, SubscribeTemplate
 from sandbox.wechat.state import STATE
 
 
@@ -155,6 +155,18 @@ class SubscribeConfig(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
     daily_limit: int = 1_000_000
 
 
+class MessagePush(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """The developer server's message push (消息推送) settings; url None switches it off."""
+
+    url: str | None = None
+    token: str = PUSH_TOKEN
+
+
+class SentEventFailures(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    error_status: Literal["fail:user block", "fail:system failed"] = "fail:user block"
+    count: int = 1
+
+
 @get("/subscribe/templates")
 async def subscribe_templates() -> list[SubscribeTemplate]:
     return list(SUBSCRIBE_TEMPLATES.values())
@@ -243,7 +255,10 @@ async def sent_messages(
     """Every message accepted (a msgid given), oldest first, for one openid or all."""
     rows = await db.fetch(
         """
-        SELECT * FROM sandbox.wechat_sub_messages WHERE $1::text IS NULL OR openid = $1 ORDER BY msgid
+        SELECT m.*, coalesce(
+            (SELECT jsonb_agg(jsonb_build_object('attempt', e.attempt, 'outcome', e.outcome) ORDER BY e.id)
+             FROM sandbox.wechat_sub_events e WHERE e.msgid = m.msgid), '[]'::jsonb) AS events
+        FROM sandbox.wechat_sub_messages m WHERE $1::text IS NULL OR m.openid = $1 ORDER BY m.msgid
         """,
         openid,
     )
@@ -258,6 +273,8 @@ async def sent_messages(
             "data": r["data"],
             "consent": r["consent"],
             "sentAt": r["sent_at"].isoformat(),
+            "eventStatus": r["event_status"],
+            "events": r["events"],
         }
         for r in rows
     ]
@@ -300,14 +317,29 @@ async def subscribe_config(data: Annotated[SubscribeConfig, Body()]) -> dict[str
     return {"dailyLimit": SUBSCRIBE.daily_limit}
 
 
+@put("/subscribe/push")
+async def message_push(data: Annotated[MessagePush, Body()]) -> MessagePush:
+    """Where `subscribe_msg_sent_event` goes after each accepted message, and the Token signing it."""
+    SUBSCRIBE.push_url, SUBSCRIBE.push_token = data.url, data.token
+    return data
+
+
+@post("/subscribe/push-failures", status_code=200)
+async def sent_event_failures(data: Annotated[SentEventFailures, Body()]) -> dict[str, list[str]]:
+    """The next `count` sent events report `errorStatus` instead of success (the user blocked it)."""
+    SUBSCRIBE.push_failures.extend([data.error_status] * data.count)
+    return {"pushFailures": list(SUBSCRIBE.push_failures)}
+
+
 @delete("/subscribe")
 async def reset_subscribe(db: NamedDependency[asyncpg.Pool]) -> None:
-    """Forget consents, requests, messages, forced failures and the day's count."""
+    """Forget consents, requests, messages, sent events, forced failures, the day's count and the
+    message push settings."""
     SUBSCRIBE.reset()
     await db.execute(
         """
         TRUNCATE sandbox.wechat_sub_consents, sandbox.wechat_sub_choices, sandbox.wechat_sub_requests,
-            sandbox.wechat_sub_messages
+            sandbox.wechat_sub_messages, sandbox.wechat_sub_events
         """
     )
 
@@ -329,6 +361,8 @@ router = Router(
         received_requests,
         force_failures,
         subscribe_config,
+        message_push,
+        sent_event_failures,
         reset_subscribe,
     ],
 )

@@ -8,13 +8,16 @@
 - `POST /cgi-bin/message/subscribe/send`: subscribe messages (订阅消息) against the sandbox's own consent
   ledger (what the user chose in `wx.requestSubscribeMessage`, set through the control API). WeChat
   takes no send key here, so a repeated call sends again: the caller must de-duplicate before it calls.
+  The msgid is the receipt; when a message push URL is configured, `subscribe_msg_sent_event` follows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import time
@@ -22,6 +25,7 @@ from collections import deque
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import aiohttp
 import asyncpg
 import msgspec
 from litestar import Router, get, post
@@ -318,17 +322,85 @@ def keyword_error(key: str, entry: Any) -> str | None:
 
 
 class SubscribeState:
-    """In-process knobs: errcodes forced on the next sends and the app's daily call quota."""
+    """In-process knobs: errcodes forced on the next sends, the app's daily call quota, and the
+    developer server's message push URL (for `subscribe_msg_sent_event`)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.forced: deque[int] = deque()
         self.daily_limit = 1_000_000
         self.sent: dict[date, int] = {}
+        self.push_url: str | None = None
+        self.push_token = PUSH_TOKEN
+        self.push_failures: deque[str] = deque()  # ErrorStatus of the next sent events
 
-    def reset(self) -> None:
-        self.forced.clear()
-        self.sent.clear()
-        self.daily_limit = 1_000_000
+
+# The Token configured for the message push (消息推送) in the 公众平台: it signs each push.
+PUSH_TOKEN = os.environ.get("SANDBOX_WECHAT_PUSH_TOKEN", "sandbox-wechat-push-token")
+PUSH_DELAYS = (0.0, 0.3, 1.0)  # WeChat tries a push three times
+PUSH_TIMEOUT_S = 2.0  # WeChat waits 5 s; shorter here so tests of a slow server stay short
+_push_tasks: set[asyncio.Task[None]] = set()
+
+
+def push_signature(token: str, timestamp: str, nonce: str) -> str:
+    """The message push signature: SHA-1 of the sorted Token, timestamp and nonce, concatenated."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324
+
+
+async def _push_sent_event(
+    pool: asyncpg.Pool, url: str, token: str, msgid: int, openid: str, template_id: str, status: str
+) -> None:
+    """`subscribe_msg_sent_event` to the developer server (JSON mode, plain text), retried."""
+    await asyncio.sleep(0.02)
+    event = {
+        "ToUserName": "gh_sanxiang00001",
+        "FromUserName": openid,
+        "CreateTime": int(time.time()),
+        "MsgType": "event",
+        "Event": "subscribe_msg_sent_event",
+        "List": {
+            "TemplateId": template_id,
+            "MsgID": str(msgid),
+            "ErrorCode": "0" if status == "success" else "10005",
+            "ErrorStatus": status,
+        },
+    }
+    body = msgspec.json.encode(event)
+    try:
+        await pool.execute(
+            "UPDATE sandbox.wechat_sub_messages SET event_status = $2 WHERE msgid = $1", msgid, status
+        )
+    except (asyncpg.PostgresError, OSError):
+        return  # shutting down
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PUSH_TIMEOUT_S)) as session:
+        for attempt, delay in enumerate(PUSH_DELAYS, start=1):
+            await asyncio.sleep(delay)
+            timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+            params = {
+                "signature": push_signature(token, timestamp, nonce),
+                "timestamp": timestamp,
+                "nonce": nonce,
+            }
+            try:
+                async with session.post(
+                    url, params=params, data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    outcome, ok = f"http_{response.status}", 200 <= response.status < 300
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                outcome, ok = type(exc).__name__, False
+            try:
+                await pool.execute(
+                    "INSERT INTO sandbox.wechat_sub_events (msgid, attempt, outcome) VALUES ($1, $2, $3)",
+                    msgid,
+                    attempt,
+                    outcome,
+                )
+            except (asyncpg.PostgresError, OSError):
+                return
+            if ok:
+                return
 
 
 SUBSCRIBE = SubscribeState()
@@ -437,6 +509,16 @@ async def subscribe_send(
         )
         await _record_sub(conn, data, 0, msgid)
     SUBSCRIBE.sent[today] = SUBSCRIBE.sent.get(today, 0) + 1
+    if SUBSCRIBE.push_url:
+        # Decided now, in the order the sends were accepted, not when the push task runs.
+        status = SUBSCRIBE.push_failures.popleft() if SUBSCRIBE.push_failures else "success"
+        task = asyncio.create_task(
+            _push_sent_event(
+                db, SUBSCRIBE.push_url, SUBSCRIBE.push_token, msgid, openid, template.template_id, status
+            )
+        )
+        _push_tasks.add(task)
+        task.add_done_callback(_push_tasks.discard)
     return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
 
 
