@@ -24,7 +24,11 @@ from sandbox.faults import FaultMiddleware, FaultTable
 from sandbox.idp.control import router as idp_control_router
 from sandbox.idp.routes import router as idp_router
 from sandbox.idp.seed import seed_idp
+from sandbox.pushgw.control import router as pushgw_control_router
+from sandbox.pushgw.routes import router as pushgw_router
 from sandbox.ratings.routes import router as ratings_router
+from sandbox.sms.control import router as sms_control_router
+from sandbox.sms.routes import router as sms_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
 from sandbox.wechatpay.control import router as wechatpay_control_router
@@ -74,6 +78,10 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             wechatpay_control_router,
             courier_router,
             courier_control_router,
+            pushgw_router,
+            pushgw_control_router,
+            sms_router,
+            sms_control_router,
         ],
         # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
         lifespan=[lifespan, wechatpay_lifespan],

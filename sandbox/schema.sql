@@ -342,3 +342,138 @@ CREATE TABLE IF NOT EXISTS sandbox.courier_deliveries (
     outcome text NOT NULL,
     at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- WeChat subscribe messages (sandbox/wechat): the sandbox's own view of what each user chose in
+-- wx.requestSubscribeMessage, every send request received and every message accepted.
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_consents (
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    last_result text NOT NULL,
+    remaining integer NOT NULL DEFAULT 0,
+    long_term boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (openid, template_id)
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_choices (
+    id bigserial PRIMARY KEY,
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    result text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+-- Real msgids are beyond int32: start there so a client that truncates them breaks in tests.
+CREATE SEQUENCE IF NOT EXISTS sandbox.wechat_sub_msgid START 3000000001;
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_requests (
+    id bigserial PRIMARY KEY,
+    openid text,
+    template_id text,
+    body jsonb NOT NULL,
+    errcode integer NOT NULL,
+    msgid bigint,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS wechat_sub_requests_openid ON sandbox.wechat_sub_requests (openid, id);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_messages (
+    msgid bigint PRIMARY KEY,
+    openid text NOT NULL,
+    template_id text NOT NULL,
+    page text,
+    miniprogram_state text NOT NULL,
+    lang text NOT NULL,
+    data jsonb NOT NULL,
+    consent text NOT NULL,
+    event_status text,
+    sent_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.wechat_sub_events (
+    id bigserial PRIMARY KEY,
+    msgid bigint NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS wechat_sub_messages_openid ON sandbox.wechat_sub_messages (openid, msgid);
+
+-- App push gateway (sandbox/pushgw): installed device tokens, every request received, every message
+-- accepted (one per request_id) and every receipt callback attempt.
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_devices (
+    token text PRIMARY KEY,
+    platform text NOT NULL,
+    person_ref text NOT NULL,
+    app_version text,
+    installed_at timestamptz NOT NULL DEFAULT now(),
+    unregistered_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_requests (
+    id bigserial PRIMARY KEY,
+    request_id text,
+    token text,
+    status integer NOT NULL,
+    code text,
+    message_id text,
+    duplicate boolean NOT NULL DEFAULT false,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pushgw_requests_request ON sandbox.pushgw_requests (request_id);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_messages (
+    message_id text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    token text NOT NULL,
+    platform text NOT NULL,
+    title text NOT NULL,
+    body text NOT NULL,
+    data jsonb NOT NULL,
+    callback_url text,
+    status text NOT NULL DEFAULT 'accepted',
+    reason text,
+    accepted_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS pushgw_messages_token ON sandbox.pushgw_messages (token, accepted_at);
+CREATE TABLE IF NOT EXISTS sandbox.pushgw_receipts (
+    id bigserial PRIMARY KEY,
+    message_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pushgw_receipts_message ON sandbox.pushgw_receipts (message_id, id);
+
+-- SMS gateway (sandbox/sms): every request received, every message accepted (one per out_id),
+-- per-phone limit resets and every delivery report attempt.
+CREATE TABLE IF NOT EXISTS sandbox.sms_requests (
+    id bigserial PRIMARY KEY,
+    phone text,
+    out_id text,
+    code text NOT NULL,
+    biz_id text,
+    duplicate boolean NOT NULL DEFAULT false,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sms_requests_phone ON sandbox.sms_requests (phone, id);
+CREATE TABLE IF NOT EXISTS sandbox.sms_messages (
+    biz_id text PRIMARY KEY,
+    out_id text UNIQUE,
+    phone text NOT NULL,
+    sign_name text NOT NULL,
+    template_code text NOT NULL,
+    params jsonb NOT NULL,
+    text text NOT NULL,
+    segments integer NOT NULL,
+    status text NOT NULL DEFAULT 'sent',
+    err_code text,
+    sent_at timestamptz NOT NULL DEFAULT now(),
+    reported_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS sms_messages_phone ON sandbox.sms_messages (phone, sent_at);
+CREATE TABLE IF NOT EXISTS sandbox.sms_limit_resets (
+    phone text PRIMARY KEY,
+    reset_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.sms_reports (
+    id bigserial PRIMARY KEY,
+    biz_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sms_reports_biz ON sandbox.sms_reports (biz_id, id);

@@ -1,0 +1,1 @@
+"""A Chinese cloud SMS gateway (Aliyun SendSms style): signature, templates, limits, reports."""
