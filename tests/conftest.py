@@ -377,3 +377,56 @@ def personal_data_scan() -> Iterator[None]:
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
     found = leaks([body.decode("utf-8", "replace") for _, _, _, body in SEEN_RESPONSES] + lines)
     assert not found, f"personal data or secrets leaked: {found[:3]}"
+
+
+@pytest.fixture
+def own_services(services: Services) -> Iterator[Services]:
+    """An empty database and a Redis database number of its own, on the session's servers.
+
+    For a process under test that keeps state of its own (`sanxiang dev`): its per-IP limits,
+    caches and rows must not be shared with the in-process apps of earlier tests, or a limit
+    they filled in the same minute answers its requests 429. The process migrates the database.
+    """
+    name = f"sx_own_{uuid.uuid4().hex[:12]}"
+
+    async def prepare() -> str:
+        conn = await asyncpg.connect(services.admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        base = Redis.from_url(_with_redis_db(services.redis_url, 0))
+        try:
+            taken = int(urlsplit(services.redis_url).path.lstrip("/") or 0)
+            number = taken
+            while number in (0, taken):  # never the session's own number, nor db 0 (the counter's)
+                number = int(await base.incr("sanxiang:test:db-counter")) % 15 + 1
+        finally:
+            await base.aclose()
+        url = _with_redis_db(services.redis_url, number)
+        redis = Redis.from_url(url)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+        return url
+
+    redis_url = asyncio.run(prepare())
+    try:
+        yield Services(_with_database(services.admin_url, name), redis_url, services.admin_url)
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(services.admin_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+            redis = Redis.from_url(redis_url)
+            try:
+                await redis.flushdb()
+            finally:
+                await redis.aclose()
+
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())
