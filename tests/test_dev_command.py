@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,12 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from auth import ratelimit
 from bff.demo import DemoLoginFailed, demo_login
 from bff.platform.embedded import STATE_FILE, _alive
 from tests.conftest import SERVICE_LOGS, Services, free_port
 
 pytestmark = pytest.mark.slow
+LOGIN_LIMIT = 60  # AUTH_RATE_PER_IP given to dev in the refusal test
 
 
 def descendants(pid: int) -> set[int]:
@@ -43,7 +47,8 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def run_dev(tmp_path: Path, env_overrides: dict[str, str]) -> None:
+def run_dev(tmp_path: Path, env_overrides: dict[str, str], *, logged_in: bool = True) -> str:
+    """Run `sanxiang dev`, check it serves and stops cleanly; returns the banner."""
     api_port, sandbox_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
@@ -81,13 +86,14 @@ def run_dev(tmp_path: Path, env_overrides: dict[str, str]) -> None:
         response = httpx.get(sample, timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["item"]["materials"]
-        # The banner logged the demo resident in: its token works on a guarded route. When it did
-        # not, the banner says why (status and problem code); show it.
-        assert "Bearer " in banner, banner
-        token = banner.split("Bearer ", 1)[1].split("'", 1)[0]
-        me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        assert me.status_code == 200, me.text
-        assert me.json()["level"] == 3
+        if logged_in:
+            # The banner logged the demo resident in: its token works on a guarded route. When it
+            # did not, the banner says why (status and problem code); show it.
+            assert "Bearer " in banner, banner
+            token = banner.split("Bearer ", 1)[1].split("'", 1)[0]
+            me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert me.status_code == 200, me.text
+            assert me.json()["level"] == 3
         children = descendants(proc.pid)
         assert len(children) >= 3  # sandbox, worker, API (and embedded servers when used)
         state_path = tmp_path / "embedded" / STATE_FILE
@@ -105,6 +111,7 @@ def run_dev(tmp_path: Path, env_overrides: dict[str, str]) -> None:
     assert not state_path.exists()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api}/healthz", timeout=1)
+    return banner
 
 
 def test_dev_with_embedded_servers(tmp_path: Path) -> None:
@@ -115,6 +122,33 @@ def test_dev_with_configured_servers(tmp_path: Path, own_services: Services) -> 
     # Its own database and Redis number: the per-IP login limit and the caches of the in-process
     # apps of earlier tests (same address, same minute) must not answer its demo login 429.
     run_dev(tmp_path, {"DATABASE_URL": own_services.database_url, "REDIS_URL": own_services.redis_url})
+
+
+def test_dev_banner_says_why_the_demo_login_was_refused(tmp_path: Path, own_services: Services) -> None:
+    """The flake's cause, on purpose: the per-IP login limit is already full when dev starts."""
+
+    async def fill() -> None:
+        redis = Redis.from_url(own_services.redis_url)
+        try:
+            for _ in range(LOGIN_LIMIT):
+                await ratelimit.hit(redis, "auth:ip:127.0.0.1", LOGIN_LIMIT, 60)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(fill())
+    banner = run_dev(
+        tmp_path,
+        {
+            "DATABASE_URL": own_services.database_url,
+            "REDIS_URL": own_services.redis_url,
+            "AUTH_RATE_PER_IP": str(LOGIN_LIMIT),
+            "AUTH_RATE_WINDOW_S": "60",
+        },
+        logged_in=False,
+    )
+    # Retry-After (about a minute) is longer than the demo login's budget: it says so at once.
+    assert "demo login failed: POST /api/v1/auth/app/login answered 429 rate_limited, Retry-After" in banner
+    assert "Bearer " not in banner
 
 
 # --- the demo login's reasons and retries, against the sandbox's identity provider ------------
