@@ -1,10 +1,20 @@
 """Circuit breaker with failure-rate-over-window semantics.
 
-Closed: calls pass; outcomes are counted in a sliding window of time buckets. When at least
-`minimum_calls` landed in the window and the failure share reaches `failure_rate`, it opens.
+Closed: calls pass; outcomes are counted in a sliding window of `_BUCKETS` time buckets of
+`window_seconds / _BUCKETS` each. The window is the current bucket and the `_BUCKETS - 1` before it:
+an outcome counts until its bucket is `_BUCKETS` buckets old, so it stays in the window for at
+least 0.9 × `window_seconds` and at most `window_seconds`.
+
+The decision is made only when a failure is recorded (or a success is reclassified as one): when
+at least `minimum_calls` outcomes are in the window and the failure share reaches `failure_rate`,
+it opens. A success never opens it: failures already in the window stay under the threshold or
+they would have opened it when they happened, and a window whose successes aged out first says
+nothing new about an upstream that has just answered well.
+
 Open: calls are refused without touching the upstream until `open_seconds` have passed.
-Half-open: at most `half_open_probes` calls are let through; if all succeed it closes, any
-failure opens it again.
+Half-open: at most `half_open_probes` calls are let through; if all succeed it closes with an
+empty window, any failure opens it again. A call that was allowed but never sent (`cancel`)
+gives its probe back: it says nothing about the upstream.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from collections.abc import Callable
 from adapters.metrics import BREAKER_REJECTIONS, BREAKER_STATE
 
 _BUCKETS = 10
+# The epoch of a bucket that was never used: older than any window, whatever the clock says.
+_NEVER = -(1 << 62)
 
 
 class State(enum.Enum):
@@ -48,7 +60,7 @@ class CircuitBreaker:
         self._bucket_width = window_seconds / _BUCKETS
         self._calls = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
-        self._bucket_epoch = [0] * _BUCKETS
+        self._bucket_epoch = [_NEVER] * _BUCKETS
         self._state = State.CLOSED
         self._opened_at = 0.0
         self._probes_started = 0
@@ -72,6 +84,11 @@ class CircuitBreaker:
         BREAKER_REJECTIONS.labels(self.name).inc()
         return False
 
+    def cancel(self) -> None:
+        """A call `allow()` let through was never sent (e.g. our own deadline was spent first)."""
+        if self._state is State.HALF_OPEN and self._probes_started > self._probes_succeeded:
+            self._probes_started -= 1
+
     def record(self, success: bool) -> None:
         state = self._state
         if state is State.HALF_OPEN:
@@ -85,49 +102,67 @@ class CircuitBreaker:
             return
         if state is State.OPEN:
             return  # a call that started before the breaker opened
-        index = self._bucket()
+        epoch = self._epoch()
+        index = self._slot(epoch)
         self._calls[index] += 1
         if not success:
             self._failures[index] += 1
-        self._trip_if_over_rate()
+            self._trip_if_over_rate(epoch)
 
     def reclassify_as_failure(self) -> None:
-        """A call already recorded as a success turned out bad (e.g. its body did not decode)."""
+        """A call already recorded as a success turned out bad (e.g. its body did not decode).
+
+        The newest success still in the window becomes a failure; no call is added, so a reply
+        that straddles a bucket boundary is not counted twice. When no success is left in the
+        window the call has aged out and only the decision is taken again.
+        """
         state = self._state
         if state is State.HALF_OPEN:
             self._trip()
             return
         if state is State.OPEN:
             return
-        index = self._bucket()
-        if self._calls[index] == 0:
-            self._calls[index] = 1
-        self._failures[index] = min(self._calls[index], self._failures[index] + 1)
-        self._trip_if_over_rate()
+        epoch = self._epoch()
+        for age in range(_BUCKETS):
+            index = (epoch - age) % _BUCKETS
+            if self._bucket_epoch[index] != epoch - age:
+                continue
+            if self._calls[index] > self._failures[index]:
+                self._failures[index] += 1
+                break
+        self._trip_if_over_rate(epoch)
 
     def snapshot(self) -> dict[str, object]:
-        self._bucket()
-        return {
-            "state": self.state.value,
-            "calls": sum(self._calls),
-            "failures": sum(self._failures),
-        }
+        calls, failures = self._window(self._epoch())
+        return {"state": self.state.value, "calls": calls, "failures": failures}
 
-    def _bucket(self) -> int:
-        epoch = int(self._clock() // self._bucket_width)
+    def _epoch(self) -> int:
+        return int(self._clock() // self._bucket_width)
+
+    def _slot(self, epoch: int) -> int:
+        """The bucket for `epoch`, emptied first if it last held an older epoch."""
         index = epoch % _BUCKETS
         if self._bucket_epoch[index] != epoch:
-            # Expire every bucket older than the window, not just this one.
-            for i in range(_BUCKETS):
-                if epoch - self._bucket_epoch[i] >= _BUCKETS:
-                    self._calls[i] = self._failures[i] = 0
             self._bucket_epoch[index] = epoch
             self._calls[index] = self._failures[index] = 0
         return index
 
-    def _trip_if_over_rate(self) -> None:
-        calls = sum(self._calls)
-        if calls >= self.minimum_calls and sum(self._failures) / calls >= self.failure_rate:
+    def _window(self, epoch: int) -> tuple[int, int]:
+        """Calls and failures of the buckets inside the window ending at `epoch`.
+
+        Buckets are filtered by their own epoch at every decision, so one that aged out is never
+        counted, however long ago the last call was that could have emptied it.
+        """
+        calls = failures = 0
+        for i in range(_BUCKETS):
+            if 0 <= epoch - self._bucket_epoch[i] < _BUCKETS:
+                calls += self._calls[i]
+                failures += self._failures[i]
+        return calls, failures
+
+    def _trip_if_over_rate(self, epoch: int) -> None:
+        calls, failures = self._window(epoch)
+        if calls >= self.minimum_calls and failures / calls >= self.failure_rate:
             self._trip()
 
     def _trip(self) -> None:
@@ -137,6 +172,7 @@ class CircuitBreaker:
     def _reset_window(self) -> None:
         self._calls = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
+        self._bucket_epoch = [_NEVER] * _BUCKETS
 
     def _set(self, state: State) -> None:
         self._state = state

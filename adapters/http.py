@@ -177,7 +177,9 @@ class Upstream:
         if left is not None:
             limit = min(limit, left)
         if limit <= 0:
-            self.breaker.record(True)  # our budget ran out; not the upstream's fault
+            # Our budget ran out before sending: no outcome for the window, and a half-open
+            # probe must not be "won" by a call the upstream never saw.
+            self.breaker.cancel()
             raise _Transient("deadline")
         started = time.monotonic()
         try:
@@ -200,7 +202,9 @@ class Upstream:
         if status in _TRANSIENT:
             self._finish(f"http_{status}", started, success=False)
             raise _Transient(f"http_{status}", status)
-        self._finish("ok" if status < 400 else f"http_{status}", started, success=True)
+        # A 4xx is the caller's fault and says the upstream is up; any other 5xx (501, 505...) is
+        # the upstream's, not worth a retry but a failure all the same.
+        self._finish("ok" if status < 400 else f"http_{status}", started, success=status < 500)
         return Reply(status, reply_headers, payload)
 
     def _finish(self, outcome: str, started: float, *, success: bool) -> None:

@@ -1,12 +1,18 @@
-"""Masking of personal data, used for every response field and every log line."""
+"""Masking of personal data: ID numbers and phones in free text (log lines) and single values."""
 
 from __future__ import annotations
 
 import re
 
-# An 18-digit resident ID (the last may be X) and an 11-digit mainland mobile, not inside longer digit runs.
-_ID_RE = re.compile(r"(?<![\dA-Za-z])(\d{3})\d{11}(\d{3}[\dXx])(?![\dA-Za-z])")
-_PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# An 18-digit resident ID (the last may be X) and an 11-digit mainland mobile, not inside longer
+# digit runs. Only digits bound a match: letters, CJK and punctuation around a number do not hide it
+# (`身份证号110101199003077774的`, `ID110101…`, `tel13812345678`); identifiers that merely contain such
+# a run are kept whole by the log masker's per-field rule, not by these patterns. A Chinese IME
+# types full-width digits (０-９, Ｘ), so those are digits too; `\d` is not used because it also
+# matches other scripts' digits that no resident ID is written in.
+_D = "[0-9\uff10-\uff19]"
+_ID_RE = re.compile(rf"(?<!{_D})({_D}{{3}}){_D}{{11}}({_D}{{3}}[0-9\uff10-\uff19Xx\uff38\uff58])(?!{_D})")
+_PHONE_RE = re.compile(rf"(?<!{_D})([1\uff11][3-9\uff13-\uff19]{_D}){_D}{{4}}({_D}{{4}})(?!{_D})")
 
 
 def mask_id_number(value: str) -> str:

@@ -199,7 +199,7 @@ def _sync_catalogue(env: dict[str, str]) -> None:
 
 
 def _banner(settings: Settings, env: dict[str, str], api_url: str, sandbox_url: str) -> str:
-    from bff.demo import DEMO_RESIDENT, demo_login
+    from bff.demo import DEMO_RESIDENT, DemoLoginFailed, demo_login
 
     try:
         tokens = demo_login(api_url, env["IDP_URL"], settings.idp_client_id)
@@ -208,6 +208,8 @@ def _banner(settings: Settings, env: dict[str, str], api_url: str, sandbox_url: 
             f"  curl -H 'Authorization: Bearer {tokens['accessToken']}' {api_url}/api/v1/me\n"
             f"  (the token lives 10 minutes; README 'Logging in as a demo resident' shows every channel)"
         )
+    except DemoLoginFailed as exc:
+        login = f"demo login failed: {exc}; see README 'Logging in as a demo resident'"
     except (OSError, ValueError, KeyError) as exc:
         login = f"demo login failed ({type(exc).__name__}); see README 'Logging in as a demo resident'"
     return f"""

@@ -385,3 +385,56 @@ async def sync_once(settings: Settings, *, full: bool | None = None) -> Any:
 
     async with open_root(settings) as root:
         return await root.catalogue_sync.run(full=full)
+
+
+@pytest.fixture
+def own_services(services: Services) -> Iterator[Services]:
+    """An empty database and a Redis database number of its own, on the session's servers.
+
+    For a process under test that keeps state of its own (`sanxiang dev`): its per-IP limits,
+    caches and rows must not be shared with the in-process apps of earlier tests, or a limit
+    they filled in the same minute answers its requests 429. The process migrates the database.
+    """
+    name = f"sx_own_{uuid.uuid4().hex[:12]}"
+
+    async def prepare() -> str:
+        conn = await asyncpg.connect(services.admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        base = Redis.from_url(_with_redis_db(services.redis_url, 0))
+        try:
+            taken = int(urlsplit(services.redis_url).path.lstrip("/") or 0)
+            number = taken
+            while number in (0, taken):  # never the session's own number, nor db 0 (the counter's)
+                number = int(await base.incr("sanxiang:test:db-counter")) % 15 + 1
+        finally:
+            await base.aclose()
+        url = _with_redis_db(services.redis_url, number)
+        redis = Redis.from_url(url)
+        try:
+            await redis.flushdb()
+        finally:
+            await redis.aclose()
+        return url
+
+    redis_url = asyncio.run(prepare())
+    try:
+        yield Services(_with_database(services.admin_url, name), redis_url, services.admin_url)
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(services.admin_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+            redis = Redis.from_url(redis_url)
+            try:
+                await redis.flushdb()
+            finally:
+                await redis.aclose()
+
+        with contextlib.suppress(Exception):
+            asyncio.run(drop())

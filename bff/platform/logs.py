@@ -1,6 +1,19 @@
 """Structured JSON logs with the request id on every line, and no library chatter per request.
 
 Personal data is masked by a processor before anything is written, whatever the caller passed.
+The rule is by field, not by pattern over the whole line:
+
+- Identifier fields (`IDENTIFIER_KEYS`: request and trace ids, route templates, method, status,
+  problem and item codes, event ids, job and upstream names...) pass unchanged when their value is
+  a scalar. They are ours or validated at the edge (a request id is `[A-Za-z0-9._:-]{8,128}`), and
+  a trace id a resident reads out must match the log line: `13812345678abcdef` is an id, not a
+  phone number.
+- Every other field — free text (`event`, `detail`, `message`, `error`), personal fields (`phone`,
+  `id_number`, `name`, `address`), raw paths and Redis keys, and any field not in the list — is
+  masked with `adapters.pii.mask_text`, including numbers (a phone logged as an int) and strings
+  nested in dicts and lists (dict keys inside follow the same rule).
+
+Adding a key to `IDENTIFIER_KEYS` is a promise that it never carries personal data.
 """
 
 from __future__ import annotations
@@ -15,20 +28,67 @@ import structlog
 from adapters import context
 from adapters.pii import mask_text
 
+IDENTIFIER_KEYS = frozenset(
+    {
+        # structlog's own bookkeeping
+        "level",
+        "logger",
+        "timestamp",
+        # correlation
+        "request_id",
+        "requestId",
+        "trace_id",
+        "traceId",
+        "span_id",
+        "spanId",
+        "event_id",
+        "eventId",
+        # the request line (a path template, never the raw path)
+        "route",
+        "method",
+        "status",
+        "status_code",
+        "duration_ms",
+        # codes and names of our own things
+        "code",
+        "reason",
+        "kind",
+        "job",
+        "upstream",
+        "outcome",
+        "state",
+        "env",
+        "version",
+        "seq",
+    }
+)
+_SCALARS = (str, int, float, bool, type(None))
+
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A phone or ID number logged as a number is still one.
+        text = str(value)
+        masked = mask_text(text)
+        return value if masked == text else masked
     if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
+        return {k: _mask_field(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]
     return value
 
 
+def _mask_field(key: Any, value: Any) -> Any:
+    if key in IDENTIFIER_KEYS and isinstance(value, _SCALARS):
+        return value
+    return _mask(value)
+
+
 def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
-        event_dict[key] = _mask(value)
+        event_dict[key] = _mask_field(key, value)
     return event_dict
 
 
