@@ -44,6 +44,7 @@ define(
         "date_out_of_window": (422, "该日期不在可预约范围内", "The date is outside the booking window"),
         "item_not_bookable_here": (422, "该事项不能在此大厅预约", "This item cannot be booked in this hall"),
         "hold_quota_exceeded": (409, "占号过多，请先完成或放弃已占的号", "Too many seats held at once"),
+        "hold_not_found": (404, "未找到该占号", "No such hold"),
         "hold_expired": (409, "占号已过期，请重新选择时段", "The hold has expired"),
         "booking_cap_reached": (409, "已达预约次数上限", "Booking limit reached"),
         "booking_blocked": (
