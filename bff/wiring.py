@@ -12,7 +12,9 @@ Adding a domain is one block here (its upstream, client, service and jobs) and i
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +32,7 @@ from adapters.ratings.client import RatingClient
 from adapters.wechat.client import WeChatClient
 from adapters.wechat.token import AccessTokenCache
 from auth import crypto, keys
+from auth.audit import AuditAnchor
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
@@ -40,6 +43,7 @@ from bff.catalogue.mirror import CatalogueMirror
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
+from bff.ops.health import Health
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.redis import create_redis
@@ -136,6 +140,12 @@ def auth_config(settings: Settings) -> AuthConfig:
     )
 
 
+def audit_anchor_key(settings: Settings) -> bytes:
+    if settings.audit_anchor_key:
+        return base64.b64decode(settings.audit_anchor_key)
+    return hashlib.sha256(f"audit-anchor:{settings.auth_dev_seed}".encode()).digest()
+
+
 def upload_dir(settings: Settings) -> Path:
     return Path(settings.upload_dir) if settings.upload_dir else Path(settings.data_dir) / "uploads"
 
@@ -158,6 +168,8 @@ class Root:
     appointments: AppointmentService
     cases: CaseService
     ratings: RatingService
+    health: Health
+    audit_anchor: AuditAnchor
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -230,6 +242,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
+    audit_anchor = AuditAnchor(pool, audit_anchor_key(settings))
 
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
@@ -240,6 +253,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
+        # The audit chains' heads, signed and logged outside the table (a truncated tail shows).
+        Job("audit_anchor", interval=settings.audit_anchor_interval_s, budget=30.0, run=audit_anchor.run),
     ]
     return Root(
         settings=settings,
@@ -256,6 +271,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
         cases=cases,
         ratings=ratings,
+        health=Health(pool, redis, ups),
+        audit_anchor=audit_anchor,
         jobs=jobs,
     )
 

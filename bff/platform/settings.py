@@ -115,6 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pii_keys: list[str] = msgspec.field(default_factory=list)
     pii_active_key: str = ""
     pii_index_key: str = ""
+    # The audit log's chain heads are anchored outside the table every `audit_anchor_interval_s`,
+    # signed with this key (base64, 32 bytes; the database never holds it). Empty in dev/test: derived
+    # from `auth_dev_seed`. Required in prod.
+    audit_anchor_key: str = ""
+    audit_anchor_interval_s: float = 60.0
 
     # Appointments, cases, ratings (issue 5). Upstreams are the sandbox in dev.
     booking_url: str = "http://127.0.0.1:8100/booking"
@@ -151,6 +156,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "pii_keys",
                 "pii_active_key",
                 "pii_index_key",
+                "audit_anchor_key",
             ):
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")
