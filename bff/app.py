@@ -56,10 +56,13 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             # auth/ may not import bff: its guards find their runtime under this one name.
             app.state.auth = root.auth
             await root.catalogue_mirror.start()
+            root.drain.install()
+            edge.drain = root.drain
             try:
                 log.info("started", env=settings.env)
                 yield
             finally:
+                root.drain.uninstall()
                 await root.catalogue_mirror.stop()
 
     app = Litestar(
@@ -82,9 +85,10 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         debug=False,
     )
     declare_contract(app)
-    app.asgi_handler = Edge(
+    edge = Edge(
         app.asgi_handler,
         max_in_flight=settings.max_in_flight,
         budget_seconds=settings.request_budget_ms / 1000,
     )
+    app.asgi_handler = edge
     return app

@@ -46,6 +46,7 @@ from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
+from bff.platform.lifecycle import Drain
 from bff.platform.redis import create_redis
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingService
@@ -169,6 +170,7 @@ class Root:
     cases: CaseService
     ratings: RatingService
     health: Health
+    drain: Drain
     audit_anchor: AuditAnchor
     jobs: list[Job] = field(default_factory=list)
 
@@ -243,6 +245,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
     audit_anchor = AuditAnchor(pool, audit_anchor_key(settings))
+    drain = Drain(settings.shutdown_grace_s)
 
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
@@ -271,7 +274,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
         cases=cases,
         ratings=ratings,
-        health=Health(pool, redis, ups),
+        health=Health(pool, redis, ups, drain),
+        drain=drain,
         audit_anchor=audit_anchor,
         jobs=jobs,
     )

@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: int = 1_048_576
     max_in_flight: int = 512
+    # On SIGTERM an API process fails readiness and keeps serving this long (the load balancer's grace
+    # period) before it stops taking connections and finishes what is in flight; 0 = stop at once.
+    shutdown_grace_s: float = 0.0
     request_budget_ms: int = 3000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
