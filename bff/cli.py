@@ -57,11 +57,13 @@ def cmd_serve(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings) -> None:
+    from bff.platform.db import session_url
     from bff.platform.migrate import MigrationError, migrate
 
-    database_url, _ = _require_urls(settings)
+    _require_urls(settings)
     try:
-        applied = asyncio.run(migrate(database_url))
+        # DDL under a session lock: PostgreSQL itself, not PgBouncer.
+        applied = asyncio.run(migrate(session_url(settings)))
     except MigrationError as exc:
         sys.exit(f"migration refused: {exc}")
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or '-'}")  # noqa: T201

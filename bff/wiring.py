@@ -225,6 +225,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         page_timeout_s=settings.catalogue_sync_call_timeout_s,
         full_every=timedelta(seconds=settings.catalogue_full_resync_s),
         interval_s=settings.catalogue_sync_interval_s,
+        session_dsn=settings.database_direct_url,
     )
 
     # The resident's journey.

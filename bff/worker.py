@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from adapters import context
+from bff.platform.db import session_url
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.settings import Settings
 from bff.wiring import Job, open_root
@@ -50,7 +51,8 @@ async def run_worker(
     stop = stop or asyncio.Event()
     async with open_root(settings) as root:
         jobs = [*root.jobs, *extra_jobs]
-        lock_conn = await asyncpg.connect(settings.database_url, timeout=settings.db_connect_timeout_s)
+        # The leader lock is a session lock: it needs a connection of its own, never through PgBouncer.
+        lock_conn = await asyncpg.connect(session_url(settings), timeout=settings.db_connect_timeout_s)
         tasks: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():

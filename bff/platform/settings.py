@@ -44,6 +44,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
+    # Behind PgBouncer in transaction mode: DATABASE_URL points at PgBouncer, DB_STATEMENT_CACHE_SIZE=0
+    # (a prepared statement does not survive the server connection changing under it), and
+    # DATABASE_DIRECT_URL points at PostgreSQL itself for what needs a session of its own: the worker's
+    # leader lock and LISTEN. Unset: DATABASE_URL serves both.
+    database_direct_url: str | None = None
+    db_statement_cache_size: int = 100
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_connect_timeout_s: float = 5.0
@@ -138,7 +144,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upload_max_bytes: int = 5 * 1_048_576
 
     def __post_init__(self) -> None:
-        for name in ("database_url", "redis_url"):
+        for name in ("database_url", "redis_url", "database_direct_url"):
             value = getattr(self, name)
             if value is not None and not re.match(r"^[a-z+]+://", value):
                 raise msgspec.ValidationError(f"Invalid URL - at `$.{name}`")
