@@ -20,6 +20,9 @@ from sandbox.control import router as control_router
 from sandbox.courier.routes import control_router as courier_control_router
 from sandbox.courier.routes import router as courier_router
 from sandbox.db import create_pool, ensure_schema
+from sandbox.elicence.control import router as elicence_control_router
+from sandbox.elicence.routes import router as elicence_router
+from sandbox.elicence.seed import seed_elicence
 from sandbox.faults import FaultMiddleware, FaultTable
 from sandbox.idp.control import router as idp_control_router
 from sandbox.idp.routes import router as idp_router
@@ -53,6 +56,7 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
                 await seed_catalogue(pool)
                 await seed_idp(pool)
                 await seed_booking(pool)
+                await seed_elicence(pool)  # after the idp: the licences are its residents'
             app.state.db = pool
             yield
         finally:
@@ -82,6 +86,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             pushgw_control_router,
             sms_router,
             sms_control_router,
+            elicence_router,
+            elicence_control_router,
         ],
         # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
         lifespan=[lifespan, wechatpay_lifespan],
