@@ -583,7 +583,7 @@ CREATE TABLE IF NOT EXISTS sandbox.hotline_tickets (
     deadline_at timestamptz,
     paused_at timestamptz,
     resume_status text,
-    open_info_request text,
+    open_info_request jsonb,
     rating jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );

@@ -6,6 +6,7 @@ from sandbox.booking.seed import seed_booking
 from sandbox.catalogue.seed import seed_catalogue
 from sandbox.db import create_pool, ensure_schema
 from sandbox.elicence.seed import seed_elicence
+from sandbox.hotline.seed import seed_hotline
 from sandbox.idp.seed import seed_idp
 
 
@@ -17,5 +18,6 @@ async def seed_all(database_url: str) -> None:
         await seed_idp(pool)
         await seed_booking(pool)
         await seed_elicence(pool)
+        await seed_hotline(pool)
     finally:
         await pool.close()
