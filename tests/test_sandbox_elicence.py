@@ -244,6 +244,12 @@ async def test_auth_code_check_used_expired_forged_and_every_use_in_the_feed(
     seqs = [u["seq"] for u in feed["usages"]]
     assert seqs == sorted(seqs) and feed["next_since"] == seqs[-1]
     assert (await usages(sandbox, holder, since=seqs[3]))["usages"] == feed["usages"][4:]
+    everyone = await call(sandbox, "GET", f"/elicence/v1/usages?since={seqs[0] - 1}&limit=500")
+    assert [u["usage_id"] for u in everyone.json()["usages"] if u["holder_code"] == holder] == [
+        u["usage_id"] for u in feed["usages"]
+    ]
+    counter = await call(sandbox, "GET", "/elicence/v1/usages?since=0", client=COUNTER)
+    assert counter.status_code == 403 and counter.json()["err_code"] == "forbidden"
 
 
 async def test_revoked_licence_and_request_id_reuse(sandbox: httpx.AsyncClient) -> None:

@@ -123,6 +123,7 @@ async def test_filing_is_idempotent_and_refuses_bad_input(sandbox: httpx.AsyncCl
         "/hotline/v1/tickets", params={"caller_ref": body["caller"]["ref"]}, headers=CHANNEL
     )
     assert [t["ticket_no"] for t in mine.json()["tickets"]] == [made["ticket_no"]]
+    assert (await sandbox.get("/hotline/v1/tickets", headers=CHANNEL)).status_code == 422
 
 
 async def test_complaint_through_every_step_with_signed_webhooks(

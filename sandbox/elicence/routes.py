@@ -9,12 +9,13 @@ cannot be replayed against another path. A *platform* client (the BFF, `sanxiang
 check or copy, the department it acts for; a *department* client (a hall's counter system) always
 acts as its own department.
 
-Every POST carries a `request_id`, unique per client: a repeat answers exactly the first answer (a
-retried check of a single-use code answers the same verification, it is not refused as used); the same
-request_id with another body is 409 `request_id_reused`.
+Every POST carries a `request_id`, unique per client. Checks and copies: a repeat answers exactly the
+first answer, refusals included (a retried check of a single-use code answers the same verification,
+it is not refused as used); auth codes: a repeat answers the same code, a refused grant is judged
+afresh. The same request_id with another body is 409 `request_id_reused`.
 
 Errors are `{"err_code": "...", "err_msg": "..."}` with the HTTP status: 400 bad_request /
-bad_holder_code, 401 unauthenticated, 403 department_mismatch, 404 licence_not_found /
+bad_holder_code, 401 unauthenticated, 403 department_mismatch / forbidden, 404 licence_not_found /
 auth_code_unknown, 409 licence_expired / licence_revoked / auth_code_used / auth_code_expired /
 request_id_reused.
 
@@ -34,14 +35,14 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from html import escape
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 import asyncpg.pool
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 
 from sandbox.elicence.codes import valid_holder
 
@@ -69,6 +70,7 @@ STATUS_OF = {
     "bad_holder_code": 400,
     "unauthenticated": 401,
     "department_mismatch": 403,
+    "forbidden": 403,
     "licence_not_found": 404,
     "auth_code_unknown": 404,
     "licence_expired": 409,
@@ -626,4 +628,32 @@ async def usages(db: NamedDependency[asyncpg.Pool], request: Request[Any, Any, A
     return Response({"usages": items, "next_since": items[-1]["seq"] if items else query.since})
 
 
-router = Router(path="/elicence", route_handlers=[search, one, grant, verify, copy, usages])
+@get("/v1/usages")
+async def all_usages(
+    db: NamedDependency[asyncpg.Pool],
+    request: Request[Any, Any, Any],
+    since: Annotated[int, QueryParameter()] = 0,
+    limit: Annotated[int, QueryParameter()] = 100,
+) -> Response[Any]:
+    """Every holder's uses after `since` (the same seq): one poll for a platform's reconciler.
+    Platform clients only."""
+    auth = await authenticate(request)
+    if isinstance(auth, Response):
+        return auth
+    if not CLIENTS[auth[0]][1]:
+        return refusal("forbidden", "the usage report of every holder is for platform clients")
+    if since < 0 or not 1 <= limit <= 500:
+        return refusal("bad_request", "since >= 0 and limit within [1, 500]")
+    rows = await db.fetch(
+        """
+        SELECT u.*, l.type_code, l.type_name FROM sandbox.elicence_usages u
+        JOIN sandbox.elicence_licences l USING (licence_id) WHERE u.seq > $1 ORDER BY u.seq LIMIT $2
+        """,
+        since,
+        limit,
+    )
+    items = [usage_json(r) for r in rows]
+    return Response({"usages": items, "next_since": items[-1]["seq"] if items else since})
+
+
+router = Router(path="/elicence", route_handlers=[search, one, grant, verify, copy, usages, all_usages])

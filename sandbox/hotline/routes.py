@@ -431,11 +431,13 @@ async def get_ticket(
 async def list_tickets(
     db: NamedDependency[asyncpg.Pool],
     request: Request[Any, Any, Any],
-    caller_ref: Annotated[str, QueryParameter()],
+    caller_ref: Annotated[str, QueryParameter()] = "",
 ) -> Response[Any]:
     """The tickets one resident filed through this channel (by the channel's caller ref), newest first."""
     if not _authorised(request, CHANNEL_KEY):
         return problem(401, "unauthorised", "a channel access key is required")
+    if not caller_ref:
+        return problem(422, "invalid_field", "caller_ref is required")
     rows = await db.fetch(
         "SELECT * FROM sandbox.hotline_tickets WHERE caller ->> 'ref' = $1 ORDER BY created_at DESC LIMIT 100",
         caller_ref,
