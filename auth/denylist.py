@@ -1,7 +1,8 @@
 """Immediate logout for stateless access tokens: deny-list entries in Redis until the token expires.
 
 A `jti` entry kills one access token; a session entry kills every access token of that session
-(logout everywhere, a revoked kiosk, a detected refresh-token reuse). Checking a token is one MGET.
+(logout everywhere, a revoked kiosk, a detected refresh-token reuse). Checking a token is one MGET:
+both keys carry the session id as their hash tag, so they share a slot in a Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 
-def _jti(jti: str) -> str:
-    return f"sx:auth:deny:jti:{jti}"
+def _jti(sid: str, jti: str) -> str:
+    return f"sx:auth:deny:{{{sid}}}:jti:{jti}"
 
 
 def _sid(sid: str) -> str:
-    return f"sx:auth:deny:sid:{sid}"
+    return f"sx:auth:deny:{{{sid}}}:sid"
 
 
-async def deny_token(redis: Redis, jti: str, ttl_s: int) -> None:
-    await redis.set(_jti(jti), b"1", ex=max(1, ttl_s))
+async def deny_token(redis: Redis, sid: str, jti: str, ttl_s: int) -> None:
+    await redis.set(_jti(sid, jti), b"1", ex=max(1, ttl_s))
 
 
 async def deny_sessions(redis: Redis, session_ids: list[str], ttl_s: int) -> None:
@@ -31,5 +32,5 @@ async def deny_sessions(redis: Redis, session_ids: list[str], ttl_s: int) -> Non
 
 
 async def is_denied(redis: Redis, jti: str, sid: str) -> bool:
-    found = await redis.mget([_jti(jti), _sid(sid)])
+    found = await redis.mget([_jti(sid, jti), _sid(sid)])
     return any(value is not None for value in found)

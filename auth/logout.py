@@ -31,7 +31,7 @@ async def logout(rt: AuthRuntime, principal: Principal, *, everywhere: bool, now
         await sessions.revoke(rt.pool, principal.session_id, now=now, reason="logout")
     ended = sorted(set(ended))
     await denylist.deny_sessions(rt.redis, ended, rt.deny_ttl_s)
-    await denylist.deny_token(rt.redis, principal.jti, rt.deny_ttl_s)
+    await denylist.deny_token(rt.redis, principal.session_id, principal.jti, rt.deny_ttl_s)
     await audit.record(
         rt.pool,
         subject=principal.person_id,

@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_acquire_timeout_s: float = 2.0
     db_command_timeout_s: float = 5.0
 
+    # REDIS_URL names one node of a Redis Cluster (the client discovers the others).
+    redis_cluster: bool = False
     redis_connect_timeout_s: float = 2.0
     redis_socket_timeout_s: float = 2.0
     redis_retries: int = 2
