@@ -239,16 +239,16 @@ def verify_pay_sign(params: dict[str, str]) -> bool:
     return True
 
 
-MONEY_KEYS = ("fen", "amount", "total", "refund")
+MONEY_KEYS = ("amount", "total", "refund", "payer_total", "payer_refund")
 
 
 def money_fields(doc: Any, path: str = "$") -> list[tuple[str, Any]]:
-    """Every (path, value) whose key names money (…Fen, amount, total, refund)."""
+    """Every (path, value) whose key names money (…Fen / …_fen, amount, total, refund)."""
     found: list[tuple[str, Any]] = []
     if isinstance(doc, dict):
         for k, v in doc.items():
             here = f"{path}.{k}"
-            if any(m in k.lower() for m in MONEY_KEYS) and not isinstance(v, (dict, list)):
+            if (k.lower().endswith("fen") or k in MONEY_KEYS) and not isinstance(v, (dict, list)):
                 found.append((here, v))
             found += money_fields(v, here)
     elif isinstance(doc, list):
