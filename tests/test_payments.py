@@ -164,6 +164,29 @@ async def test_app_gets_app_params_and_kiosk_gets_a_native_code_url(
     assert set(order["app"]) == {"appid", "partnerid", "prepayid", "package", "noncestr", "timestamp", "sign"}
     assert order["app"]["partnerid"] == "1900000109" and order["app"]["package"] == "Sign=WXPay"
 
+    # The same resident at a hall kiosk: a Native QR for another case's fee; the first case's fee
+    # already has an open App order, which the kiosk is told about rather than given a second one.
+    kiosk = await login_resident(client, sandbox, channel="kiosk", resident=who["resident"])
+    assert kiosk["person_id"] == who["person_id"]
+    case2, _ = await case_with_fee(client, sandbox, db, who)
+    for target, status in ((case2["case"]["id"], 201), (case["case"]["id"], 409)):
+        path = f"/api/v1/cases/{target}/payments"
+        at_kiosk = await client.post(path, headers=auth(kiosk, key(), **kiosk["kiosk"].headers("POST", path)))
+        assert at_kiosk.status_code == status, at_kiosk.text
+    native = (
+        await client.post(
+            f"/api/v1/cases/{case2['case']['id']}/payments",
+            headers=auth(
+                kiosk,
+                key(),
+                **kiosk["kiosk"].headers("POST", f"/api/v1/cases/{case2['case']['id']}/payments"),
+            ),
+        )
+    ).json()
+    assert native["tradeType"] == "NATIVE" and native["codeUrl"].startswith("weixin://wxpay/bizpayurl?pr=")
+    assert native["jsapi"] is None and native["app"] is None
+    assert at_kiosk.json()["code"] == "payment_open_elsewhere"
+
     low = await login_resident(client, sandbox, channel="app", level=1)
     refused = await client.post(f"/api/v1/cases/{case['case']['id']}/payments", headers=auth(low, key()))
     assert refused.status_code == 403 and refused.json()["code"] == "step_up_required"

@@ -42,31 +42,43 @@ class WeChatPayRefused(ProblemError):
         self.reason = reason
 
 
-class PlatformCerts:
-    """The platform's public keys by serial, from `/v3/certificates`."""
+class _SignerNotListed(BadUpstreamAnswer):
+    pass
 
-    def __init__(self, client: WeChatPayClient, refetch_after_s: float = 30.0) -> None:
+
+class PlatformCerts:
+    """The platform's public keys by serial, from `/v3/certificates`.
+
+    An unknown serial fetches the list again unless a fetch began after the caller started
+    looking (that fetch already saw every certificate that could have signed what the caller
+    holds). Fetches run one at a time, so a flood of made-up serials costs one call at a time."""
+
+    def __init__(self, client: WeChatPayClient) -> None:
         self.client = client
-        self.refetch_after_s = refetch_after_s
         self.keys: dict[str, rsa.RSAPublicKey] = {}
-        self._fetched_at = 0.0
+        self._fetch_began = float("-inf")
         self._lock = asyncio.Lock()
 
     async def get(self, serial: str) -> rsa.RSAPublicKey | None:
-        """The key of `serial`; an unknown serial fetches the list again (rate-limited)."""
+        """The key of `serial`; an unknown serial fetches the list again (coalesced)."""
         key = self.keys.get(serial)
         if key is not None:
             return key
+        started = time.monotonic()
         async with self._lock:
             key = self.keys.get(serial)
-            if key is None and (not self.keys or time.monotonic() - self._fetched_at >= self.refetch_after_s):
-                await self._fetch()
+            if key is None and self._fetch_began < started:
+                self._fetch_began = time.monotonic()
+                try:
+                    await self._fetch()
+                except _SignerNotListed:
+                    # The platform rotated between listing and signing: the next listing has it.
+                    await self._fetch()
                 key = self.keys.get(serial)
         return key
 
     async def _fetch(self) -> None:
         reply = await self.client.send("GET", "/v3/certificates")
-        self._fetched_at = time.monotonic()
         if reply.status != 200:
             raise BadUpstreamAnswer(f"wechatpay certificates answered {reply.status}")
         listing = self.client.upstream.decode(reply, Certificates)
@@ -81,7 +93,9 @@ class PlatformCerts:
         # The listing itself must be signed by one of the certificates it lists.
         serial = reply.headers.get("wechatpay-serial", "").upper()
         public = found.get(serial)
-        if public is None or not _answer_signed(public, reply):
+        if public is None:
+            raise _SignerNotListed("the certificate listing is signed by a certificate it does not list")
+        if not _answer_signed(public, reply):
             self.client.upstream.record_malformed()
             raise BadUpstreamAnswer("the certificate listing is not signed by a listed certificate")
         self.keys.update(found)
