@@ -602,3 +602,37 @@ async def test_the_daily_bill_matches_the_ledger_and_a_difference_is_a_metric_an
     )
     # Never silently fixed: the order is as it was until the reconciler asks the platform.
     assert (await order_row(db, lost["id"]))["status"] == "paying"
+
+
+async def test_coming_back_from_the_payment_sheet_asks_the_platform_before_any_notification(
+    make_client: AppFactory,
+    sandbox_url: str,
+    sandbox: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    relay: Relay,
+    policy_reset: None,
+) -> None:
+    client = await payment_client(make_client, sandbox_url, relay)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    case, _ = await case_with_fee(client, sandbox, db, who)
+    order = (await create_payment(client, who, case["case"]["id"])).json()
+    # The client says "success" but nothing was paid: the platform says NOTPAY, and so do we.
+    before = (await client.get(f"/api/v1/payments/{order['id']}", headers=auth(who))).json()
+    assert before["status"] == "paying" and before["tradeState"] == "NOTPAY"
+    await set_policy(sandbox, hold=True)  # paid, the notification not here yet
+    await pay(sandbox, order["outTradeNo"])
+    after = (await client.get(f"/api/v1/payments/{order['id']}", headers=auth(who))).json()
+    assert after["status"] == "paid" and after["tradeState"] == "SUCCESS" and after["paidFen"] == 1550
+    ledger = await db.fetch("SELECT via FROM bff.payment_ledger WHERE order_id = $1::uuid", order["id"])
+    assert [r["via"] for r in ledger] == ["query"]
+    # The notification arriving afterwards is acknowledged and changes nothing.
+    await sandbox.post("/_control/wechatpay/notifications/release", json={"order": "forward"})
+    assert await wait_for(
+        db,
+        "SELECT 1 FROM sandbox.wechatpay_notifications WHERE out_trade_no = $1 AND state = 'delivered'",
+        order["outTradeNo"],
+    )
+    assert (
+        await db.fetchval("SELECT count(*) FROM bff.payment_ledger WHERE order_id = $1::uuid", order["id"])
+        == 1
+    )

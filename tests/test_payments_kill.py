@@ -164,7 +164,10 @@ async def test_kill_9_of_api_and_worker_during_a_burst_loses_and_doubles_nothing
         async def api_killer() -> None:
             # Killed only once it is up and has been handling the burst's notifications a while.
             while kills["api"] < API_KILLS:
+                up_by = time.monotonic() + 90
                 while not await asyncio.to_thread(healthy):
+                    assert time.monotonic() < up_by, "the API did not come back"
+                    assert procs["api"].poll() is None, "the API exited on its own"
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(0.5 + random.random())
                 _kill(procs["api"])

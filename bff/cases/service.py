@@ -187,6 +187,34 @@ class Payments(Protocol):
     async def current_for_fee(self, conn: Conn | asyncpg.Pool, fee_id: str) -> PaymentRef | None: ...
 
 
+def _merge(timeline: list[TimelineEntry], steps: list[PaymentEntry], english: bool) -> list[TimelineEntry]:
+    """Payment steps joined into the case's timeline by time, the case events keeping their own
+    (case_seq) order: a merge, never a re-sort of what the case system sequenced."""
+    if not steps:
+        return timeline
+    next_seq = max((t.seq for t in timeline), default=0) + 1
+    extra: list[TimelineEntry] = []
+    for step in sorted(steps, key=lambda s: s.at):
+        extra.append(
+            TimelineEntry(
+                seq=next_seq,
+                at=step.at.astimezone(UTC).isoformat(),
+                kind=step.kind,
+                title=step.title_en if english else step.title_zh,
+                details=step.details or None,
+            )
+        )
+        next_seq += 1
+    merged: list[TimelineEntry] = []
+    queue = list(extra)
+    for entry in timeline:
+        moment = datetime.fromisoformat(entry.at)
+        while queue and datetime.fromisoformat(queue[0].at) < moment:
+            merged.append(queue.pop(0))
+        merged.append(entry)
+    return merged + queue
+
+
 class CaseService:
     def __init__(
         self,
@@ -507,19 +535,7 @@ class CaseService:
         fee = await self._fee(conn, row)
         fee_out: CaseFeeOut | None = None
         if self.payments is not None:
-            next_seq = max((t.seq for t in timeline), default=0) + 1
-            for step in await self.payments.case_timeline(conn, case_id):
-                timeline.append(
-                    TimelineEntry(
-                        seq=next_seq,
-                        at=step.at.astimezone(UTC).isoformat(),
-                        kind=step.kind,
-                        title=step.title_en if english else step.title_zh,
-                        details=step.details or None,
-                    )
-                )
-                next_seq += 1
-            timeline.sort(key=lambda t: datetime.fromisoformat(t.at))
+            timeline = _merge(timeline, await self.payments.case_timeline(conn, case_id), english)
         if fee is not None:
             current = await self.payments.current_for_fee(conn, fee.fee_id) if self.payments else None
             settled = fee.paid_upstream or (
