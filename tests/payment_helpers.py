@@ -96,6 +96,7 @@ async def case_with_fee(
     db: asyncpg.Connection,
     who: dict[str, Any],
     lines: list[dict[str, Any]] | None = None,
+    payable_by: date | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A case of `who`, accepted, with a fee notice delivered to the BFF: (case detail, fee)."""
     case = await apply(client, who, await bookable_item(db))
@@ -105,7 +106,7 @@ async def case_with_fee(
         f"/cases/_control/applications/{project_no}/fee",
         json={
             "lines": lines or [{"name": "工本费", "amount_fen": 1000}, {"name": "登记费", "amount_fen": 550}],
-            "payable_by": (date.today() + timedelta(days=7)).isoformat(),
+            "payable_by": (payable_by or date.today() + timedelta(days=7)).isoformat(),
             "deliver": False,
         },
     )

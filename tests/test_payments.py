@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 
+from auth.audit import verify_chain
 from tests.auth_helpers import login_resident
 from tests.conftest import AppFactory
 from tests.payment_helpers import (
@@ -313,6 +314,7 @@ async def test_forged_tampered_replayed_and_mismatched_notifications_change_noth
         assert 400 <= status < 500, (label, status)
         assert await audit_count(db, "payment.notification", reason + "%") >= 1, (label, reason)
     assert await _state(db, pid) == before, "a refused notification changed something"
+    assert await verify_chain(db) is None  # the audit records are in the hash chain
     # Refusals are problem documents (WeChat only reads the status; our one renderer writes them).
     refused = await client.post(
         "/api/v1/payments/wechat/notify", content=b"{}", headers={"Content-Type": "application/json"}
@@ -635,4 +637,28 @@ async def test_coming_back_from_the_payment_sheet_asks_the_platform_before_any_n
     assert (
         await db.fetchval("SELECT count(*) FROM bff.payment_ledger WHERE order_id = $1::uuid", order["id"])
         == 1
+    )
+
+
+async def test_time_expire_never_passes_the_fees_payable_by_day_and_an_overdue_fee_is_refused(
+    make_client: AppFactory,
+    sandbox_url: str,
+    sandbox: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    relay: Relay,
+) -> None:
+    client = await payment_client(make_client, sandbox_url, relay, payment_expire_s=7 * 86400)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    today = (datetime.now(UTC) + timedelta(hours=8)).date()
+    case, _ = await case_with_fee(client, sandbox, db, who, payable_by=today + timedelta(days=1))
+    order = (await create_payment(client, who, case["case"]["id"])).json()
+    assert order["timeExpire"] == f"{today + timedelta(days=1)}T23:59:59+08:00"
+    late, _ = await case_with_fee(client, sandbox, db, who, payable_by=today - timedelta(days=1))
+    refused = await create_payment(client, who, late["case"]["id"])
+    assert refused.status_code == 409 and refused.json()["code"] == "fee_overdue"
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM bff.payment_orders WHERE case_id = $1::uuid", late["case"]["id"]
+        )
+        == 0
     )

@@ -13,6 +13,7 @@ define(
         "payment_not_found": (404, "未找到该支付订单", "No such payment"),
         "no_fee_due": (409, "该办件当前没有待缴费用", "Nothing is owed on this case"),
         "fee_already_paid": (409, "该费用已缴纳", "This fee has already been paid"),
+        "fee_overdue": (409, "已超过缴费期限，请联系办理部门", "The fee is past its payable-by date"),
         "payment_open_elsewhere": (
             409,
             "该费用已在其他渠道下单，请在原渠道完成支付",

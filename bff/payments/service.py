@@ -22,7 +22,7 @@ or a query settles them.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -173,6 +173,19 @@ class PaymentService:
             if not openid:
                 raise ProblemError("no WeChat openid in this session", status=409, code="payer_unknown")
         now = datetime.now(UTC).replace(microsecond=0)
+        # Payable until the end of the fee's payable-by day (China time), at most `expire_s` from
+        # now, and at least WeChat's minimum of one minute.
+        try:
+            due = datetime.combine(date.fromisoformat(fee.payable_by), time(23, 59, 59), timezone(CHINA))
+        except ValueError:
+            due = now + timedelta(seconds=self.expire_s)
+        if due < now + timedelta(seconds=60):
+            raise ProblemError(
+                f"the fee was payable by {fee.payable_by}; ask the department or pay at a bank with the code",
+                status=409,
+                code="fee_overdue",
+            )
+        expire = min(now + timedelta(seconds=self.expire_s), due.astimezone(UTC))
         row = await self.pool.fetchrow(
             """
             INSERT INTO bff.payment_orders
@@ -192,7 +205,7 @@ class PaymentService:
             fee.total_fen,
             f"{fee.item_name}-缴费"[:127],
             openid,
-            now + timedelta(seconds=self.expire_s),
+            expire,
             now + timedelta(seconds=self.check_after_s),
         )
         if row is None:
