@@ -17,6 +17,7 @@ from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.ops.controllers import healthz, metrics, readyz
+from bff.payments.controllers import PaymentController, PaymentNotifyController
 from bff.platform.edge import Edge
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.openapi import COMPONENTS, declare_contract
@@ -42,6 +43,8 @@ API_ROUTES = [
     RatingController,
     UploadController,
     CaseWebhookController,
+    PaymentController,
+    PaymentNotifyController,
 ]
 
 

@@ -15,6 +15,7 @@ from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
+from bff.payments.service import PaymentService
 from bff.ratings.service import RatingService
 from bff.uploads.service import UploadService
 from bff.wiring import Root
@@ -53,6 +54,10 @@ def provide_ratings(state: State) -> RatingService:
     return root(state).ratings
 
 
+def provide_payments(state: State) -> PaymentService:
+    return root(state).payments
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -67,5 +72,6 @@ def dependencies() -> dict[str, Any]:
         "appointments": Provide(provide_appointments, sync_to_thread=False),
         "cases": Provide(provide_cases, sync_to_thread=False),
         "ratings": Provide(provide_ratings, sync_to_thread=False),
+        "payments": Provide(provide_payments, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -31,6 +31,8 @@ from adapters.idp.client import IdpClient
 from adapters.ratings.client import RatingClient
 from adapters.wechat.client import WeChatClient
 from adapters.wechat.token import AccessTokenCache
+from adapters.wechatpay import crypto as wechatpay_crypto
+from adapters.wechatpay.client import WeChatPayClient
 from auth import crypto, keys
 from auth.audit import AuditAnchor
 from auth.runtime import AuthConfig, AuthRuntime
@@ -44,6 +46,7 @@ from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
+from bff.payments.service import PaymentService
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.lifecycle import Drain
@@ -90,6 +93,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "ratings": Upstream("ratings", settings.ratings_url, policy(settings)),
         "wechat": Upstream("wechat", settings.wechat_url, policy(settings)),
         "idp": Upstream("idp", settings.idp_url, policy(settings)),
+        "wechatpay": Upstream("wechatpay", settings.wechatpay_url, policy(settings)),
     }
 
 
@@ -147,6 +151,26 @@ def audit_anchor_key(settings: Settings) -> bytes:
     return hashlib.sha256(f"audit-anchor:{settings.auth_dev_seed}".encode()).digest()
 
 
+def wechatpay_client(settings: Settings, upstream: Upstream) -> WeChatPayClient:
+    """The merchant's key from its file; empty outside prod: the dev merchant's (settings refuse
+    that in prod)."""
+    key_file = Path(settings.wechatpay_merchant_key_file or wechatpay_crypto.DEV_KEY_FILE)
+    return WeChatPayClient(
+        upstream,
+        mchid=settings.wechatpay_mchid,
+        appid=settings.wechatpay_appid,
+        merchant_key=wechatpay_crypto.load_private_key(key_file.read_bytes()),
+        merchant_serial=settings.wechatpay_merchant_serial,
+        apiv3_key=settings.wechatpay_apiv3_key,
+    )
+
+
+def payment_notify_url(settings: Settings) -> str:
+    return settings.payment_notify_url or (
+        f"http://{settings.api_host}:{settings.api_port}/api/v1/payments/wechat/notify"
+    )
+
+
 def upload_dir(settings: Settings) -> Path:
     return Path(settings.upload_dir) if settings.upload_dir else Path(settings.data_dir) / "uploads"
 
@@ -172,6 +196,7 @@ class Root:
     health: Health
     drain: Drain
     audit_anchor: AuditAnchor
+    payments: PaymentService
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -248,6 +273,21 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     audit_anchor = AuditAnchor(pool, audit_anchor_key(settings))
     drain = Drain(settings.shutdown_grace_s)
 
+    # Payments: WeChat Pay v3 for case fees; cases sees it only through two ports.
+    payments = PaymentService(
+        pool,
+        redis,
+        wechatpay_client(settings, ups["wechatpay"]),
+        cases,
+        notify_url=payment_notify_url(settings),
+        expire_s=settings.payment_expire_s,
+        check_after_s=settings.payment_check_after_s,
+        check_max_s=settings.payment_check_max_s,
+        notify_window_s=settings.wechatpay_notify_window_s,
+    )
+    cases.payments = payments  # the case view: payment steps on the timeline, the fee's order
+    cases.event_hook = payments  # refund_requested -> a refund, in the event's transaction
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -259,6 +299,14 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
         # The audit chains' heads, signed and logged outside the table (a truncated tail shows).
         Job("audit_anchor", interval=settings.audit_anchor_interval_s, budget=30.0, run=audit_anchor.run),
+        # Orders that heard nothing are asked about (backoff); expired ones are closed upstream.
+        Job("payments_reconcile", interval=5.0, budget=60.0, run=payments.reconcile),
+        # Paid orders are told to the case system, once, from their pending flag.
+        Job("payments_report_paid", interval=5.0, budget=60.0, run=payments.report_paid),
+        # Requested refunds go to WeChat Pay (same out_refund_no every time); silent ones are asked.
+        Job("payments_refunds", interval=5.0, budget=60.0, run=payments.submit_refunds),
+        # Yesterday's trade bill against the ledger, once a day (checked hourly).
+        Job("payments_bill_check", interval=3600.0, budget=300.0, run=payments.bill_tick),
     ]
     return Root(
         settings=settings,
@@ -278,6 +326,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         health=Health(pool, redis, ups, drain),
         drain=drain,
         audit_anchor=audit_anchor,
+        payments=payments,
         jobs=jobs,
     )
 

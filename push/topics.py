@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-Topic = Literal["case.changed"]
+Topic = Literal["case.changed", "payment.changed"]
 
 
 class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -22,4 +22,15 @@ class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     occurred_at: str
 
 
-PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged}
+class PaymentChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A payment of a case fee moved (paid, closed, refunding, refunded …); money in integer fen."""
+
+    payment_id: str
+    case_id: str
+    status: str
+    amount_fen: int
+    refunded_fen: int
+    occurred_at: str
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged, "payment.changed": PaymentChanged}

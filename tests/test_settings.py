@@ -70,4 +70,11 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)
     real = {**keys, "WECHAT_SECRET": "w", "IDP_CLIENT_SECRET": "i", "CASE_WEBHOOK_SECRET": "c"}
+    # WeChat Pay: the sandbox's APIv3 key and the dev merchant key (the empty file setting) too.
+    with pytest.raises(SettingsError, match="WECHATPAY_APIV3_KEY"):
+        load_settings(real, None)
+    real["WECHATPAY_APIV3_KEY"] = "0123456789abcdef0123456789abcdef"
+    with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
+        load_settings(real, None)
+    real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
     assert load_settings(real, None).env == "prod"

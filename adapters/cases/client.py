@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from adapters.cases.schemas import Application, Changes, MaterialRef, Refusal, SupplementReply
+from adapters.cases.schemas import Application, Changes, FeePaidReply, MaterialRef, Refusal, SupplementReply
 from adapters.http import Reply, Upstream
 from adapters.refusal import Refused, result
 
@@ -84,3 +84,29 @@ class CaseClient:
             idempotent=True,
         )
         return self._result(reply, SupplementReply)
+
+    async def fee_paid(
+        self,
+        *,
+        request_id: str,
+        fee_id: str,
+        out_trade_no: str,
+        transaction_id: str,
+        amount_fen: int,
+        paid_at: str,
+    ) -> FeePaidReply:
+        """Tell the case system a fee was paid (de-duplicated by request id; the same transaction
+        again answers the same)."""
+        reply = await self.upstream.call(
+            "POST",
+            f"/fees/{quote(fee_id, safe='')}/paid",
+            json={
+                "request_id": request_id,
+                "out_trade_no": out_trade_no,
+                "transaction_id": transaction_id,
+                "amount_fen": amount_fen,
+                "paid_at": paid_at,
+            },
+            idempotent=True,
+        )
+        return self._result(reply, FeePaidReply)

@@ -51,3 +51,7 @@ class MaterialRef(msgspec.Struct, frozen=True):
 class Refusal(msgspec.Struct, frozen=True):
     error: str
     message: str = ""
+
+
+class FeePaidReply(msgspec.Struct, frozen=True):
+    events: list[CaseEvent]

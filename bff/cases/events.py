@@ -9,6 +9,8 @@ the outbox in the same transaction.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import asyncpg
 import asyncpg.pool
 
@@ -58,7 +60,15 @@ NOTIFY = frozenset(
 FEED_CURSOR = "cases.changes"
 
 
-async def apply_event(conn: Conn, event: CaseEvent, via: str) -> str:
+class CaseEventHook(Protocol):
+    """Another domain's reaction to a newly applied case event, inside the same transaction (the
+    payments domain turns `refund_requested` into a refund): wired in by the composition root, so
+    cases does not import it."""
+
+    async def case_event(self, conn: Conn, case: asyncpg.Record, event: CaseEvent) -> None: ...
+
+
+async def apply_event(conn: Conn, event: CaseEvent, via: str, hook: CaseEventHook | None = None) -> str:
     """Apply one event inside the caller's transaction: 'applied', 'duplicate' or 'unknown_case'."""
     case = await conn.fetchrow(
         """
@@ -85,6 +95,8 @@ async def apply_event(conn: Conn, event: CaseEvent, via: str) -> str:
     )
     if inserted is None:
         return "duplicate"
+    if hook is not None:
+        await hook.case_event(conn, case, event)
     status = STATUS_BY_CODE.get(event.status_code, case["status"])
     result = RESULTS.get(str(event.data.get("result_code"))) if event.type == "concluded" else None
     advanced = await conn.fetchval(
@@ -124,7 +136,9 @@ async def apply_event(conn: Conn, event: CaseEvent, via: str) -> str:
     return "applied"
 
 
-async def reconcile(pool: asyncpg.Pool, client: CaseClient, *, max_pages: int = 20) -> int:
+async def reconcile(
+    pool: asyncpg.Pool, client: CaseClient, *, max_pages: int = 20, hook: CaseEventHook | None = None
+) -> int:
     """Read the change feed from where we stopped; returns how many events were new to us."""
     applied = 0
     for _ in range(max_pages):
@@ -134,7 +148,7 @@ async def reconcile(pool: asyncpg.Pool, client: CaseClient, *, max_pages: int = 
             break
         async with pool.acquire() as conn, conn.transaction():
             for event in page.events:
-                if await apply_event(conn, event, "feed") == "applied":
+                if await apply_event(conn, event, "feed", hook) == "applied":
                     applied += 1
             await conn.execute(
                 """

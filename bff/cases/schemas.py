@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -105,12 +106,50 @@ class CaseSummary(Camel):
     open_supplement_id: str | None
 
 
+class CaseFeeLine(Camel):
+    name: str
+    amount_fen: int
+
+
+class FeeNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """The case's newest 缴费通知 as the case system issued it (the payments domain's read port)."""
+
+    case_id: uuid.UUID
+    project_no: str
+    item_name: str
+    person_id: str
+    fee_id: str
+    total_fen: int
+    lines: list[CaseFeeLine]
+    payable_by: str
+    payment_code: str
+    issuing_department: str
+    paid_upstream: bool
+
+
+class CaseFeeOut(Camel):
+    """What is owed and how to pay it: online through `payOnline` (POST, WeChat Pay), or at a bank
+    with `paymentCode` (非税缴款码). Money in integer fen."""
+
+    fee_id: str
+    total_fen: int
+    lines: list[CaseFeeLine]
+    payable_by: str
+    payment_code: str
+    issuing_department: str
+    owed_fen: int
+    payment_id: str | None
+    payment_status: str | None
+    pay_online: str | None
+
+
 class CaseDetail(Camel):
     case: CaseSummary
     timeline: list[TimelineEntry]
     countdown: CountdownOut | None
     deemed_accepted_on: str | None
     rating_id: str | None
+    fee: CaseFeeOut | None = None
 
 
 class CasePage(Camel):

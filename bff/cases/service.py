@@ -21,13 +21,16 @@ from adapters.cases.client import CaseClient, CaseRefused
 from adapters.cases.schemas import MaterialRef
 from adapters.errors import ProblemError
 from auth.principal import Principal
-from bff.cases.events import RESULTS, apply_event, reconcile
+from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
 from bff.cases.schemas import (
     CaseDetail,
+    CaseFeeLine,
+    CaseFeeOut,
     CaseIn,
     CasePage,
     CaseSummary,
     CountdownOut,
+    FeeNotice,
     MaterialIn,
     SupplementIn,
     TimelineEntry,
@@ -54,6 +57,10 @@ TITLES: dict[str, tuple[str, str]] = {
     "special_started": ("特别程序开始", "Special procedure started"),
     "special_ended": ("特别程序结束", "Special procedure ended"),
     "concluded": ("办结", "Concluded"),
+    "fee_issued": ("缴费通知", "Fee notice issued"),
+    "fee_paid": ("已缴费", "Fee paid"),
+    "receipt_issued": ("已开具财政电子票据", "Electronic receipt issued"),
+    "refund_requested": ("退费申请", "Refund requested"),
     "rated": ("已评价", "Rated"),
 }
 STEP_TITLES = {"承办": "Handling", "审核": "Review", "批准": "Approval"}
@@ -139,6 +146,61 @@ class Ratings(Protocol):
     async def of_case(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None: ...
 
 
+class PaymentEntry(msgspec.Struct, frozen=True):
+    """One payment step of a case's timeline (order created, paid, closed, refund ...)."""
+
+    at: datetime
+    kind: str
+    title_zh: str
+    title_en: str
+    details: dict[str, Any]
+
+
+class PaymentRef(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    fee_id: str
+    status: str
+    amount_fen: int
+    refunded_fen: int
+
+
+class Payments(Protocol):
+    """What the case view needs of the payments domain (which depends on cases): the payment
+    steps for the timeline and the fee's current order. Wired in by the composition root."""
+
+    async def case_timeline(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[PaymentEntry]: ...
+
+    async def current_for_fee(self, conn: Conn | asyncpg.Pool, fee_id: str) -> PaymentRef | None: ...
+
+
+def _merge(timeline: list[TimelineEntry], steps: list[PaymentEntry], english: bool) -> list[TimelineEntry]:
+    """Payment steps joined into the case's timeline by time, the case events keeping their own
+    (case_seq) order: a merge, never a re-sort of what the case system sequenced."""
+    if not steps:
+        return timeline
+    next_seq = max((t.seq for t in timeline), default=0) + 1
+    extra: list[TimelineEntry] = []
+    for step in sorted(steps, key=lambda s: s.at):
+        extra.append(
+            TimelineEntry(
+                seq=next_seq,
+                at=step.at.astimezone(UTC).isoformat(),
+                kind=step.kind,
+                title=step.title_en if english else step.title_zh,
+                details=step.details or None,
+            )
+        )
+        next_seq += 1
+    merged: list[TimelineEntry] = []
+    queue = list(extra)
+    for entry in timeline:
+        moment = datetime.fromisoformat(entry.at)
+        while queue and datetime.fromisoformat(queue[0].at) < moment:
+            merged.append(queue.pop(0))
+        merged.append(entry)
+    return merged + queue
+
+
 class CaseService:
     def __init__(
         self,
@@ -161,6 +223,8 @@ class CaseService:
         self.webhook_secret = webhook_secret
         self.webhook_window_s = webhook_window_s
         self.ratings: Ratings | None = None
+        self.payments: Payments | None = None
+        self.event_hook: CaseEventHook | None = None
 
     # --- reading ---
 
@@ -192,6 +256,70 @@ class CaseService:
         row = await self.own(principal, case_id)
         return await self.detail(self.pool, row["id"], english=english)
 
+    async def open_fee(self, principal: Principal, case_id: str) -> FeeNotice | None:
+        """Read port for payments: the caller's case (404 otherwise) and its newest fee notice (缴费通知)
+        as the case system issued it, with whether the case system already saw it paid."""
+        row = await self.own(principal, case_id)
+        return await self._fee(self.pool, row)
+
+    async def _fee(self, conn: Conn | asyncpg.Pool, row: asyncpg.Record) -> FeeNotice | None:
+        issued = await conn.fetchrow(
+            """
+            SELECT data FROM bff.case_events WHERE case_id = $1 AND type = 'fee_issued'
+            ORDER BY case_seq DESC LIMIT 1
+            """,
+            row["id"],
+        )
+        if issued is None:
+            return None
+        data = issued["data"]
+        paid = await conn.fetchval(
+            "SELECT 1 FROM bff.case_events WHERE case_id = $1 AND type = 'fee_paid' AND data ->> 'fee_id' = $2",
+            row["id"],
+            str(data["fee_id"]),
+        )
+        return FeeNotice(
+            case_id=row["id"],
+            project_no=row["project_no"],
+            item_name=row["item_name"],
+            person_id=row["person_id"],
+            fee_id=str(data["fee_id"]),
+            total_fen=int(data["total_fen"]),
+            lines=[CaseFeeLine(name=str(x["name"]), amount_fen=int(x["amount_fen"])) for x in data["lines"]],
+            payable_by=str(data["payable_by"]),
+            payment_code=str(data["payment_code"]),
+            issuing_department=str(data.get("issuing_department", "")),
+            paid_upstream=paid is not None,
+        )
+
+    async def report_fee_paid(
+        self,
+        *,
+        request_id: str,
+        fee_id: str,
+        out_trade_no: str,
+        transaction_id: str,
+        amount_fen: int,
+        paid_at: str,
+    ) -> str:
+        """Write port for payments: tell the case system a fee was paid and apply what it answers
+        (fee_paid, receipt_issued). 'reported', or 'refused:<reason>' for a permanent no."""
+        try:
+            reply = await self.client.fee_paid(
+                request_id=request_id,
+                fee_id=fee_id,
+                out_trade_no=out_trade_no,
+                transaction_id=transaction_id,
+                amount_fen=amount_fen,
+                paid_at=paid_at,
+            )
+        except CaseRefused as exc:
+            return f"refused:{exc.reason}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            for event in reply.events:
+                await apply_event(conn, event, "reply", self.event_hook)
+        return "reported"
+
     async def mark_rated(self, conn: Conn, case_id: uuid.UUID) -> None:
         """Write port for the ratings domain, inside its transaction: the case's last state."""
         await conn.execute("UPDATE bff.cases SET status = 'rated', updated_at = now() WHERE id = $1", case_id)
@@ -201,10 +329,10 @@ class CaseService:
     async def receive_webhook(self, headers: Any, body: bytes) -> str:
         event = callback.verify(headers, body, secret=self.webhook_secret, window_s=self.webhook_window_s)
         async with self.pool.acquire() as conn, conn.transaction():
-            return await apply_event(conn, event, "webhook")
+            return await apply_event(conn, event, "webhook", self.event_hook)
 
     async def reconcile(self) -> int:
-        return await reconcile(self.pool, self.client)
+        return await reconcile(self.pool, self.client, hook=self.event_hook)
 
     # --- applying ---
 
@@ -276,7 +404,7 @@ class CaseService:
                 application.project_no,
             )
             for event in application.events:
-                await apply_event(conn, event, "reply")
+                await apply_event(conn, event, "reply", self.event_hook)
             detail = await self.detail(conn, case_id, english=False)
             return await ctx.finish(conn, detail)
 
@@ -311,7 +439,7 @@ class CaseService:
         except CaseRefused as exc:
             raise ProblemError(exc.detail, status=409, code="no_open_supplement") from None
         async with self.pool.acquire() as conn, conn.transaction():
-            await apply_event(conn, reply.event, "reply")
+            await apply_event(conn, reply.event, "reply", self.event_hook)
             return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
@@ -390,6 +518,28 @@ class CaseService:
                     details={"level": rating.level},
                 )
             )
+        fee = await self._fee(conn, row)
+        fee_out: CaseFeeOut | None = None
+        if self.payments is not None:
+            timeline = _merge(timeline, await self.payments.case_timeline(conn, case_id), english)
+        if fee is not None:
+            current = await self.payments.current_for_fee(conn, fee.fee_id) if self.payments else None
+            settled = fee.paid_upstream or (
+                current is not None and current.status not in ("created", "paying")
+            )
+            fee_out = CaseFeeOut(
+                fee_id=fee.fee_id,
+                total_fen=fee.total_fen,
+                lines=fee.lines,
+                payable_by=fee.payable_by,
+                payment_code=fee.payment_code,
+                issuing_department=fee.issuing_department,
+                owed_fen=0 if settled else fee.total_fen,
+                payment_id=str(current.id) if current else None,
+                payment_status=current.status if current else None,
+                # How to pay: WeChat Pay through this API, or at a bank with the 非税缴款码.
+                pay_online=None if settled else f"/api/v1/cases/{case_id}/payments",
+            )
         clock, deemed = await self._clock(events, row["promise_days"], today)
         return CaseDetail(
             case=await self.summary(conn, row),
@@ -397,6 +547,7 @@ class CaseService:
             countdown=clock,
             deemed_accepted_on=deemed,
             rating_id=str(rating.id) if rating else None,
+            fee=fee_out,
         )
 
     async def _clock(

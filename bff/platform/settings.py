@@ -145,6 +145,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
     upload_max_bytes: int = 5 * 1_048_576
 
+    # Payments (issue 11): WeChat Pay API v3, the sandbox in dev. The merchant's RSA key is a PEM
+    # file; empty -> the dev merchant key shipped in adapters/wechatpay (refused in prod).
+    wechatpay_url: str = "http://127.0.0.1:8100/wechatpay"
+    wechatpay_mchid: str = "1900000109"
+    wechatpay_appid: str = "wx5a0d5a4d1e0c0001"
+    wechatpay_apiv3_key: str = "sandbox-apiv3-key-0123456789abcd"
+    wechatpay_merchant_key_file: str = ""
+    wechatpay_merchant_serial: str = "2B8EAE0E698A30745CB1956BFF9FB7584CB125BF"
+    wechatpay_notify_window_s: int = 300
+    # Our public notification URL given to WeChat (empty: this API's own address).
+    payment_notify_url: str = ""
+    # An order may be paid for this long (time_expire); the reconciler asks the platform about an
+    # order that heard nothing after `payment_check_after_s`, then backs off up to `..._max_s`.
+    payment_expire_s: int = 1800
+    payment_check_after_s: float = 60.0
+    payment_check_max_s: float = 3600.0
+
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url", "database_direct_url"):
             value = getattr(self, name)
@@ -157,6 +174,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise msgspec.ValidationError("Must be in (0, 1] - at `$.breaker_failure_rate`")
         if self.max_in_flight < 1 or self.upstream_max_in_flight < 1:
             raise msgspec.ValidationError("Must be >= 1 - at `$.max_in_flight`")
+        if len(self.wechatpay_apiv3_key.encode()) != 32:
+            raise msgspec.ValidationError("Must be 32 bytes - at `$.wechatpay_apiv3_key`")
+        if not 60 <= self.payment_expire_s <= 90 * 86400:
+            raise msgspec.ValidationError("Must be 1 min to 90 days - at `$.payment_expire_s`")
         if not 0 < self.auth_access_ttl_s <= 600:
             raise msgspec.ValidationError("Must be in (0, 600] seconds - at `$.auth_access_ttl_s`")
         if self.env == "prod":
@@ -172,9 +193,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")
             # The upstream secrets' defaults are the sandbox's, published in this repository.
-            for name in ("wechat_secret", "idp_client_secret", "case_webhook_secret"):
+            for name in ("wechat_secret", "idp_client_secret", "case_webhook_secret", "wechatpay_apiv3_key"):
                 if getattr(self, name).startswith("sandbox-"):
                     raise msgspec.ValidationError(f"Required in prod (not the sandbox's) - at `$.{name}`")
+            # Empty means the dev merchant key shipped in this repository.
+            if not self.wechatpay_merchant_key_file:
+                raise msgspec.ValidationError("Required in prod - at `$.wechatpay_merchant_key_file`")
 
 
 _FIELDS = set(Settings.__struct_fields__)

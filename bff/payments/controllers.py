@@ -1,0 +1,77 @@
+"""Routes of payments: create (or return) a case fee's order, read an order, WeChat Pay's
+notifications. Real-name level 2 to pay (a phone-verified mini-program account or better)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import Body, FromPath
+
+from auth.guards import min_level, residents_only
+from auth.principal import Principal
+from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.payments.schemas import PaymentOut
+from bff.payments.service import PaymentService
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class PaymentController(Controller):
+    tags = ["payments"]
+    guards = [residents_only, min_level(2)]
+
+    @post(
+        "/cases/{case_id:str}/payments",
+        summary="Create, or return, the WeChat Pay order for the case's fee (JSAPI / App / Native by channel)",
+        status_code=201,
+    )
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        payments: NamedDependency[PaymentService],
+        idempotency_key: IdempotencyKey,
+        case_id: FromPath[str],
+    ) -> Response[PaymentOut]:
+        response = await idempotency.run(
+            request, principal.person_id, lambda ctx: payments.create(ctx, principal, case_id)
+        )
+        response.headers.update(_NO_STORE)
+        return response
+
+    @get("/payments/{payment_id:str}", summary="One payment order; asks WeChat Pay while it is not final")
+    async def get_payment(
+        self,
+        principal: NamedDependency[Principal],
+        payments: NamedDependency[PaymentService],
+        payment_id: FromPath[str],
+    ) -> Response[PaymentOut]:
+        return Response(await payments.view(principal, payment_id), headers=_NO_STORE)
+
+
+class PaymentNotifyController(Controller):
+    """WeChat Pay's notifications. No Idempotency-Key: the order's transaction id de-duplicates.
+    204 only once the change is recorded; a 4xx problem (which WeChat retries) for anything else."""
+
+    path = "/payments/wechat/notify"
+    tags = ["payments"]
+
+    @post(
+        "",
+        summary="WeChat Pay notification (signature, timestamp, nonce, AEAD; checked against our order)",
+        status_code=204,
+        exclude_from_auth=True,
+    )
+    async def notify(
+        self,
+        request: Request[Any, Any, Any],
+        payments: NamedDependency[PaymentService],
+        data: Annotated[
+            dict[str, Any], Body(description="WeChat Pay's notification, signed by the platform")
+        ],
+    ) -> None:
+        # The signature covers the exact bytes: verify those.
+        await payments.receive_notification(request.headers, await request.body())
