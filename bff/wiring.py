@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from adapters.booking.client import BookingClient
 from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
+from adapters.courier.client import CourierClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
 from adapters.ratings.client import RatingClient
@@ -33,12 +34,14 @@ from auth import crypto, keys
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
+from bff.addresses.service import AddressService
 from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import CatalogueMirror
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
+from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
@@ -85,6 +88,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "ratings": Upstream("ratings", settings.ratings_url, policy(settings)),
         "wechat": Upstream("wechat", settings.wechat_url, policy(settings)),
         "idp": Upstream("idp", settings.idp_url, policy(settings)),
+        "courier": Upstream("courier", settings.courier_url, policy(settings)),
     }
 
 
@@ -158,6 +162,8 @@ class Root:
     appointments: AppointmentService
     cases: CaseService
     ratings: RatingService
+    addresses: AddressService
+    delivery: DeliveryService
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -175,6 +181,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     booking = BookingClient(ups["booking"])
     case_client = CaseClient(ups["cases"])
     rating_client = RatingClient(ups["ratings"])
+    courier = CourierClient(ups["courier"])
 
     # Identity.
     auth = AuthRuntime(
@@ -231,9 +238,27 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
 
+    # Delivery of results: my addresses, shipments at the courier, tracking.
+    addresses = AddressService(pool, auth.crypto, catalogue, max_per_person=settings.address_max_per_person)
+    delivery = DeliveryService(
+        pool,
+        courier,
+        cases,
+        catalogue,
+        addresses,
+        auth.crypto,
+        notify_url=settings.courier_notify_url,
+        webhook_secret=settings.courier_webhook_secret,
+        webhook_window_s=settings.courier_webhook_window_s,
+        feed_lookback=settings.courier_feed_lookback,
+    )
+    cases.deliveries = delivery  # the case timeline's port onto shipments (delivery depends on cases)
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
+        # A lost courier callback is caught up from the courier's change feed.
+        Job("delivery_reconcile", interval=15.0, budget=60.0, run=delivery.reconcile),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # Idempotency records past their keep time (>= 24 h, API.md).
@@ -256,6 +281,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
         cases=cases,
         ratings=ratings,
+        addresses=addresses,
+        delivery=delivery,
         jobs=jobs,
     )
 

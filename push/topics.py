@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-Topic = Literal["case.changed"]
+Topic = Literal["case.changed", "delivery.changed"]
 
 
 class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -22,4 +22,17 @@ class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     occurred_at: str
 
 
-PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged}
+class DeliveryChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A mailed result moved: the shipment was created, picked up, is out for delivery, delivered …"""
+
+    delivery_id: str
+    case_id: str
+    project_no: str
+    item_name: str
+    waybill_no: str | None
+    status: str
+    place: str | None
+    occurred_at: str
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged, "delivery.changed": DeliveryChanged}

@@ -69,4 +69,7 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)
     real = {**keys, "WECHAT_SECRET": "w", "IDP_CLIENT_SECRET": "i", "CASE_WEBHOOK_SECRET": "c"}
+    with pytest.raises(SettingsError, match="COURIER_WEBHOOK_SECRET"):
+        load_settings(real, None)
+    real["COURIER_WEBHOOK_SECRET"] = "k"
     assert load_settings(real, None).env == "prod"

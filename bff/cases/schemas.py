@@ -73,6 +73,8 @@ CaseStatus = Literal[
     "awaiting_supplement",
     "special_procedure",
     "concluded",
+    "delivering",
+    "delivered",
     "rated",
 ]
 
