@@ -142,23 +142,8 @@ class DeliveryService:
                 waybill,
             )
             if first:
+                # The resident hears of it with the courier's `created` event (one message per change).
                 await self.cases.mark_delivery(conn, case["id"], "delivering")
-                await outbox.enqueue(
-                    conn,
-                    "delivery.changed",
-                    principal.person_id,
-                    f"delivery:{shipment_id}:requested",
-                    DeliveryChanged(
-                        delivery_id=str(shipment_id),
-                        case_id=str(case["id"]),
-                        project_no=case["project_no"],
-                        item_name=case["item_name"],
-                        waybill_no=waybill,
-                        status="created",
-                        place=None,
-                        occurred_at=row["created_at"].astimezone(UTC).isoformat(),
-                    ),
-                )
             for event in events:
                 await self.apply_event(conn, event, "tracking")
             return await ctx.finish(conn, await self._out(conn, shipment_id))
