@@ -45,6 +45,10 @@ async def mail(client, who, case: dict, address_id: str, idem: str | None = None
     )
 
 
+async def status_of_case(db, case_id: str) -> str:
+    return str(await db.fetchval("SELECT status FROM bff.cases WHERE id = $1::uuid", case_id))
+
+
 async def changes(db, case_id: str) -> tuple:
     """Everything a courier event can change, for one case."""
     return (
@@ -235,3 +239,74 @@ async def test_a_dropped_callback_is_caught_by_the_reconciler_despite_a_cursor_a
     assert (await courier_deliver(client, dropped[0])).json()["outcome"] == "duplicate"
     tracking = (await client.get(f"/api/v1/deliveries/{out['id']}", headers=auth(who))).json()
     assert [e["status"] for e in tracking["events"]] == ["created", "picked_up", "in_transit"]
+
+
+@pytest.mark.parametrize("caught_up_by", ["feed", "retry"])
+async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caught_up(
+    make_client, services, sandbox, sandbox_url, db, caught_up_by
+) -> None:
+    """The courier made the shipment but its answer was lost (every attempt): the resident gets a
+    503, our row waits in `requesting`. Either the courier's own event (feed) fills in the waybill,
+    or the resident's retry with the same key asks again with the same request id; both end in the
+    same one shipment at the courier."""
+    from urllib.parse import urlsplit
+
+    from bff.wiring import open_root
+    from tests.losing_relay import LosingRelay
+
+    await ensure_mirror(services, sandbox_url)
+    target = urlsplit(sandbox_url)
+    relay = LosingRelay(
+        str(target.hostname), int(target.port or 80), prefix=b"POST /courier/v1/shipments", lose=1000
+    )
+    async with relay.running():
+        client = await make_client(
+            **{**delivery_urls(sandbox_url), "courier_url": f"http://127.0.0.1:{relay.port}/courier"}
+        )
+        who = await login_resident(client, sandbox)
+        case = await concluded_case(client, sandbox, db, who)
+        address = await add_address(client, who)
+        idem = key()
+        lost = await mail(client, who, case, address["id"], idem)
+        assert lost.status_code == 503, lost.text
+        assert relay.lost >= 1  # the courier got (and de-duplicated) every attempt
+        row = await db.fetchrow("SELECT * FROM bff.shipments WHERE case_id = $1::uuid", case["case"]["id"])
+        assert row["status"] == "requesting" and row["waybill_no"] is None
+        at_courier = await db.fetch(
+            "SELECT waybill_no FROM sandbox.courier_shipments WHERE project_no = $1",
+            case["case"]["projectNo"],
+        )
+        assert len(at_courier) == 1
+
+        if caught_up_by == "feed":
+            # The reconciler reads the courier's `created` event and recognises our waiting shipment.
+            async with open_root(make_settings(services, sandbox_url, **delivery_urls(sandbox_url))) as root:
+                assert await root.delivery.reconcile() >= 1
+            row = await db.fetchrow("SELECT * FROM bff.shipments WHERE id = $1", row["id"])
+            assert (row["status"], row["waybill_no"]) == ("created", at_courier[0]["waybill_no"])
+            assert (
+                await db.fetchval("SELECT status FROM bff.cases WHERE id = $1::uuid", case["case"]["id"])
+                == "delivering"
+            )
+
+        # The resident's retry with the same key: the same shipment; the courier still holds one.
+        relay.lose = 0
+        retried = await mail(client, who, case, address["id"], idem)
+        assert retried.status_code == 201, retried.text
+        assert (
+            retried.json()["id"] == str(row["id"])
+            and retried.json()["waybillNo"] == at_courier[0]["waybill_no"]
+        )
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM sandbox.courier_shipments WHERE project_no = $1",
+                case["case"]["projectNo"],
+            )
+            == 1
+        )
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM bff.shipments WHERE case_id = $1::uuid", case["case"]["id"]
+            )
+            == 1
+        )
