@@ -18,6 +18,10 @@ class LosingRelay:
     prefix: bytes = b""
     lose: int = 0
     lost: int = 0
+    # Instead of losing them, hold matching answers until the caller goes away (a process killed
+    # while it waits); `answered` is set once the upstream has answered a matching request.
+    hold: bool = False
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     seen: list[bytes] = field(default_factory=list)
     port: int = 0
 
@@ -42,6 +46,10 @@ class LosingRelay:
                 up_writer.write(request)
                 await up_writer.drain()
                 answer = await self._read_message(up_reader)
+                if self.hold and self.prefix and request.startswith(self.prefix):
+                    self.answered.set()
+                    await reader.read()  # until the caller's side closes
+                    return
                 if self.prefix and request.startswith(self.prefix) and self.lose > 0:
                     self.lose -= 1
                     self.lost += 1

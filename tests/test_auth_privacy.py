@@ -124,6 +124,7 @@ def test_prod_requires_real_keys() -> None:
         wechat_secret="real-wechat-secret",
         idp_client_secret="real-idp-secret",
         case_webhook_secret="real-webhook-secret",
+        courier_webhook_secret="real-courier-secret",
     )
     with pytest.raises(msgspec.ValidationError, match="auth_access_ttl_s"):
         Settings(auth_access_ttl_s=601)

@@ -310,3 +310,36 @@ async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caug
             )
             == 1
         )
+
+
+async def test_a_failed_then_returned_parcel_puts_the_case_back_to_concluded_and_it_can_be_mailed_again(
+    client, sandbox, db
+) -> None:
+    who = await login_resident(client, sandbox)
+    case = await concluded_case(client, sandbox, db, who)
+    address = await add_address(client, who)
+    first = (await mail(client, who, case, address["id"])).json()
+    base = f"/_control/courier/shipments/{first['waybillNo']}"
+    events = [(await sandbox.post(f"{base}/advance", json={"deliver": False})).json() for _ in range(3)]
+    events.append(
+        (await sandbox.post(f"{base}/fail", json={"reason": "收件人不在", "deliver": False})).json()
+    )
+    events.append((await sandbox.post(f"{base}/return", json={"deliver": False})).json())
+    # Delivered in reverse: the status still ends where the courier's last event put it.
+    for event in reversed(events):
+        assert (await courier_deliver(client, event)).json()["outcome"] == "applied"
+    tracking = (await client.get(f"/api/v1/deliveries/{first['id']}", headers=auth(who))).json()
+    assert tracking["status"] == "returned"
+    assert [e["status"] for e in tracking["events"]] == [
+        "created",
+        "picked_up",
+        "in_transit",
+        "out_for_delivery",
+        "failed",
+        "returned",
+    ]
+    assert "收件人不在" in tracking["events"][4]["place"]
+    assert await status_of_case(db, case["case"]["id"]) == "concluded"
+    second = await mail(client, who, case, address["id"])
+    assert second.status_code == 201, second.text
+    assert second.json()["id"] != first["id"] and await status_of_case(db, case["case"]["id"]) == "delivering"

@@ -123,3 +123,87 @@ async def test_concluded_case_is_mailed_tracked_and_delivered(bff, sandbox, db) 
 
 async def _status(client: httpx.AsyncClient, who: dict, delivery_id: str) -> str:
     return str((await client.get(f"/api/v1/deliveries/{delivery_id}", headers=auth(who))).json()["status"])
+
+
+async def test_kill_9_while_the_courier_answers_then_the_retry_makes_no_second_shipment(
+    services, sandbox_url, sandbox, db
+) -> None:
+    """`kill -9` of the API after the courier made the shipment and before our commit: the key's
+    lease and our `requesting` row stay behind. A new process, once the lease has run out (we end it
+    in the table instead of waiting 30 s), answers the retry with the same key from the same one
+    shipment at the courier."""
+    from urllib.parse import urlsplit
+
+    from tests.losing_relay import LosingRelay
+
+    await ensure_mirror(services, sandbox_url)
+    target = urlsplit(sandbox_url)
+    relay = LosingRelay(
+        str(target.hostname), int(target.port or 80), prefix=b"POST /courier/v1/shipments", hold=True
+    )
+    async with relay.running():
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = serve_env(
+            services,
+            sandbox_url,
+            port,
+            CASE_NOTIFY_URL=f"{url}/api/v1/case-events",
+            COURIER_URL=f"http://127.0.0.1:{relay.port}/courier",
+        )
+        proc = start_process([sys.executable, "-m", "bff.cli", "serve"], env, "bff-delivery-kill")
+        try:
+            await asyncio.to_thread(wait_http, f"{url}/healthz", proc)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                who = await login_resident(client, sandbox)
+                applied = await client.post(
+                    "/api/v1/cases",
+                    json=await application(client, who, await mailable_item(db)),
+                    headers=auth(who, key()),
+                )
+                case_id, project_no = applied.json()["case"]["id"], applied.json()["case"]["projectNo"]
+                await advance(sandbox, project_no, "accept")
+                await advance(sandbox, project_no, "conclude", result_code="6")
+                await wait_until(lambda: status_of(client, who, case_id), "concluded")
+                address = await add_address(client, who)
+                idem = key()
+                body = {"addressId": address["id"]}
+                pending = asyncio.create_task(
+                    client.post(f"/api/v1/cases/{case_id}/delivery", json=body, headers=auth(who, idem))
+                )
+                await asyncio.wait_for(relay.answered.wait(), 10)
+                proc.kill()  # SIGKILL: no clean-up of any kind
+                proc.wait(10)
+                with pytest.raises(httpx.TransportError):
+                    await pending
+        finally:
+            stop_process(proc)
+
+        row = await db.fetchrow("SELECT * FROM bff.shipments WHERE case_id = $1::uuid", case_id)
+        assert (row["status"], row["waybill_no"]) == ("requesting", None)
+        assert await db.fetchval("SELECT state FROM bff.idempotency_keys WHERE key = $1", idem) == "in_flight"
+        await db.execute(
+            "UPDATE bff.idempotency_keys SET lease_until = now() - interval '1 second' WHERE key = $1", idem
+        )
+
+        relay.hold = False
+        proc = start_process([sys.executable, "-m", "bff.cli", "serve"], env, "bff-delivery-kill-2")
+        try:
+            await asyncio.to_thread(wait_http, f"{url}/healthz", proc)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                retried = await client.post(
+                    f"/api/v1/cases/{case_id}/delivery", json=body, headers=auth(who, idem)
+                )
+                assert retried.status_code == 201, retried.text
+                again = await client.post(
+                    f"/api/v1/cases/{case_id}/delivery", json=body, headers=auth(who, idem)
+                )
+                assert again.content == retried.content and again.headers["idempotent-replayed"] == "true"
+                assert await status_of(client, who, case_id) == "delivering"
+        finally:
+            stop_process(proc)
+    at_courier = await db.fetch(
+        "SELECT waybill_no FROM sandbox.courier_shipments WHERE project_no = $1", project_no
+    )
+    assert [r["waybill_no"] for r in at_courier] == [retried.json()["waybillNo"]]
+    assert await db.fetchval("SELECT count(*) FROM bff.shipments WHERE case_id = $1::uuid", case_id) == 1

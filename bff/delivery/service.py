@@ -29,7 +29,7 @@ from auth import audit
 from auth.crypto import PiiCrypto
 from auth.principal import Principal
 from bff.addresses.service import AddressService
-from bff.cases.service import CaseService, DeliveryStep
+from bff.cases.service import CaseService, DeliveryState, DeliveryStep
 from bff.catalogue.service import CatalogueService
 from bff.delivery.schemas import DeliveryIn, DeliveryOut, RecipientOut, TrackingEventOut
 from bff.idempotency import IdemContext, Recorded
@@ -56,7 +56,7 @@ STATUS_EN = {
 }
 
 
-def _case_state(status: str) -> str:
+def _case_state(status: str) -> DeliveryState:
     if status == "delivered":
         return "delivered"
     if status == "returned":
@@ -371,7 +371,7 @@ class DeliveryService:
             event.seq,
         )
         if advanced:
-            await self.cases.mark_delivery(conn, row["case_id"], _case_state(event.status))  # type: ignore[arg-type]
+            await self.cases.mark_delivery(conn, row["case_id"], _case_state(event.status))
             await outbox.enqueue(
                 conn,
                 "delivery.changed",
