@@ -120,6 +120,19 @@ async def test_concluded_case_is_mailed_tracked_and_delivered(bff, sandbox, db) 
     )
     assert [m["status"] for m in told] == COURIER_LINE
 
+    # Delivered -> rated (DOMAIN.md): the rating follows the last tracking event on the timeline.
+    assert detail["case"]["ratingDue"] is True
+    indicators = dict.fromkeys(["整体满意度", "办事效率", "办事指南精确度", "办事便捷度", "平台操作性"], 5)
+    rated = await bff.post(
+        f"/api/v1/cases/{case_id}/rating",
+        json={"level": 5, "indicators": indicators},
+        headers=auth(who, key()),
+    )
+    assert rated.status_code == 201, rated.text
+    detail = (await bff.get(f"/api/v1/cases/{case_id}", headers=auth(who))).json()
+    assert detail["case"]["status"] == "rated" and detail["case"]["ratingDue"] is False
+    assert [e["kind"] for e in detail["timeline"]][-2:] == ["tracking", "rated"]
+
 
 async def _status(client: httpx.AsyncClient, who: dict, delivery_id: str) -> str:
     return str((await client.get(f"/api/v1/deliveries/{delivery_id}", headers=auth(who))).json()["status"])
