@@ -343,3 +343,23 @@ async def test_a_failed_then_returned_parcel_puts_the_case_back_to_concluded_and
     second = await mail(client, who, case, address["id"])
     assert second.status_code == 201, second.text
     assert second.json()["id"] != first["id"] and await status_of_case(db, case["case"]["id"]) == "delivering"
+
+
+async def test_concurrent_requests_with_different_keys_make_one_shipment(client, sandbox, db) -> None:
+    who = await login_resident(client, sandbox)
+    case = await concluded_case(client, sandbox, db, who)
+    address = await add_address(client, who)
+    responses = await asyncio.gather(*(mail(client, who, case, address["id"]) for _ in range(8)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 7, [r.text for r in responses]
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"delivery_already_requested"}
+    assert (
+        await db.fetchval("SELECT count(*) FROM bff.shipments WHERE case_id = $1::uuid", case["case"]["id"])
+        == 1
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM sandbox.courier_shipments WHERE project_no = $1", case["case"]["projectNo"]
+        )
+        == 1
+    )
