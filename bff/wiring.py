@@ -259,6 +259,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
         # A lost courier callback is caught up from the courier's change feed.
         Job("delivery_reconcile", interval=15.0, budget=60.0, run=delivery.reconcile),
+        # Shipments whose courier answer was lost are asked again with the same request id.
+        Job("delivery_resolve_pending", interval=30.0, budget=60.0, run=delivery.resolve_pending),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # Idempotency records past their keep time (>= 24 h, API.md).

@@ -241,14 +241,14 @@ async def test_a_dropped_callback_is_caught_by_the_reconciler_despite_a_cursor_a
     assert [e["status"] for e in tracking["events"]] == ["created", "picked_up", "in_transit"]
 
 
-@pytest.mark.parametrize("caught_up_by", ["feed", "retry"])
+@pytest.mark.parametrize("caught_up_by", ["feed", "resolver", "retry"])
 async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caught_up(
     make_client, services, sandbox, sandbox_url, db, caught_up_by
 ) -> None:
     """The courier made the shipment but its answer was lost (every attempt): the resident gets a
     503, our row waits in `requesting`. Either the courier's own event (feed) fills in the waybill,
-    or the resident's retry with the same key asks again with the same request id; both end in the
-    same one shipment at the courier."""
+    or the worker's resolver asks again (with the row's request id) once the row is old, or the
+    resident's retry with the same key asks again; each ends in the same one shipment."""
     from urllib.parse import urlsplit
 
     from bff.wiring import open_root
@@ -288,6 +288,24 @@ async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caug
                 await db.fetchval("SELECT status FROM bff.cases WHERE id = $1::uuid", case["case"]["id"])
                 == "delivering"
             )
+
+        if caught_up_by == "resolver":
+            settings = make_settings(services, sandbox_url, **delivery_urls(sandbox_url))
+            async with open_root(settings) as root:
+                resolve = {j.name: j for j in root.jobs}["delivery_resolve_pending"]
+                await resolve.run()  # too young: its own request may still be running
+                assert (
+                    await db.fetchval("SELECT status FROM bff.shipments WHERE id = $1", row["id"])
+                    == "requesting"
+                )
+                await db.execute(
+                    "UPDATE bff.shipments SET updated_at = now() - interval '2 minutes' WHERE id = $1",
+                    row["id"],
+                )
+                assert await resolve.run() >= 1
+            row = await db.fetchrow("SELECT * FROM bff.shipments WHERE id = $1", row["id"])
+            assert (row["status"], row["waybill_no"]) == ("created", at_courier[0]["waybill_no"])
+            assert await status_of_case(db, case["case"]["id"]) == "delivering"
 
         # The resident's retry with the same key: the same shipment; the courier still holds one.
         relay.lose = 0

@@ -100,53 +100,89 @@ class DeliveryService:
         row = await self.pool.fetchrow("SELECT * FROM bff.shipments WHERE id = $1", shipment_id)
         if row is None:
             row = await self._open(ctx, principal, case, shipment_id, data)
-        if row["waybill_no"] is None:
-            recipient = Recipient(
-                name=self.crypto.decrypt("name", row["recipient_name_enc"]),
-                phone=self.crypto.decrypt("phone", row["recipient_phone_enc"]),
-                address=self.crypto.decrypt("address", row["recipient_address_enc"]),
-                region_code=row["region_code"],
-            )
-            try:
-                created = await self.courier.create(
-                    request_id=str(row["request_id"]),
-                    project_no=case["project_no"],
-                    sender=Sender(hall_id=row["hall_id"], hall_name=row["hall_name"]),
-                    recipient=recipient,
-                    notify_url=self.notify_url,
-                )
-            except CourierRefused as exc:
-                await self.pool.execute(
-                    "DELETE FROM bff.shipments WHERE id = $1 AND waybill_no IS NULL", shipment_id
-                )
-                raise ProblemError(
-                    f"the courier refused: {exc.detail}", status=422, code="courier_refused"
-                ) from None
-            waybill = created.waybill_no
-        else:
-            waybill = row["waybill_no"]
-        # Best effort: the tracking so far (the `created` event) on the first answer already.
-        events: list[CourierEvent] = []
+        waybill = row["waybill_no"] or await self._create_at_courier(row, case["project_no"])
+        events = await self._tracking(waybill)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._fill(conn, row, waybill, events)
+            return await ctx.finish(conn, await self._out(conn, shipment_id))
+
+    async def _create_at_courier(self, row: asyncpg.Record, project_no: str) -> str:
+        """The courier's waybill for our shipment row, asked with the row's stable request id."""
+        recipient = Recipient(
+            name=self.crypto.decrypt("name", row["recipient_name_enc"]),
+            phone=self.crypto.decrypt("phone", row["recipient_phone_enc"]),
+            address=self.crypto.decrypt("address", row["recipient_address_enc"]),
+            region_code=row["region_code"],
+        )
         try:
-            events = (await self.courier.track(waybill)).events
+            created = await self.courier.create(
+                request_id=str(row["request_id"]),
+                project_no=project_no,
+                sender=Sender(hall_id=row["hall_id"], hall_name=row["hall_name"]),
+                recipient=recipient,
+                notify_url=self.notify_url,
+            )
+        except CourierRefused as exc:
+            # A refusal is the courier's final word: no shipment exists, ours goes too.
+            await self.pool.execute(
+                "DELETE FROM bff.shipments WHERE id = $1 AND waybill_no IS NULL", row["id"]
+            )
+            raise ProblemError(
+                f"the courier refused: {exc.detail}", status=422, code="courier_refused"
+            ) from None
+        return created.waybill_no
+
+    async def _tracking(self, waybill: str) -> list[CourierEvent]:
+        """Best effort: the tracking so far (the `created` event) right away; else callbacks bring it."""
+        try:
+            return (await self.courier.track(waybill)).events
         except ProblemError as exc:
             log.info("courier_tracking_deferred", code=exc.code)
-        async with self.pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval(
-                """
-                UPDATE bff.shipments SET waybill_no = $2,
-                       status = CASE WHEN status = 'requesting' THEN 'created' ELSE status END, updated_at = now()
-                 WHERE id = $1 AND waybill_no IS NULL RETURNING 1
-                """,
-                shipment_id,
-                waybill,
-            )
-            if first:
-                # The resident hears of it with the courier's `created` event (one message per change).
-                await self.cases.mark_delivery(conn, case["id"], "delivering")
-            for event in events:
-                await self.apply_event(conn, event, "tracking")
-            return await ctx.finish(conn, await self._out(conn, shipment_id))
+            return []
+
+    async def _fill(self, conn: Conn, row: asyncpg.Record, waybill: str, events: list[CourierEvent]) -> None:
+        """Inside the caller's transaction: our row gets its waybill, the case is being delivered."""
+        first = await conn.fetchval(
+            """
+            UPDATE bff.shipments SET waybill_no = $2,
+                   status = CASE WHEN status = 'requesting' THEN 'created' ELSE status END, updated_at = now()
+             WHERE id = $1 AND waybill_no IS NULL RETURNING 1
+            """,
+            row["id"],
+            waybill,
+        )
+        if first:
+            # The resident hears of it with the courier's `created` event (one message per change).
+            await self.cases.mark_delivery(conn, row["case_id"], "delivering")
+        for event in events:
+            await self.apply_event(conn, event, "tracking")
+
+    async def resolve_pending(self, *, older_than_s: float = 60.0, batch: int = 50) -> int:
+        """The worker's job: shipments left `requesting` (the courier's answer lost, the API killed,
+        the resident gone) are asked again with their own request id — the courier answers the
+        shipment it made, or makes it now — so no row blocks its case for ever."""
+        rows = await self.pool.fetch(
+            """
+            SELECT s.*, c.project_no FROM bff.shipments s JOIN bff.cases c ON c.id = s.case_id
+            WHERE s.status = 'requesting' AND s.waybill_no IS NULL
+              AND s.updated_at < now() - make_interval(secs => $1)
+            ORDER BY s.created_at LIMIT $2
+            """,
+            older_than_s,
+            batch,
+        )
+        settled = 0
+        for row in rows:
+            try:
+                waybill = await self._create_at_courier(row, row["project_no"])
+            except ProblemError as exc:
+                log.info("shipment_still_pending", code=exc.code)
+                continue
+            events = await self._tracking(waybill)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._fill(conn, row, waybill, events)
+            settled += 1
+        return settled
 
     async def _open(
         self,
