@@ -134,6 +134,14 @@ async def test_request_is_replayed_under_its_key_and_one_shipment_per_case(clien
     out = again.json()
     assert out["status"] == "created" and len(out["waybillNo"]) == 13 and out["carrier"] == "EMS"
     assert out["recipient"]["name"] == "王**" and "****" in out["recipient"]["phone"]
+    assert "麓山南路" not in again.text and "王小明" not in again.text  # masked; the courier got it whole
+    sent = await db.fetchval(
+        "SELECT request -> 'recipient' ->> 'address' FROM sandbox.courier_shipments WHERE waybill_no = $1",
+        out["waybillNo"],
+    )
+    assert sent == "岳麓区麓山南路932号湖南大学7栋301"
+    raw = await db.fetchrow("SELECT * FROM bff.shipments WHERE id = $1::uuid", out["id"])
+    assert "麓山南路".encode() not in bytes(raw["recipient_address_enc"])
     assert [e["status"] for e in out["events"]] == ["created"]  # tracking read right after creation
     other_key = await mail(client, who, case, address["id"])
     assert other_key.status_code == 409 and other_key.json()["code"] == "delivery_already_requested"
