@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath
 
 from auth.guards import residents_only
@@ -14,6 +15,18 @@ from auth.principal import Principal
 from bff.delivery.schemas import CourierNotifyOutcome, DeliveryIn, DeliveryOut
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.platform.problems import PROBLEM_MEDIA_TYPE, Problem
+
+# Mailing reads the case and the address through their domains' ports: their 404s are this route's.
+_NOT_FOUND = ResponseSpec(
+    data_container=Problem,
+    media_type=PROBLEM_MEDIA_TYPE,
+    description=(
+        "Not found (another resident's object is answered the same way). "
+        "Codes: `not_found`, `case_not_found`, `address_not_found`"
+    ),
+    generate_examples=False,
+)
 
 
 class DeliveryController(Controller):
@@ -25,6 +38,7 @@ class DeliveryController(Controller):
         "/cases/{case_id:str}/delivery",
         summary="Mail the case's result to one of my addresses (items that allow mailing)",
         status_code=201,
+        responses={404: _NOT_FOUND},
     )
     async def request_delivery(
         self,
