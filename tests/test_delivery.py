@@ -21,6 +21,7 @@ from tests.delivery_helpers import (
     mailable_item,
 )
 from tests.test_journey_helpers import advance, apply, auth, conclude, deliver, key
+from tests.test_sandbox_courier import shipment as sandbox_shipment
 
 NOTIFY = "/api/v1/deliveries/courier/notify"
 
@@ -236,6 +237,18 @@ async def test_a_dropped_callback_is_caught_by_the_reconciler_despite_a_cursor_a
         job = {j.name: j for j in root.jobs}["delivery_reconcile"]
         assert await job.run() >= 2
         assert await root.delivery.reconcile() == 0
+        # Small pages (smaller than the look-back): the cursor still moves page by page to the end.
+        for _ in range(12):  # feed entries enough that a page of 4 from far back cannot reach the cursor
+            made = await sandbox.post("/courier/v1/shipments", json=sandbox_shipment(None))
+            assert made.status_code == 201
+        last = (await sandbox.get(f"/courier/v1/shipments/{made.json()['waybill_no']}")).json()["events"][-1][
+            "seq"
+        ]
+        await db.execute("UPDATE bff.sync_cursors SET position = $1 WHERE name = 'courier.changes'", last - 1)
+        await root.delivery.reconcile(page_size=4, max_pages=50)
+        assert (
+            await db.fetchval("SELECT position FROM bff.sync_cursors WHERE name = 'courier.changes'") >= last
+        )
     rows = await db.fetch(
         "SELECT event_id, via FROM bff.shipment_events WHERE event_id = ANY($1)",
         [e["event_id"] for e in dropped],

@@ -431,12 +431,14 @@ class DeliveryService:
         (events are de-duplicated by id, so the look-back costs nothing but a re-read and a commit
         that became visible late is still seen); returns how many events were new to us."""
         applied = 0
+        # A page must reach past the cursor, or the cursor could never move.
+        lookback = min(self.feed_lookback, page_size // 2)
         for _ in range(max_pages):
             cursor = int(
                 await self.pool.fetchval("SELECT position FROM bff.sync_cursors WHERE name = $1", FEED_CURSOR)
                 or 0
             )
-            page = await self.courier.changes(max(0, cursor - self.feed_lookback), limit=page_size)
+            page = await self.courier.changes(max(0, cursor - lookback), limit=page_size)
             async with self.pool.acquire() as conn, conn.transaction():
                 for event in page.events:
                     if await self.apply_event(conn, event, "feed") == "applied":
