@@ -33,3 +33,16 @@ def mask_text(text: str) -> str:
     """Mask every ID number and phone number found anywhere in free text."""
     text = _ID_RE.sub(lambda m: f"{m.group(1)}{'*' * 11}{m.group(2)}", text)
     return _PHONE_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+
+
+def mask_name(value: str) -> str:
+    """`张*` / `欧阳**`: the family name (first character) only."""
+    value = value.strip()
+    return value[:1] + "*" * max(len(value) - 1, 1) if value else ""
+
+
+def mask_address(value: str) -> str:
+    """The first 6 characters (district and road, typically), the house number and rest hidden."""
+    value = value.strip()
+    keep = min(6, max(len(value) // 2, 1))
+    return value[:keep] + "*" * 4 if value else ""

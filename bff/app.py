@@ -12,9 +12,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from auth.guards import require_principal_if_declared
 from bff import deps
+from bff.addresses.controllers import AddressController
 from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController
+from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
@@ -45,6 +47,9 @@ API_ROUTES = [
     CaseWebhookController,
     PaymentController,
     PaymentNotifyController,
+    AddressController,
+    DeliveryController,
+    DeliveryWebhookController,
 ]
 
 

@@ -10,9 +10,11 @@ from litestar.di import Provide
 
 from auth.guards import provide_principal
 from auth.runtime import AuthRuntime
+from bff.addresses.service import AddressService
 from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
+from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -58,6 +60,14 @@ def provide_payments(state: State) -> PaymentService:
     return root(state).payments
 
 
+def provide_addresses(state: State) -> AddressService:
+    return root(state).addresses
+
+
+def provide_delivery(state: State) -> DeliveryService:
+    return root(state).delivery
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -73,5 +83,7 @@ def dependencies() -> dict[str, Any]:
         "cases": Provide(provide_cases, sync_to_thread=False),
         "ratings": Provide(provide_ratings, sync_to_thread=False),
         "payments": Provide(provide_payments, sync_to_thread=False),
+        "addresses": Provide(provide_addresses, sync_to_thread=False),
+        "delivery": Provide(provide_delivery, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

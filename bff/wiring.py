@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from adapters.booking.client import BookingClient
 from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
+from adapters.courier.client import CourierClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
 from adapters.ratings.client import RatingClient
@@ -38,12 +39,14 @@ from auth.audit import AuditAnchor
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
+from bff.addresses.service import AddressService
 from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import CatalogueMirror
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
+from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -94,6 +97,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "wechat": Upstream("wechat", settings.wechat_url, policy(settings)),
         "idp": Upstream("idp", settings.idp_url, policy(settings)),
         "wechatpay": Upstream("wechatpay", settings.wechatpay_url, policy(settings)),
+        "courier": Upstream("courier", settings.courier_url, policy(settings)),
     }
 
 
@@ -197,6 +201,8 @@ class Root:
     drain: Drain
     audit_anchor: AuditAnchor
     payments: PaymentService
+    addresses: AddressService
+    delivery: DeliveryService
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -214,6 +220,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     booking = BookingClient(ups["booking"])
     case_client = CaseClient(ups["cases"])
     rating_client = RatingClient(ups["ratings"])
+    courier = CourierClient(ups["courier"])
 
     # Identity.
     auth = AuthRuntime(
@@ -288,9 +295,29 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     cases.payments = payments  # the case view: payment steps on the timeline, the fee's order
     cases.event_hook = payments  # refund_requested -> a refund, in the event's transaction
 
+    # Delivery of results: my addresses, shipments at the courier, tracking.
+    addresses = AddressService(pool, auth.crypto, catalogue, max_per_person=settings.address_max_per_person)
+    delivery = DeliveryService(
+        pool,
+        courier,
+        cases,
+        catalogue,
+        addresses,
+        auth.crypto,
+        notify_url=settings.courier_notify_url,
+        webhook_secret=settings.courier_webhook_secret,
+        webhook_window_s=settings.courier_webhook_window_s,
+        feed_lookback=settings.courier_feed_lookback,
+    )
+    cases.deliveries = delivery  # the case timeline's port onto shipments (delivery depends on cases)
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
+        # A lost courier callback is caught up from the courier's change feed.
+        Job("delivery_reconcile", interval=15.0, budget=60.0, run=delivery.reconcile),
+        # Shipments whose courier answer was lost are asked again with the same request id.
+        Job("delivery_resolve_pending", interval=30.0, budget=60.0, run=delivery.resolve_pending),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # Idempotency records past their keep time (>= 24 h, API.md).
@@ -327,6 +354,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         drain=drain,
         audit_anchor=audit_anchor,
         payments=payments,
+        addresses=addresses,
+        delivery=delivery,
         jobs=jobs,
     )
 

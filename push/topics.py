@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-Topic = Literal["case.changed", "payment.changed"]
+Topic = Literal["case.changed", "payment.changed", "delivery.changed"]
 
 
 class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -33,4 +33,21 @@ class PaymentChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     occurred_at: str
 
 
-PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged, "payment.changed": PaymentChanged}
+class DeliveryChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A mailed result moved: the shipment was created, picked up, is out for delivery, delivered …"""
+
+    delivery_id: str
+    case_id: str
+    project_no: str
+    item_name: str
+    waybill_no: str | None
+    status: str
+    place: str | None
+    occurred_at: str
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    "case.changed": CaseChanged,
+    "payment.changed": PaymentChanged,
+    "delivery.changed": DeliveryChanged,
+}

@@ -136,6 +136,7 @@ def test_prod_requires_real_keys() -> None:
         case_webhook_secret="real-webhook-secret",
         wechatpay_apiv3_key="real-apiv3-key-0123456789abcdefg",
         wechatpay_merchant_key_file="/run/secrets/wechatpay_key.pem",
+        courier_webhook_secret="real-courier-secret",
     )
     with pytest.raises(msgspec.ValidationError, match="auth_access_ttl_s"):
         Settings(auth_access_ttl_s=601)

@@ -77,4 +77,7 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
         load_settings(real, None)
     real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
+    with pytest.raises(SettingsError, match="COURIER_WEBHOOK_SECRET"):
+        load_settings(real, None)
+    real["COURIER_WEBHOOK_SECRET"] = "k"
     assert load_settings(real, None).env == "prod"

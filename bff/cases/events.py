@@ -102,7 +102,10 @@ async def apply_event(conn: Conn, event: CaseEvent, via: str, hook: CaseEventHoo
     advanced = await conn.fetchval(
         """
         UPDATE bff.cases
-           SET status = CASE WHEN status = 'rated' THEN status ELSE $3 END,
+           SET status = CASE WHEN status = 'rated' THEN status
+                             -- mailing the result (delivery's states) comes after 办结
+                             WHEN status IN ('delivering', 'delivered') AND $3 = 'concluded' THEN status
+                             ELSE $3 END,
                upstream_status_code = $4, result_code = coalesce($5, result_code),
                version = $2, project_no = coalesce(project_no, $6), updated_at = now()
          WHERE id = $1 AND version < $2

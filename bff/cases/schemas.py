@@ -87,6 +87,8 @@ CaseStatus = Literal[
     "awaiting_supplement",
     "special_procedure",
     "concluded",
+    "delivering",
+    "delivered",
     "rated",
 ]
 

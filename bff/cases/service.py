@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import asyncpg
 import asyncpg.pool
@@ -146,8 +146,9 @@ class Ratings(Protocol):
     async def of_case(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None: ...
 
 
-class PaymentEntry(msgspec.Struct, frozen=True):
-    """One payment step of a case's timeline (order created, paid, closed, refund ...)."""
+class TimelineStep(msgspec.Struct, frozen=True):
+    """One entry another domain adds to a case's timeline: a payment step (order created, paid,
+    refunded …) or a delivery step (the shipment, each tracking event)."""
 
     at: datetime
     kind: str
@@ -168,12 +169,12 @@ class Payments(Protocol):
     """What the case view needs of the payments domain (which depends on cases): the payment
     steps for the timeline and the fee's current order. Wired in by the composition root."""
 
-    async def case_timeline(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[PaymentEntry]: ...
+    async def case_timeline(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[TimelineStep]: ...
 
     async def current_for_fee(self, conn: Conn | asyncpg.Pool, fee_id: str) -> PaymentRef | None: ...
 
 
-def _merge(timeline: list[TimelineEntry], steps: list[PaymentEntry], english: bool) -> list[TimelineEntry]:
+def _merge(timeline: list[TimelineEntry], steps: list[TimelineStep], english: bool) -> list[TimelineEntry]:
     """Payment steps joined into the case's timeline by time, the case events keeping their own
     (case_seq) order: a merge, never a re-sort of what the case system sequenced."""
     if not steps:
@@ -201,6 +202,23 @@ def _merge(timeline: list[TimelineEntry], steps: list[PaymentEntry], english: bo
     return merged + queue
 
 
+class Deliveries(Protocol):
+    """What the case view needs of the delivery domain (which depends on cases, not the reverse):
+    wired in by the composition root."""
+
+    async def timeline_of(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[TimelineStep]: ...
+
+
+# A case's states once its result is mailed (DOMAIN.md: concluded -> delivering -> delivered).
+DeliveryState = Literal["concluded", "delivering", "delivered"]
+_DELIVERY_FROM: dict[str, tuple[str, ...]] = {
+    "delivering": ("concluded", "delivering"),
+    "delivered": ("concluded", "delivering", "delivered"),
+    # A returned parcel: the result is back at the hall, to collect or to mail again.
+    "concluded": ("delivering",),
+}
+
+
 class CaseService:
     def __init__(
         self,
@@ -225,6 +243,7 @@ class CaseService:
         self.ratings: Ratings | None = None
         self.payments: Payments | None = None
         self.event_hook: CaseEventHook | None = None
+        self.deliveries: Deliveries | None = None
 
     # --- reading ---
 
@@ -323,6 +342,17 @@ class CaseService:
     async def mark_rated(self, conn: Conn, case_id: uuid.UUID) -> None:
         """Write port for the ratings domain, inside its transaction: the case's last state."""
         await conn.execute("UPDATE bff.cases SET status = 'rated', updated_at = now() WHERE id = $1", case_id)
+
+    async def mark_delivery(self, conn: Conn, case_id: uuid.UUID, state: DeliveryState) -> bool:
+        """Write port for the delivery domain, inside its transaction: the case's mailing state.
+        Only forward from where mailing can stand (a rated case keeps showing `rated`)."""
+        done = await conn.fetchval(
+            "UPDATE bff.cases SET status = $2, updated_at = now() WHERE id = $1 AND status = ANY($3::text[]) RETURNING 1",
+            case_id,
+            state,
+            list(_DELIVERY_FROM[state]),
+        )
+        return done is not None
 
     # --- the case system's deliveries ---
 
@@ -471,7 +501,7 @@ class CaseService:
             result=row["result_code"],
             upstream_status_code=row["upstream_status_code"],
             submitted_at=row["created_at"].astimezone(UTC).isoformat(),
-            rating_due=row["status"] == "concluded" and not rated,
+            rating_due=row["status"] in ("concluded", "delivering", "delivered") and not rated,
             open_supplement_id=await self.open_supplement(conn, row["id"]),
         )
 
@@ -507,17 +537,31 @@ class CaseService:
                     details=data or None,
                 )
             )
+        # After the case system's own events: the mailing and its tracking, and the rating, in time order.
+        later: list[tuple[datetime, TimelineEntry]] = []
+        if self.deliveries is not None:
+            for step in await self.deliveries.timeline_of(conn, case_id):
+                entry = TimelineEntry(
+                    seq=0,
+                    at=step.at.astimezone(UTC).isoformat(),
+                    kind=step.kind,
+                    title=step.title_en if english else step.title_zh,
+                    details=step.details,
+                )
+                later.append((step.at, entry))
         rating = await self._rating(conn, case_id)
         if rating is not None:
-            timeline.append(
-                TimelineEntry(
-                    seq=(timeline[-1].seq if timeline else 0) + 1,
-                    at=rating.created_at.astimezone(UTC).isoformat(),
-                    kind="rated",
-                    title=_title("rated", {}, english),
-                    details={"level": rating.level},
-                )
+            entry = TimelineEntry(
+                seq=0,
+                at=rating.created_at.astimezone(UTC).isoformat(),
+                kind="rated",
+                title=_title("rated", {}, english),
+                details={"level": rating.level},
             )
+            later.append((rating.created_at, entry))
+        for _, entry in sorted(later, key=lambda pair: pair[0]):  # stable: tracking keeps its order
+            entry.seq = (timeline[-1].seq if timeline else 0) + 1
+            timeline.append(entry)
         fee = await self._fee(conn, row)
         fee_out: CaseFeeOut | None = None
         if self.payments is not None:

@@ -146,6 +146,11 @@ class CatalogueService:
             raise _bad(f"region: {region} is not a region of Hunan; see /api/v1/regions")
         return region
 
+    def is_region(self, code: str) -> bool:
+        """Read port for other domains (addresses): `code` is a region of the province's catalogue.
+        Before the first sync nothing can be checked: 503 `catalogue_not_ready`, never a guess."""
+        return code in self._ready().regions
+
     # --- search ---
 
     def search(

@@ -21,4 +21,18 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-__all__ = ["IdemContext", "IdempotencyKey", "IdempotencyStore", "Recorded"]
+# PUT and DELETE routes that are idempotent by themselves (the same request leaves the same state):
+# the header is declared, so clients may send their key as everywhere, and not needed.
+OptionalIdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description=(
+            "Accepted, not needed: this operation is idempotent by itself (sending it again leaves the "
+            "same state), so no answer is recorded for the key."
+        ),
+    ),
+]
+
+__all__ = ["IdemContext", "IdempotencyKey", "IdempotencyStore", "OptionalIdempotencyKey", "Recorded"]

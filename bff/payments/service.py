@@ -39,7 +39,7 @@ from adapters.wechatpay.schemas import Refund, RefundNotice, Transaction
 from auth import audit, sessions
 from auth.principal import Principal
 from bff.cases.schemas import FeeNotice
-from bff.cases.service import CaseService, PaymentEntry, PaymentRef
+from bff.cases.service import CaseService, PaymentRef, TimelineStep
 from bff.idempotency import IdemContext, Recorded
 from bff.payments.schemas import AppParams, JsapiParams, PaymentOut, RefundOut
 from bff.platform.access import owned, parse_uuid
@@ -328,8 +328,8 @@ class PaymentService:
 
     # --- the case view's port (cases.service.Payments) ---
 
-    async def case_timeline(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[PaymentEntry]:
-        entries: list[PaymentEntry] = []
+    async def case_timeline(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> list[TimelineStep]:
+        entries: list[TimelineStep] = []
         for row in await conn.fetch(
             "SELECT * FROM bff.payment_orders WHERE case_id = $1 ORDER BY created_at", case_id
         ):
@@ -358,9 +358,9 @@ class PaymentService:
         return entries
 
     @staticmethod
-    def _entry(at: datetime, kind: str, details: dict[str, Any]) -> PaymentEntry:
+    def _entry(at: datetime, kind: str, details: dict[str, Any]) -> TimelineStep:
         zh, en = TITLES[kind]
-        return PaymentEntry(at=at, kind=kind, title_zh=zh, title_en=en, details=details)
+        return TimelineStep(at=at, kind=kind, title_zh=zh, title_en=en, details=details)
 
     async def current_for_fee(self, conn: Conn | asyncpg.Pool, fee_id: str) -> PaymentRef | None:
         row = await conn.fetchrow(

@@ -161,6 +161,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payment_expire_s: int = 1800
     payment_check_after_s: float = 60.0
     payment_check_max_s: float = 3600.0
+    # Delivery of results (issue 11). The courier upstream (the sandbox in dev), where it calls back
+    # (our public URL), the HMAC secret it signs callbacks with and the accepted timestamp window;
+    # how far behind its cursor the reconciler re-reads the courier's feed; addresses kept per person.
+    courier_url: str = "http://127.0.0.1:8100/courier"
+    courier_notify_url: str = ""
+    courier_webhook_secret: str = "sandbox-courier-secret"  # noqa: S105 - the sandbox's; set in prod
+    courier_webhook_window_s: int = 300
+    courier_feed_lookback: int = 50
+    address_max_per_person: int = 10
 
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url", "database_direct_url"):
@@ -193,7 +202,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")
             # The upstream secrets' defaults are the sandbox's, published in this repository.
-            for name in ("wechat_secret", "idp_client_secret", "case_webhook_secret", "wechatpay_apiv3_key"):
+            for name in (
+                "wechat_secret",
+                "idp_client_secret",
+                "case_webhook_secret",
+                "wechatpay_apiv3_key",
+                "courier_webhook_secret",
+            ):
                 if getattr(self, name).startswith("sandbox-"):
                     raise msgspec.ValidationError(f"Required in prod (not the sandbox's) - at `$.{name}`")
             # Empty means the dev merchant key shipped in this repository.

@@ -68,7 +68,7 @@ class RatingService:
         rating_id = ctx.request_id
         row = await self.pool.fetchrow("SELECT * FROM bff.ratings WHERE id = $1", rating_id)
         if row is None:
-            if case["status"] not in ("concluded", "rated"):
+            if case["status"] not in ("concluded", "delivering", "delivered", "rated"):
                 raise ProblemError(
                     "a case can be rated once it is concluded", status=409, code="case_not_concluded"
                 )
