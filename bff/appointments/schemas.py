@@ -48,7 +48,7 @@ class HoldOut(Camel):
     expires_at: str
 
 
-AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelled", "no_show", "failed"]
+AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelling", "cancelled", "no_show", "failed"]
 
 
 class AppointmentOut(Camel):

@@ -126,6 +126,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     case_webhook_window_s: int = 300
     hold_ttl_s: int = 300
     hold_quota: int = 2
+    hold_day_quota: int = 2
     upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
     upload_max_bytes: int = 5 * 1_048_576
 
