@@ -58,7 +58,10 @@ class AnswerLoss:
         parts = urlsplit(target)
         self.target_host = parts.hostname or "127.0.0.1"
         self.target_port = parts.port or 80
-        self.lose: dict[tuple[str, str], str] = {}  # (method, path) -> "answer" | "request"
+        self.lose: dict[tuple[str, str], str] = {}  # (method, path) -> "answer" | "request" | "kill"
+        # Mode "kill": called once the upstream has answered (committed), before the answer is
+        # passed on: a `kill -9` of the BFF at exactly that moment.
+        self.on_answer: Any = None
         self.seen: list[tuple[str, str, str]] = []  # (method, path, "passed" | "answer lost" | ...)
         self.url = ""
         self._server: asyncio.AbstractServer | None = None
@@ -99,6 +102,11 @@ class AnswerLoss:
                     up_writer.close()
                     with contextlib.suppress(Exception):
                         await up_writer.wait_closed()
+                if mode == "kill" and self.on_answer is not None:
+                    self.on_answer()
+                    self.seen.append((*route, "killed"))
+                    writer.transport.abort()
+                    return
                 if mode == "answer":
                     # The booking system has answered (and committed); we never hear it.
                     self.seen.append((*route, "answer lost"))
