@@ -211,6 +211,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         page_timeout_s=settings.catalogue_sync_call_timeout_s,
         full_every=timedelta(seconds=settings.catalogue_full_resync_s),
         interval_s=settings.catalogue_sync_interval_s,
+        lookback=settings.feed_lookback,
     )
 
     # The resident's journey.
@@ -231,6 +232,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         notify_url=settings.case_notify_url,
         webhook_secret=settings.case_webhook_secret,
         webhook_window_s=settings.case_webhook_window_s,
+        feed_lookback=settings.feed_lookback,
     )
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)

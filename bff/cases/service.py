@@ -165,7 +165,9 @@ class CaseService:
         notify_url: str,
         webhook_secret: str,
         webhook_window_s: int,
+        feed_lookback: int = 500,
     ) -> None:
+        self.feed_lookback = feed_lookback
         self.pool = pool
         self.client = client
         self.catalogue = catalogue
@@ -218,7 +220,7 @@ class CaseService:
             return await apply_event(conn, event, "webhook")
 
     async def reconcile(self) -> int:
-        return await reconcile(self.pool, self.client)
+        return await reconcile(self.pool, self.client, lookback=self.feed_lookback)
 
     # --- applying ---
 

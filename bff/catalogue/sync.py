@@ -26,6 +26,7 @@ from adapters import context
 from adapters.catalogue.client import CatalogueClient
 from adapters.catalogue.schemas import ItemEntry
 from bff.catalogue.shaping import shape_guide
+from bff.platform.feeds import read_from
 from bff.platform.logs import get_logger
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
             """
             SELECT count(*) FROM sync_page p
             LEFT JOIN bff.catalogue_entries e USING (catalog_code, region_code)
-            WHERE e.catalog_code IS NULL OR e.etag <> p.etag OR e.status <> p.status OR e.version <> p.version
+            WHERE (e.catalog_code IS NULL OR e.etag <> p.etag OR e.status <> p.status OR e.version <> p.version)
+              AND (e.upstream_seq IS NULL OR p.upstream_seq >= e.upstream_seq)
             """,
             timeout=_STATEMENT_TIMEOUT_S,
         )
@@ -162,6 +164,9 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
                 synced_at = CASE WHEN e.etag = excluded.etag AND e.status = excluded.status
                                  THEN e.synced_at ELSE excluded.synced_at END,
                 sync_run = GREATEST(e.sync_run, excluded.sync_run)
+            -- A change read again by the look-back window (bff/platform/feeds.py) never rolls a
+            -- newer one back.
+            WHERE e.upstream_seq IS NULL OR excluded.upstream_seq >= e.upstream_seq
             """,
             timeout=_STATEMENT_TIMEOUT_S,
         )
@@ -208,13 +213,14 @@ async def sync_catalogue(
     page_size: int = 1000,
     full_every: timedelta = timedelta(days=1),
     page_timeout_s: float | None = None,
+    lookback: int = 500,
 ) -> SyncReport:
     """One sync run. `full=None` decides: full when never synced or the last full one is old."""
     async with pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
             return SyncReport(mode="skipped")
         try:
-            return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s)
+            return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s, lookback)
         except BaseException as exc:
             await conn.execute(
                 "UPDATE bff.catalogue_sync_state SET last_attempt_at = now(), last_error = $1 WHERE id = 1",
@@ -233,6 +239,7 @@ async def _run(
     page_size: int,
     full_every: timedelta,
     page_timeout_s: float | None,
+    lookback: int = 500,
 ) -> SyncReport:
     state = await conn.fetchrow("SELECT * FROM bff.catalogue_sync_state WHERE id = 1")
     assert state is not None, "migration 0201 inserts the one state row"
@@ -240,7 +247,10 @@ async def _run(
     if full is None:
         full = state["last_full_at"] is None or now - state["last_full_at"] > full_every
     run = int(state["run"]) + 1
-    since = 0 if full else int(state["feed_cursor"])
+    # Incremental runs start `lookback` changes before the cursor: a change the library committed
+    # after a higher-numbered one was read is still read (bff/platform/feeds.py).
+    cursor_before = 0 if full else int(state["feed_cursor"])
+    since = read_from(cursor_before, lookback)
     report = SyncReport(mode="full" if full else "incremental", cursor=since)
     encoder = msgspec.json.Encoder()
     await _sync_places(conn, client, now)
@@ -249,7 +259,8 @@ async def _run(
         if page.entries:
             records = [_record(entry, run, now, encoder) for entry in page.entries]
             report.entries_changed += await _write_page(conn, records)
-            report.entries_seen += len(records)
+            # Seen: numbers past the cursor (what the window reads again is written, not counted).
+            report.entries_seen += sum(1 for entry in page.entries if entry.seq > cursor_before)
         since = max(since, page.next_since)
         if not page.has_more or not page.entries:
             break
@@ -323,7 +334,9 @@ class CatalogueSync:
         page_timeout_s: float,
         full_every: timedelta,
         interval_s: float,
+        lookback: int = 500,
     ) -> None:
+        self.lookback = lookback
         self.pool = pool
         self.redis = redis
         self.client = client
@@ -343,6 +356,7 @@ class CatalogueSync:
                 page_size=self.page_size,
                 full_every=self.full_every,
                 page_timeout_s=self.page_timeout_s,
+                lookback=self.lookback,
             )
 
     async def tick(self) -> None:

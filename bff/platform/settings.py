@@ -124,6 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     case_notify_url: str = ""
     case_webhook_secret: str = "sandbox-case-webhook-secret"  # noqa: S105 - the sandbox's; set in prod
     case_webhook_window_s: int = 300
+    # Every change feed is re-read this many changes before its cursor (bff/platform/feeds.py).
+    feed_lookback: int = 500
     hold_ttl_s: int = 300
     hold_quota: int = 2
     hold_day_quota: int = 2

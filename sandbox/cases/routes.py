@@ -334,6 +334,9 @@ class AdvanceIn(msgspec.Struct, forbid_unknown_fields=True):
     opinion: str = ""
     step: str | None = None
     items: list[str] = []
+    # Hold the transaction open this long after the event took its `seq`: the event then commits
+    # after later ones (what a busy case system does), for the feed readers' tests.
+    commit_delay_ms: int = 0
     procedure: str | None = None
     expected_days: int | None = None
     result_code: str | None = None
@@ -399,6 +402,8 @@ async def advance(
                     data_out["supplement_id"],
                 )
             event = await emit(conn, app, type_, status, data_out, data.at)
+            if data.commit_delay_ms > 0:
+                await asyncio.sleep(min(data.commit_delay_ms, 30_000) / 1000)
         if data.deliver:
             schedule(db, app["notify_url"], [event])
         return Response(event, status_code=201)
