@@ -381,3 +381,22 @@ async def test_a_hold_answered_503_keeps_no_seat_and_no_quota(client, sandbox, d
     )
     assert booked.status_code == 201 and booked.json()["status"] == "booked", booked.text
     assert await local_taken(db, slot) == taken + 1
+
+
+async def test_the_detail_says_when_it_is_our_copy_only(client, sandbox, db) -> None:
+    """Served from our copy while the booking system cannot be asked: labelled stale, with the
+    time of our copy; confirmed by the booking system: ok."""
+    who = await login_resident(client, sandbox)
+    item = await bookable_item(db)
+    made = await book(client, who, (await open_days(client, who, item))[0]["slots"][-1]["slotId"])
+    seen = (await client.get(f"/api/v1/appointments/{made['id']}", headers=auth(who))).json()
+    assert seen["status"] == "booked" and seen["freshness"]["status"] == "ok"
+    await sandbox.put("/_control/faults/booking", json={"errorRate": 1.0, "errorKind": "503"})
+    try:
+        down = await client.get(f"/api/v1/appointments/{made['id']}", headers=auth(who))
+    finally:
+        await sandbox.delete("/_control/faults/booking")
+    assert down.status_code == 200, down.text
+    assert down.json()["status"] == "booked"
+    assert down.json()["freshness"]["status"] == "stale"
+    assert down.json()["freshness"]["asOf"].endswith("+08:00")

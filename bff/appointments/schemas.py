@@ -51,6 +51,15 @@ class HoldOut(Camel):
 AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelling", "cancelled", "no_show", "failed"]
 
 
+class AppointmentFreshness(Camel):
+    """How current this view is: `ok` as confirmed by the booking system at `asOf`; `stale` when
+    the booking system could not be asked (or the last change is still in doubt) and this is our
+    copy as of `asOf` — it may be out of date (a check-in or no-show at the hall, say)."""
+
+    status: Literal["ok", "stale"]
+    as_of: str
+
+
 class AppointmentOut(Camel):
     id: str
     status: AppointmentStatus
@@ -64,6 +73,8 @@ class AppointmentOut(Camel):
     rescheduled_from: str | None
     # After a first no-show: the resident is told before a second one blocks online booking.
     no_show_warning: bool = False
+    # On the detail view only: whether the booking system confirmed this copy just now.
+    freshness: AppointmentFreshness | None = None
 
 
 class AppointmentPage(Camel):

@@ -24,7 +24,14 @@ from adapters.booking.client import BookingClient, BookingRefused
 from adapters.booking.schemas import Booking, Slot
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
-from bff.appointments.schemas import AppointmentOut, AppointmentPage, DaySlotsOut, HoldOut, SlotOut
+from bff.appointments.schemas import (
+    AppointmentFreshness,
+    AppointmentOut,
+    AppointmentPage,
+    DaySlotsOut,
+    HoldOut,
+    SlotOut,
+)
 from bff.idempotency import IdemContext, Recorded
 from bff.platform.access import owned, parse_uuid
 from bff.platform.clock import CHINA
@@ -222,7 +229,16 @@ class AppointmentService:
         return await owned(self.pool, principal, "appointment", appointment_id, row)
 
     async def view(self, principal: Principal, appointment_id: str) -> AppointmentOut:
-        return appointment_out(await self.refresh(await self.own(principal, appointment_id)))
+        row, confirmed = await self._refreshed(await self.own(principal, appointment_id))
+        out = appointment_out(row)
+        if confirmed:
+            out.freshness = AppointmentFreshness(status="ok", as_of=iso(datetime.now(UTC)))
+        elif row["status"] in ("pending", "cancelling", "booked", "checked_in"):
+            # Our copy, not confirmed now: a change in doubt, or the booking system not answering.
+            out.freshness = AppointmentFreshness(status="stale", as_of=iso(row["updated_at"]))
+        else:
+            out.freshness = AppointmentFreshness(status="ok", as_of=iso(row["updated_at"]))  # final here
+        return out
 
     # --- slots ---
 
@@ -815,14 +831,15 @@ class AppointmentService:
             )
             return await ctx.finish(conn, appointment_out(updated))
 
-    async def refresh(self, row: asyncpg.Record) -> asyncpg.Record:
-        """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent."""
+    async def _refreshed(self, row: asyncpg.Record) -> tuple[asyncpg.Record, bool]:
+        """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent.
+        Returns the row and whether the booking system confirmed it just now."""
         if row["booking_no"] is None or row["status"] not in ("booked", "checked_in"):
-            return row
+            return row, False
         try:
             booking = await self.client.get(row["booking_no"])
         except (UpstreamUnavailable, BookingRefused, ProblemError):
-            return row
+            return row, False
         if booking.status in ("no_show", "checked_in", "cancelled") and booking.status != row["status"]:
             updated = await self.pool.fetchrow(
                 """
@@ -833,8 +850,8 @@ class AppointmentService:
                 booking.status,
                 booking.ticket_no,
             )
-            return updated if updated is not None else row
-        return row
+            return (updated if updated is not None else row), True
+        return row, True
 
     async def resolve_pending(self, older_than_s: int = 60, limit: int = 50) -> int:
         """Every appointment mutation left in doubt, settled from the booking system's truth.
