@@ -186,7 +186,12 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         idp=idp,
         config=auth_config(settings),
     )
-    idempotency = IdempotencyStore(pool)
+    idempotency = IdempotencyStore(
+        pool,
+        redis=redis,
+        write_rate=settings.write_rate_per_user,
+        write_window_s=settings.write_rate_window_s,
+    )
 
     # Catalogue: the mirror (each API process holds the search index), guides, the sync.
     mirror = CatalogueMirror(
@@ -215,7 +220,14 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
 
     # The resident's journey.
-    uploads = UploadService(pool, upload_dir(settings), max_bytes=settings.upload_max_bytes)
+    uploads = UploadService(
+        pool,
+        upload_dir(settings),
+        max_bytes=settings.upload_max_bytes,
+        quota_count=settings.upload_quota_count,
+        quota_bytes=settings.upload_quota_bytes,
+        unattached_ttl_s=settings.upload_unattached_ttl_s,
+    )
     appointments = AppointmentService(
         pool,
         booking,
@@ -245,6 +257,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # Idempotency records past their keep time (>= 24 h, API.md).
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
+        Job("uploads_expire", interval=600.0, budget=120.0, run=uploads.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
     ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
 import httpx
 import pytest
 
 from tests.auth_helpers import REDIRECT_URI, login_resident, pkce
-from tests.test_journey_helpers import upstream_urls
+from tests.test_journey_helpers import PDF, auth, key, upstream_urls
 
 
 @pytest.fixture
@@ -65,3 +68,86 @@ async def test_a_malformed_phone_code_or_redirect_uri_is_refused_before_the_upst
         "/api/v1/auth/wechat/phone", json={"code": "\x00" * 20, "bindingToken": "t" * 40}
     )
     assert bad_phone.status_code == 400 and bad_phone.json()["detail"].startswith("code:"), bad_phone.text
+
+
+# --- per-person write limits, across replicas ---
+
+
+async def _upload(client: httpx.AsyncClient, who: dict, idem: str, size: int = 0) -> httpx.Response:
+    content = PDF + b"%" + b"0" * size + b"\n"
+    return await client.post(
+        "/api/v1/uploads",
+        params={"name": "申请表.pdf"},
+        content=content,
+        headers=auth(who, idem, **{"Content-Type": "application/pdf"}),
+    )
+
+
+async def test_the_write_limit_is_one_per_person_across_two_instances(
+    make_client, sandbox_url, sandbox
+) -> None:
+    """Two app instances (each its own Redis client, one Redis): 30 uploads at once, 15 on each,
+    against a limit of 10 per minute: exactly 10 are taken in all, the rest 429 with Retry-After;
+    a replay of a taken key still answers; another person is not affected."""
+    first = await make_client(**upstream_urls(sandbox_url), write_rate_per_user=10, write_rate_window_s=60.0)
+    second = await make_client(**upstream_urls(sandbox_url), write_rate_per_user=10, write_rate_window_s=60.0)
+    who = await login_resident(first, sandbox)
+    keys = [key() for _ in range(30)]
+    answers = await asyncio.gather(*(_upload((first, second)[i % 2], who, k) for i, k in enumerate(keys)))
+    statuses = Counter(r.status_code for r in answers)
+    assert statuses == {201: 10, 429: 20}, statuses
+    assert all(int(r.headers["retry-after"]) >= 1 for r in answers if r.status_code == 429)
+    assert {r.json()["code"] for r in answers if r.status_code == 429} == {"rate_limited"}
+    done = next(k for k, r in zip(keys, answers, strict=True) if r.status_code == 201)
+    replay = await _upload(second, who, done)
+    assert replay.status_code == 201 and replay.headers.get("idempotent-replayed") == "true"
+    other = await login_resident(second, sandbox)
+    assert (await _upload(first, other, key())).status_code == 201
+
+
+# --- uploads: a quota per person, expiry of uploads no case used ---
+
+
+async def test_uploads_have_a_quota_and_unused_ones_expire(
+    make_client, sandbox_url, sandbox, db, services
+) -> None:
+    client = await make_client(
+        **upstream_urls(sandbox_url), upload_quota_count=3, upload_quota_bytes=10_000, write_rate_per_user=0
+    )
+    who = await login_resident(client, sandbox)
+    made = [await _upload(client, who, key()) for _ in range(3)]
+    assert [r.status_code for r in made] == [201, 201, 201]
+    over = await _upload(client, who, key())
+    assert over.status_code == 409 and over.json()["code"] == "upload_quota_exceeded", over.text
+    # Bytes count too: another person, one big file then a second that would pass the byte quota.
+    other = await login_resident(client, sandbox)
+    assert (await _upload(client, other, key(), size=6000)).status_code == 201
+    big = await _upload(client, other, key(), size=6000)
+    assert big.status_code == 409 and big.json()["code"] == "upload_quota_exceeded", big.text
+
+    # A day later the unused uploads expire: rows and files go, and the quota is free again.
+    ids = [r.json()["id"] for r in made]
+    await db.execute(
+        "UPDATE bff.uploads SET created_at = created_at - interval '2 days' WHERE person_id = $1",
+        who["person_id"],
+    )
+    from adapters import context
+    from bff.wiring import open_root
+    from tests.conftest import make_settings
+
+    async with open_root(make_settings(services, sandbox_url, **upstream_urls(sandbox_url))) as root:
+        job = {j.name: j for j in root.jobs}["uploads_expire"]
+        assert job.run == root.uploads.expire
+        directory = root.uploads.directory
+        stored = [
+            directory / r["storage_key"]
+            for r in await db.fetch(
+                "SELECT storage_key FROM bff.uploads WHERE id::text = ANY($1::text[])", ids
+            )
+        ]
+        assert all(p.exists() for p in stored) and len(stored) == 3
+        with context.budget(job.budget):
+            assert await job.run() >= 3
+    assert await db.fetchval("SELECT count(*) FROM bff.uploads WHERE id::text = ANY($1::text[])", ids) == 0
+    assert not any(p.exists() for p in stored)
+    assert (await _upload(client, who, key())).status_code == 201

@@ -306,6 +306,7 @@ class CaseService:
             )
             for event in application.events:
                 await apply_event(conn, event, "reply")
+            await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
             detail = await self.detail(conn, case_id, english=False)
             return await ctx.finish(conn, detail)
 
@@ -316,7 +317,7 @@ class CaseService:
         (voided there, so a late arrival is refused, and the row goes)."""
         rows = await self.pool.fetch(
             """
-            SELECT id FROM bff.cases WHERE status = 'submitting' AND project_no IS NULL
+            SELECT id, person_id, materials FROM bff.cases WHERE status = 'submitting' AND project_no IS NULL
               AND created_at < now() - make_interval(secs => $1)
             ORDER BY created_at LIMIT $2
             """,
@@ -343,6 +344,11 @@ class CaseService:
                     )
                     for event in made.events:
                         await apply_event(conn, event, "reply")
+                    given = row["materials"] or []
+                    if isinstance(given, str):
+                        given = msgspec.json.decode(given)
+                    used = [str(m["uploadId"]) for m in given if isinstance(m, dict) and m.get("uploadId")]
+                    await self.uploads.attach(conn, row["person_id"], used)
             settled += 1
         return settled
 
@@ -378,6 +384,7 @@ class CaseService:
             raise ProblemError(exc.detail, status=409, code="no_open_supplement") from None
         async with self.pool.acquire() as conn, conn.transaction():
             await apply_event(conn, reply.event, "reply")
+            await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
             return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
@@ -523,3 +530,7 @@ class CaseService:
             ),
             None,
         )
+
+
+def _upload_ids(materials: list[MaterialIn]) -> list[str]:
+    return [m.upload_id for m in materials if m.upload_id]

@@ -126,11 +126,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     case_webhook_window_s: int = 300
     # Every change feed is re-read this many changes before its cursor (bff/platform/feeds.py).
     feed_lookback: int = 500
+    # Per person: new state-changing requests (any route with an Idempotency-Key) per window,
+    # shared by every replica (Redis); 0 switches the limit off.
+    write_rate_per_user: int = 30
+    write_rate_window_s: float = 60.0
     hold_ttl_s: int = 300
     hold_quota: int = 2
     hold_day_quota: int = 2
     upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
     upload_max_bytes: int = 5 * 1_048_576
+    upload_quota_count: int = 30
+    upload_quota_bytes: int = 50 * 1_048_576
+    upload_unattached_ttl_s: int = 86_400
 
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url"):
