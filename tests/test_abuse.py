@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import sys
 from collections import Counter
 
 import httpx
 import pytest
 
 from tests.auth_helpers import REDIRECT_URI, login_resident, pkce
-from tests.test_journey_helpers import PDF, auth, key, upstream_urls
+from tests.conftest import free_port, start_process, stop_process, wait_http
+from tests.test_journey_helpers import PDF, auth, key, serve_env, upstream_urls
 
 
 @pytest.fixture
@@ -151,3 +154,52 @@ async def test_uploads_have_a_quota_and_unused_ones_expire(
     assert await db.fetchval("SELECT count(*) FROM bff.uploads WHERE id::text = ANY($1::text[])", ids) == 0
     assert not any(p.exists() for p in stored)
     assert (await _upload(client, who, key())).status_code == 201
+
+
+# --- whose X-Forwarded-For is believed ---
+
+
+async def _logins(url: str, forwarded: list[str]) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as api:
+        return [
+            (
+                await api.post(
+                    "/api/v1/auth/wechat/login", json={"code": "A" * 32}, headers={"X-Forwarded-For": address}
+                )
+            ).status_code
+            for address in forwarded
+        ]
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "none"])
+async def test_x_forwarded_for_is_believed_from_trusted_proxies_only(
+    services, sandbox_url, trusted: bool
+) -> None:
+    """The per-IP login limit (3 here) keys on the forwarded client only when the peer (here
+    127.0.0.1, the 'load balancer') is a trusted proxy; otherwise on the peer itself."""
+    port = free_port()
+    env = serve_env(
+        services,
+        sandbox_url,
+        port,
+        AUTH_RATE_PER_IP="3",
+        TRUSTED_PROXIES="127.0.0.1" if trusted else "none",
+        API_WORKERS="1",
+        LOG_LEVEL="WARNING",
+    )
+    proc = start_process([sys.executable, "-m", "bff.cli", "serve"], env, "bff-proxies")
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", proc)
+        a, b = (
+            f"198.51.{random.randint(0, 255)}.{random.randint(1, 254)}",
+            f"198.51.{random.randint(0, 255)}.7",
+        )
+        statuses = await _logins(f"http://127.0.0.1:{port}", [a, a, a, a, b])
+    finally:
+        stop_process(proc)
+    assert statuses[3] == 429  # a fourth login from one client in the window
+    if trusted:
+        assert statuses[:3] == [401, 401, 401]  # a well-formed code WeChat does not know
+        assert statuses[4] == 401  # another client behind the same balancer is not limited
+    else:
+        assert statuses[4] == 429  # everybody behind the untrusted peer is one client

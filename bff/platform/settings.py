@@ -104,6 +104,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     auth_kiosk_clock_skew_s: int = 300
     auth_kiosk_face_min_score: float = 0.85
     auth_rate_window_s: int = 60
+    # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs; "*" any; "none").
+    trusted_proxies: str = "127.0.0.1"
     auth_rate_per_ip: int = 60
     auth_rate_per_subject: int = 10
     auth_lockout_failures: int = 5
