@@ -63,7 +63,7 @@ async def admit(rt: AuthRuntime, *keys: str) -> None:
             )
 
 
-async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str) -> None:
+async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str, object: str | None = None) -> None:
     """Count a failure against `key`; the failure that reaches the threshold locks it out (audited)."""
     cfg = rt.config
     locked = await ratelimit.record_failure(
@@ -78,7 +78,7 @@ async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str) -> No
             rt.pool,
             subject=subject,
             action="lockout",
-            object=key.split(":", 1)[0],
+            object=object or key.split(":", 1)[0],
             result=f"locked_{cfg.lockout_s}s",
             channel=channel,
             request_id=context.request_id.get(),

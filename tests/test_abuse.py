@@ -10,7 +10,16 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.auth_helpers import REDIRECT_URI, login_resident, pkce
+from tests.auth_helpers import (
+    REDIRECT_URI,
+    kiosk_payload,
+    kiosk_post,
+    login_resident,
+    new_resident,
+    pkce,
+    register_kiosk,
+    staff_headers,
+)
 from tests.conftest import free_port, start_process, stop_process, wait_http
 from tests.test_journey_helpers import PDF, auth, key, serve_env, upstream_urls
 
@@ -203,3 +212,37 @@ async def test_x_forwarded_for_is_believed_from_trusted_proxies_only(
         assert statuses[4] == 401  # another client behind the same balancer is not limited
     else:
         assert statuses[4] == 429  # everybody behind the untrusted peer is one client
+
+
+# --- a shared hall kiosk: failures lock one ID card at that kiosk, never the kiosk ---
+
+
+async def test_failed_face_matches_lock_one_card_at_one_kiosk_and_staff_see_the_attack(
+    make_client, sandbox
+) -> None:
+    client = await make_client(auth_lockout_failures=3, auth_lockout_s=120)
+    hall_kiosk, other_kiosk = await register_kiosk(client), await register_kiosk(client)
+    attacker, neighbour = await new_resident(sandbox), await new_resident(sandbox)
+    path = "/api/v1/auth/kiosk/login"
+    for _ in range(3):
+        bad = await kiosk_post(client, hall_kiosk, path, kiosk_payload(attacker, score=0.1))
+        assert bad.status_code == 401 and bad.json()["code"] == "face_match_failed", bad.text
+    # That card is locked at that kiosk, even with a good match...
+    locked = await kiosk_post(client, hall_kiosk, path, kiosk_payload(attacker))
+    assert locked.status_code == 429 and locked.json()["code"] == "locked_out", locked.text
+    # ...but the next resident in the queue logs in at the same kiosk, and the card works elsewhere.
+    after = await kiosk_post(client, hall_kiosk, path, kiosk_payload(neighbour))
+    assert after.status_code == 200, after.text
+    elsewhere = await kiosk_post(client, other_kiosk, path, kiosk_payload(attacker))
+    assert elsewhere.status_code == 200, elsewhere.text
+
+    view = await client.get(
+        "/api/v1/staff/kiosks/attacks", params={"minutes": 10, "threshold": 3}, headers=staff_headers(client)
+    )
+    assert view.status_code == 200, view.text
+    found = {k["kioskId"]: k for k in view.json()}
+    assert found[hall_kiosk.id]["failures"] == 3 and found[hall_kiosk.id]["lockedCards"] == 1
+    assert other_kiosk.id not in found
+    resident = await login_resident(client, sandbox)
+    refused = await client.get("/api/v1/staff/kiosks/attacks", headers=auth(resident))
+    assert refused.status_code in (401, 403), refused.text
