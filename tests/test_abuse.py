@@ -246,3 +246,32 @@ async def test_failed_face_matches_lock_one_card_at_one_kiosk_and_staff_see_the_
     resident = await login_resident(client, sandbox)
     refused = await client.get("/api/v1/staff/kiosks/attacks", headers=auth(resident))
     assert refused.status_code in (401, 403), refused.text
+
+
+# --- every 503 says when to come back ---
+
+
+@pytest.mark.parametrize("upstream", ["idp", "wechat", "catalogue"])
+async def test_every_503_carries_retry_after(client, sandbox, upstream: str) -> None:
+    verifier, _ = pkce()
+    calls = {
+        "idp": (
+            "POST",
+            "/api/v1/auth/app/login",
+            {"code": "A" * 32, "codeVerifier": verifier, "redirectUri": REDIRECT_URI},
+        ),
+        "wechat": ("POST", "/api/v1/auth/wechat/login", {"code": "A" * 32}),
+        "catalogue": ("GET", "/api/v1/regions", None),
+    }
+    method, path, body = calls[upstream]
+    await sandbox.put(f"/_control/faults/{upstream}", json={"errorRate": 1.0, "errorKind": "503"})
+    try:
+        seen = []
+        for _ in range(12):  # through the failures and on into the open breaker
+            answer = await client.request(method, path, json=body)
+            if answer.status_code == 503:
+                seen.append(answer)
+    finally:
+        await sandbox.delete(f"/_control/faults/{upstream}")
+    assert seen, "the upstream's 503 never reached the client"
+    assert all(int(a.headers["retry-after"]) >= 1 for a in seen), [dict(a.headers) for a in seen][:2]
