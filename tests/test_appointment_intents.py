@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -400,3 +401,31 @@ async def test_the_detail_says_when_it_is_our_copy_only(client, sandbox, db) -> 
     assert down.json()["status"] == "booked"
     assert down.json()["freshness"]["status"] == "stale"
     assert down.json()["freshness"]["asOf"].endswith("+08:00")
+
+
+async def test_a_check_in_whose_answer_was_lost_is_learnt_by_the_next_one(client, sandbox, db, hop) -> None:
+    phone = await login_resident(client, sandbox)
+    item = await bookable_item(db)
+    day = (await open_days(client, phone, item))[0]
+    made = await book(client, phone, day["slots"][0]["slotId"])
+    kiosk = await login_resident(client, sandbox, channel="kiosk", resident=phone["resident"])
+    path = f"/api/v1/appointments/{made['id']}/check-in"
+    route = ("POST", f"/booking/bookings/{made['bookingNo']}/check-in")
+    offset = int(
+        (datetime.fromisoformat(day["slots"][0]["startsAt"]) - timedelta(minutes=10)).timestamp()
+        - datetime.now().timestamp()
+    )
+    await sandbox.put("/booking/_control/settings", json={"clockOffsetS": offset})
+    try:
+        hop.lose[route] = "answer"
+        lost = await client.post(path, headers=auth(kiosk, key(), **kiosk["kiosk"].headers("POST", path)))
+        assert lost.status_code == 503 and "retry-after" in lost.headers, lost.text
+        del hop.lose[route]
+        assert (await row(db, made["id"]))["status"] == "booked"  # we did not hear
+        # The resident taps again (a new request): the booking system's truth is the answer.
+        again = await client.post(path, headers=auth(kiosk, key(), **kiosk["kiosk"].headers("POST", path)))
+    finally:
+        await sandbox.put("/booking/_control/settings", json={"clockOffsetS": 0})
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "checked_in" and again.json()["ticketNo"].startswith("A")
+    assert (await row(db, made["id"]))["status"] == "checked_in"

@@ -819,6 +819,12 @@ class AppointmentService:
         try:
             booking = await self.client.check_in(str(ctx.request_id), row["booking_no"])
         except BookingRefused as exc:
+            # An earlier check-in whose answer was lost may have gone through: the booking
+            # system's truth says so, and then it is the answer (the ticket included).
+            current, confirmed = await self._refreshed(row)
+            if confirmed and current["status"] == "checked_in":
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await ctx.finish(conn, appointment_out(current))
             raise _refusal(exc) from None
         async with self.pool.acquire() as conn, conn.transaction():
             updated = await conn.fetchrow(
