@@ -132,6 +132,11 @@ class CircuitBreaker:
                 break
         self._trip_if_over_rate(epoch)
 
+    def retry_after(self) -> int:
+        """Whole seconds until an open breaker lets a probe through (at least 1)."""
+        left = self.open_seconds - (self._clock() - self._opened_at)
+        return max(1, int(left + 0.999)) if self._state is State.OPEN else 1
+
     def snapshot(self) -> dict[str, object]:
         calls, failures = self._window(self._epoch())
         return {"state": self.state.value, "calls": calls, "failures": failures}

@@ -40,6 +40,10 @@ class UpstreamUnavailable(ProblemError):
     code = "upstream_unavailable"
 
 
+class NotSent(UpstreamUnavailable):
+    """Nothing was sent (the breaker is open): the upstream certainly did not act on this call."""
+
+
 class BadUpstreamAnswer(ProblemError):
     """The upstream answered, but with something we cannot use."""
 

@@ -19,7 +19,7 @@ import msgspec
 
 from adapters import context
 from adapters.breaker import CircuitBreaker, State
-from adapters.errors import BadUpstreamAnswer, UpstreamUnavailable
+from adapters.errors import BadUpstreamAnswer, NotSent, UpstreamUnavailable
 from adapters.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY, UPSTREAM_RETRIES
 from adapters.retry_budget import RetryBudget
 
@@ -137,7 +137,11 @@ class Upstream:
         while True:
             if not self.breaker.allow():
                 UPSTREAM_CALLS.labels(self.name, "circuit_open").inc()
-                raise UpstreamUnavailable(f"{self.name} is unavailable (circuit open)")
+                unavailable = NotSent if attempt == 0 else UpstreamUnavailable
+                raise unavailable(
+                    f"{self.name} is unavailable (circuit open)",
+                    headers={"Retry-After": str(self.breaker.retry_after())},
+                )
             if attempt == 0:
                 self.budget.deposit()
             try:

@@ -34,6 +34,8 @@ async def login(
             status=400,
             code="validation_failed",
         )
+    protection.check_code(code)
+    protection.check_redirect_uri(redirect_uri)
     keys = [f"ip:{ip}"] + ([f"device:{device}"] if device else [])
     await protection.admit(rt, *keys)
     try:

@@ -106,3 +106,37 @@ async def list_all(rt: AuthRuntime, limit: int = 500) -> list[KioskRow]:
         "SELECT id, name, hall_id, algorithm, status FROM bff.kiosks ORDER BY id LIMIT $1", limit
     )
     return [KioskRow(r["id"], r["name"], r["hall_id"], r["algorithm"], r["status"]) for r in rows]
+
+
+class KioskAttack(msgspec.Struct, frozen=True):
+    kiosk_id: str
+    failures: int
+    locked_cards: int
+    last_failure_at: datetime
+
+
+async def under_attack(
+    rt: AuthRuntime, *, minutes: int, threshold: int, limit: int = 100
+) -> list[KioskAttack]:
+    """Kiosks with at least `threshold` refused logins in the last `minutes` (from the audit log),
+    with how many ID cards got locked there: the operator's view, since no kiosk is ever locked."""
+    rows = await rt.pool.fetch(
+        """
+        SELECT substr(object, 7) AS kiosk_id,
+               count(*) FILTER (WHERE action = 'login' AND result <> 'success') AS failures,
+               count(*) FILTER (WHERE action = 'lockout') AS locked_cards,
+               max(at) FILTER (WHERE action = 'login' AND result <> 'success') AS last_failure_at
+        FROM bff.audit_log
+        WHERE channel = 'kiosk' AND object LIKE 'kiosk:%' AND at > now() - make_interval(mins => $1)
+        GROUP BY 1
+        HAVING count(*) FILTER (WHERE action = 'login' AND result <> 'success') >= $2
+        ORDER BY failures DESC, kiosk_id LIMIT $3
+        """,
+        minutes,
+        threshold,
+        limit,
+    )
+    return [
+        KioskAttack(r["kiosk_id"], int(r["failures"]), int(r["locked_cards"]), r["last_failure_at"])
+        for r in rows
+    ]

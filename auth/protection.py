@@ -11,10 +11,38 @@ person lock out everybody else there.
 
 from __future__ import annotations
 
+import re
+
 from adapters import context
 from adapters.errors import ProblemError
 from auth import audit, ratelimit
 from auth.runtime import AuthRuntime
+
+# What a one-time login code may look like before any upstream hears of it. OAuth codes are
+# VSCHARs (RFC 6749 appendix A.11; no space here); WeChat's `wx.login`/`getPhoneNumber` codes are
+# URL-safe tokens. Anything else (control characters, non-ASCII, megabytes) is the caller's
+# error: refused here, it never reaches the upstream, so it can never count against that
+# upstream's breaker and take logins down for everybody else.
+_OAUTH_CODE = re.compile(r"[\x21-\x7e]{8,512}")
+_WECHAT_CODE = re.compile(r"[0-9A-Za-z_.~-]{8,256}")
+_REDIRECT_URI = re.compile(r"https?://[\x21-\x7e]{1,504}")
+
+
+def check_code(value: str, *, field: str = "code", wechat: bool = False) -> str:
+    """The code itself, or a 400 naming the field (the caller's input: nothing is sent)."""
+    pattern = _WECHAT_CODE if wechat else _OAUTH_CODE
+    if not pattern.fullmatch(value):
+        shape = "8-256 characters of [0-9A-Za-z_.~-]" if wechat else "8-512 printable ASCII characters"
+        raise ProblemError(f"{field}: not a login code ({shape})", status=400, code="validation_failed")
+    return value
+
+
+def check_redirect_uri(value: str) -> str:
+    if not _REDIRECT_URI.fullmatch(value):
+        raise ProblemError(
+            "redirectUri: an http(s) URL of printable ASCII characters", status=400, code="validation_failed"
+        )
+    return value
 
 
 async def admit(rt: AuthRuntime, *keys: str) -> None:
@@ -35,7 +63,7 @@ async def admit(rt: AuthRuntime, *keys: str) -> None:
             )
 
 
-async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str) -> None:
+async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str, object: str | None = None) -> None:
     """Count a failure against `key`; the failure that reaches the threshold locks it out (audited)."""
     cfg = rt.config
     locked = await ratelimit.record_failure(
@@ -50,7 +78,7 @@ async def failed(rt: AuthRuntime, key: str, *, subject: str, channel: str) -> No
             rt.pool,
             subject=subject,
             action="lockout",
-            object=key.split(":", 1)[0],
+            object=object or key.split(":", 1)[0],
             result=f"locked_{cfg.lockout_s}s",
             channel=channel,
             request_id=context.request_id.get(),

@@ -60,6 +60,7 @@ async def _audit(rt: AuthRuntime, subject: str, action: str, obj: str, result: s
 
 
 async def login(rt: AuthRuntime, code: str, *, ip: str, now: datetime) -> Tokens | BindingRequired:
+    protection.check_code(code, wechat=True)
     await protection.admit(rt, f"ip:{ip}")
     try:
         found = await rt.wechat.code_to_session(code)
@@ -91,6 +92,7 @@ async def login(rt: AuthRuntime, code: str, *, ip: str, now: datetime) -> Tokens
 async def bind_phone(
     rt: AuthRuntime, binding_token: str, phone_code: str, *, ip: str, now: datetime
 ) -> Tokens:
+    protection.check_code(phone_code, wechat=True)
     await protection.admit(rt, f"ip:{ip}")
     raw = await rt.redis.get(_binding_key(binding_token))
     if raw is None:

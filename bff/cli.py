@@ -46,6 +46,9 @@ def cmd_serve(settings: Settings) -> None:
         host=settings.api_host,
         port=settings.api_port,
         workers=settings.api_workers,
+        # X-Forwarded-For is believed only from these peers (TRUSTED_PROXIES, see .env.example).
+        proxy_headers=settings.trusted_proxies.strip().lower() != "none",
+        forwarded_allow_ips=settings.trusted_proxies,
         loop="uvloop",
         http="httptools",
         log_config=None,

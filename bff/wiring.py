@@ -232,7 +232,12 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         idp=idp,
         config=auth_config(settings),
     )
-    idempotency = IdempotencyStore(pool)
+    idempotency = IdempotencyStore(
+        pool,
+        redis=redis,
+        write_rate=settings.write_rate_per_user,
+        write_window_s=settings.write_rate_window_s,
+    )
 
     # Catalogue: the mirror (each API process holds the search index), guides, the sync.
     mirror = CatalogueMirror(
@@ -258,12 +263,24 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         full_every=timedelta(seconds=settings.catalogue_full_resync_s),
         interval_s=settings.catalogue_sync_interval_s,
         session_dsn=settings.database_direct_url,
+        lookback=settings.feed_lookback,
     )
 
     # The resident's journey.
-    uploads = UploadService(pool, upload_dir(settings), max_bytes=settings.upload_max_bytes)
+    uploads = UploadService(
+        pool,
+        upload_dir(settings),
+        max_bytes=settings.upload_max_bytes,
+        quota_count=settings.upload_quota_count,
+        quota_bytes=settings.upload_quota_bytes,
+        unattached_ttl_s=settings.upload_unattached_ttl_s,
+    )
     appointments = AppointmentService(
-        pool, booking, hold_ttl_s=settings.hold_ttl_s, hold_quota=settings.hold_quota
+        pool,
+        booking,
+        hold_ttl_s=settings.hold_ttl_s,
+        hold_quota=settings.hold_quota,
+        hold_day_quota=settings.hold_day_quota,
     )
     cases = CaseService(
         pool,
@@ -274,6 +291,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         notify_url=settings.case_notify_url,
         webhook_secret=settings.case_webhook_secret,
         webhook_window_s=settings.case_webhook_window_s,
+        feed_lookback=settings.feed_lookback,
     )
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
@@ -318,10 +336,12 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("delivery_reconcile", interval=15.0, budget=60.0, run=delivery.reconcile),
         # Shipments whose courier answer was lost are asked again with the same request id.
         Job("delivery_resolve_pending", interval=30.0, budget=60.0, run=delivery.resolve_pending),
+        Job("cases_resolve_submitting", interval=60.0, budget=60.0, run=cases.resolve_submitting),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # Idempotency records past their keep time (>= 24 h, API.md).
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
+        Job("uploads_expire", interval=600.0, budget=120.0, run=uploads.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
         # The audit chains' heads, signed and logged outside the table (a truncated tail shows).

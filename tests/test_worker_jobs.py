@@ -3,8 +3,12 @@ Redis and the sandbox over HTTP.
 
 - `idempotency_expire` (`run_expire_keys`) drops only records past their keep time; a kept key
   still replays afterwards.
-- `appointments_resolve_pending` (`run_resolve_pending`) asks the booking system again, with the
-  same request id, about bookings left `pending` because its answer never reached us.
+- `appointments_resolve_pending` settles bookings left `pending` because the booking system's
+  answer never reached us. One the resident was answered 503 for ends FAILED: the resolver voids
+  the request upstream and undoes what the booking system did (a write answered "failed" never takes
+  effect behind the resident's back), unless a retry of the key learnt first that it went through.
+  One nobody was answered about (the process died, see tests/test_appointment_intents.py) is asked
+  again with the same request id and completed as the resident asked.
 
 How a booking becomes pending: the BFF inserts the `pending` row, then calls `POST /bookings`; if
 that call ends without an answer (UpstreamUnavailable) the row stays pending and holds its seat.
@@ -54,7 +58,10 @@ class AnswerLoss:
         parts = urlsplit(target)
         self.target_host = parts.hostname or "127.0.0.1"
         self.target_port = parts.port or 80
-        self.lose: dict[tuple[str, str], str] = {}  # (method, path) -> "answer" | "request"
+        self.lose: dict[tuple[str, str], str] = {}  # (method, path) -> "answer" | "request" | "kill"
+        # Mode "kill": called once the upstream has answered (committed), before the answer is
+        # passed on: a `kill -9` of the BFF at exactly that moment.
+        self.on_answer: Any = None
         self.seen: list[tuple[str, str, str]] = []  # (method, path, "passed" | "answer lost" | ...)
         self.url = ""
         self._server: asyncio.AbstractServer | None = None
@@ -95,6 +102,11 @@ class AnswerLoss:
                     up_writer.close()
                     with contextlib.suppress(Exception):
                         await up_writer.wait_closed()
+                if mode == "kill" and self.on_answer is not None:
+                    self.on_answer()
+                    self.seen.append((*route, "killed"))
+                    writer.transport.abort()
+                    return
                 if mode == "answer":
                     # The booking system has answered (and committed); we never hear it.
                     self.seen.append((*route, "answer lost"))
@@ -184,13 +196,29 @@ async def local_taken(db: asyncpg.Connection, slot: str) -> int:
         await db.fetchval(
             """
             SELECT (SELECT count(*) FROM bff.appointments
-                     WHERE slot_id = $1 AND status IN ('pending', 'booked', 'checked_in'))
+                     WHERE slot_id = $1 AND status IN ('pending', 'booked', 'checked_in', 'cancelling'))
                  + (SELECT count(*) FROM bff.appointment_holds
                      WHERE slot_id = $1 AND consumed_at IS NULL AND released_at IS NULL AND expires_at > now())
             """,
             slot,
         )
     )
+
+
+async def never_answered(db: asyncpg.Connection, person_id: str) -> None:
+    """As if the process had died before answering the resident (no 503 was ever told); the real
+    `kill -9` at that moment is in tests/test_appointment_intents.py."""
+    await db.execute(
+        "UPDATE bff.appointments SET told_failed_at = NULL WHERE person_id = $1 AND status = 'pending'",
+        person_id,
+    )
+
+
+VOID = "/booking/requests/{}/void"
+
+
+def void_route(request_id: Any) -> tuple[str, str]:
+    return ("POST", VOID.format(request_id))
 
 
 async def make_old(db: asyncpg.Connection, person_id: str) -> None:
@@ -310,7 +338,7 @@ async def test_expire_keys_drops_only_records_past_their_keep_time(
 # --- appointments_resolve_pending ---
 
 
-async def test_resolve_pending_confirms_a_booking_whose_answer_was_lost(
+async def test_resolve_pending_undoes_a_booking_the_resident_was_told_had_failed(
     client, sandbox, db, redis, pool, job_settings, hop
 ) -> None:
     who = await login_resident(client, sandbox)
@@ -338,34 +366,67 @@ async def test_resolve_pending_confirms_a_booking_whose_answer_was_lost(
     assert (await appointment_of(db, who["person_id"]))["status"] == "pending"
     assert hop.count(*BOOKINGS) == asked
 
+    assert row["told_failed_at"] is not None  # the resident was answered 503
+
     await make_old(db, who["person_id"])
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     resolved = await appointment_of(db, who["person_id"])
-    assert resolved["status"] == "booked"
-    assert resolved["booking_no"] == upstream[0]["booking_no"]
-    assert hop.count(*BOOKINGS) == asked + 1  # asked again once, with the same request id
-    assert await upstream_bookings(sandbox, slot, who["person_id"]) == upstream  # no second booking
-    assert await upstream_available(sandbox, slot) == available - 1
-    assert await local_taken(db, slot) == taken + 1
+    # The resident was told it failed, and it ends failed: the booking system's booking is undone.
+    assert resolved["status"] == "failed"
+    assert hop.count(*BOOKINGS) == asked  # not booked again
+    assert hop.count(*void_route(row["upstream_request_id"])) == 1
+    assert [b["status"] for b in await upstream_bookings(sandbox, slot, who["person_id"])] == ["cancelled"]
+    assert await upstream_available(sandbox, slot) == available
+    assert await local_taken(db, slot) == taken
 
     # A second run changes nothing and asks nobody.
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     assert await appointment_of(db, who["person_id"]) == resolved
-    assert hop.count(*BOOKINGS) == asked + 1
-    assert await upstream_bookings(sandbox, slot, who["person_id"]) == upstream
+    assert hop.count(*void_route(row["upstream_request_id"])) == 1
+    assert await upstream_available(sandbox, slot) == available
+
+    # The list does not show it; a retry of the key is told what really happened, and keeps saying it.
+    listed = (await client.get("/api/v1/appointments", headers=auth(who))).json()["items"]
+    assert str(row["id"]) not in [a["id"] for a in listed]
+    retry = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, idem))
+    assert retry.status_code == 409 and retry.json()["code"] == "attempt_voided", retry.text
+    again = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, idem))
+    assert again.content == retry.content and again.headers.get("idempotent-replayed") == "true"
+    assert hop.count(*BOOKINGS) == asked
+    # A new attempt books normally.
+    fresh = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, key()))
+    assert fresh.status_code == 201 and fresh.json()["status"] == "booked", fresh.text
+
+
+async def test_a_retry_of_the_key_learns_that_a_booking_went_through(
+    client, sandbox, db, redis, pool, job_settings, hop
+) -> None:
+    """Told 503, the resident retries the same key: the booking system's answer to that request id
+    is learnt, the resident is told it went through, and the resolver then leaves it alone."""
+    who = await login_resident(client, sandbox)
+    item = await bookable_item(db)
+    slot = (await open_days(client, who, item))[0]["slots"][5]["slotId"]
+    available = await upstream_available(sandbox, slot)
+    hop.lose[BOOKINGS] = "answer"
+    idem = key()
+    lost = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, idem))
+    assert lost.status_code == 503, lost.text
+    assert lost.headers.get("retry-after")
+    del hop.lose[BOOKINGS]
+    retry = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, idem))
+    assert retry.status_code == 201 and retry.json()["status"] == "booked", retry.text
+    upstream = await upstream_bookings(sandbox, slot, who["person_id"])
+    assert [(b["booking_no"], b["status"]) for b in upstream] == [(retry.json()["bookingNo"], "booked")]
+    row = await appointment_of(db, who["person_id"])
+    assert (row["status"], row["told_failed_at"]) == ("booked", None)
+    await make_old(db, who["person_id"])
+    await run_job("appointments_resolve_pending", pool, redis, job_settings)
+    assert (await appointment_of(db, who["person_id"]))["status"] == "booked"
+    assert hop.count(*void_route(row["upstream_request_id"])) == 0
     assert await upstream_available(sandbox, slot) == available - 1
 
-    # The resident sees it booked, and a retry of the lost request gives the same booking.
-    detail = await client.get(f"/api/v1/appointments/{row['id']}", headers=auth(who))
-    assert detail.json()["status"] == "booked" and detail.json()["bookingNo"] == resolved["booking_no"]
-    retry = await client.post("/api/v1/appointments", json={"slotId": slot}, headers=auth(who, idem))
-    assert retry.status_code == 201, retry.text
-    assert (retry.json()["id"], retry.json()["bookingNo"]) == (str(row["id"]), resolved["booking_no"])
-    assert await upstream_bookings(sandbox, slot, who["person_id"]) == upstream
-    assert await local_taken(db, slot) == taken + 1
 
-
-async def test_resolve_pending_books_a_held_seat_the_upstream_never_heard_of(
+async def test_resolve_pending_voids_a_held_booking_the_upstream_never_heard_of(
     client, sandbox, db, redis, pool, job_settings, hop
 ) -> None:
     who = await login_resident(client, sandbox)
@@ -390,21 +451,26 @@ async def test_resolve_pending_books_a_held_seat_the_upstream_never_heard_of(
     assert await local_taken(db, slot) == taken + 1  # the hold is used up, the pending row counts
 
     await make_old(db, who["person_id"])
-    await run_job("appointments_resolve_pending", pool, redis, job_settings)
-    resolved = await appointment_of(db, who["person_id"])
-    upstream = await upstream_bookings(sandbox, slot, who["person_id"])
-    assert [b["status"] for b in upstream] == ["booked"]
-    assert (resolved["status"], resolved["booking_no"]) == ("booked", upstream[0]["booking_no"])
-    # The upstream hold became the booking: one seat in all, not a hold and a booking.
-    assert await upstream_available(sandbox, slot) == available - 1
-    assert await local_taken(db, slot) == taken + 1
-
     asked = hop.count(*BOOKINGS)
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
-    assert await appointment_of(db, who["person_id"]) == resolved
+    resolved = await appointment_of(db, who["person_id"])
+    assert resolved["status"] == "failed"
     assert hop.count(*BOOKINGS) == asked
-    assert await upstream_bookings(sandbox, slot, who["person_id"]) == upstream
-    assert await upstream_available(sandbox, slot) == available - 1
+    assert await upstream_bookings(sandbox, slot, who["person_id"]) == []
+    # The upstream hold is let go too: the seat is free there and here.
+    assert await upstream_available(sandbox, slot) == available
+    assert await local_taken(db, slot) == taken
+    # Should the lost request arrive now, the booking system refuses it: it was voided.
+    late = await sandbox.post(
+        "/booking/bookings",
+        json={"request_id": str(row["upstream_request_id"]), "slot_id": slot, "person_ref": who["person_id"]},
+    )
+    assert late.status_code == 409 and late.json()["error"] == "request_voided", late.text
+    assert await upstream_bookings(sandbox, slot, who["person_id"]) == []
+
+    await run_job("appointments_resolve_pending", pool, redis, job_settings)
+    assert await appointment_of(db, who["person_id"]) == resolved
+    assert hop.count(*void_route(row["upstream_request_id"])) == 1
 
 
 async def test_resolve_pending_frees_the_seat_when_the_upstream_refuses(
@@ -431,7 +497,7 @@ async def test_resolve_pending_frees_the_seat_when_the_upstream_refuses(
     await make_old(db, who["person_id"])
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     refused = await appointment_of(db, who["person_id"])
-    assert refused["status"] == "failed"  # the seat is not held forever
+    assert refused["status"] == "failed"  # the seat is not held forever (told 503: voided)
     assert await local_taken(db, slot) == taken
     assert await upstream_bookings(sandbox, slot, who["person_id"]) == []
     assert await upstream_available(sandbox, slot) == available
@@ -486,6 +552,7 @@ async def test_resolve_pending_uses_the_hold_this_booking_consumed(
     )
     assert pending is not None
     taken = await local_taken(db, slot)
+    await never_answered(db, who["person_id"])  # so the resolver completes it, with the right hold
 
     await make_old(db, who["person_id"])
     asked = hop.count(*BOOKINGS)
@@ -511,7 +578,7 @@ async def rows_of(db: asyncpg.Connection, *ids: Any) -> list[asyncpg.Record]:
     return [await db.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", uuid.UUID(str(i))) for i in ids]
 
 
-async def test_resolve_pending_settles_a_reschedule_whose_answer_was_lost(
+async def test_resolve_pending_moves_back_a_reschedule_the_resident_was_told_had_failed(
     client, sandbox, db, redis, pool, job_settings, hop
 ) -> None:
     who = await login_resident(client, sandbox)
@@ -556,39 +623,37 @@ async def test_resolve_pending_settles_a_reschedule_whose_answer_was_lost(
     await make_old(db, who["person_id"])
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     old_now, new_now = await rows_of(db, old["id"], new_row["id"])
-    assert hop.count(*route) == asked + 1  # asked again once, with the same request id
-    assert (new_now["status"], new_now["booking_no"]) == ("booked", upstream_new[0]["booking_no"])
-    assert old_now["status"] == "cancelled"
-    # One booking for the new slot upstream; the old slot's seat is free there and here.
-    assert await upstream_bookings(sandbox, new_slot, who["person_id"]) == upstream_new
-    assert await upstream_available(sandbox, new_slot) == new_available - 1
-    assert await upstream_available(sandbox, old_slot) == old_available
-    assert await local_taken(db, new_slot) == new_taken + 1
-    assert await local_taken(db, old_slot) == old_taken
+    # Told 503, it ends failed: the booking system's move is moved back, the old time stands.
+    assert hop.count(*void_route(new_row["upstream_request_id"])) == 1
+    assert new_now["status"] == "failed"
+    assert old_now["status"] == "booked"
+    assert [b["status"] for b in await upstream_bookings(sandbox, new_slot, who["person_id"])] == [
+        "cancelled"
+    ]
+    upstream_old = await upstream_bookings(sandbox, old_slot, who["person_id"])
+    live_old = [b for b in upstream_old if b["status"] == "booked"]
+    assert [b["booking_no"] for b in live_old] == [old_now["booking_no"]]  # ours follows the booking system
+    assert await upstream_available(sandbox, new_slot) == new_available
+    assert await upstream_available(sandbox, old_slot) == old_available - 1
+    assert await local_taken(db, new_slot) == new_taken
+    assert await local_taken(db, old_slot) == old_taken + 1
 
     # A second run changes nothing and asks nobody.
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     assert await rows_of(db, old["id"], new_row["id"]) == [old_now, new_now]
-    assert hop.count(*route) == asked + 1
-    assert await upstream_bookings(sandbox, new_slot, who["person_id"]) == upstream_new
-    assert await upstream_available(sandbox, old_slot) == old_available
+    assert hop.count(*void_route(new_row["upstream_request_id"])) == 1
+    assert hop.count(*route) == asked
 
-    # The resident sees the move; a retry of the lost request gives the same new appointment.
-    seen_new = (await client.get(f"/api/v1/appointments/{new_row['id']}", headers=auth(who))).json()
-    assert (seen_new["status"], seen_new["bookingNo"]) == ("booked", new_now["booking_no"])
-    assert seen_new["rescheduledFrom"] == old["id"]
+    # The resident sees the old time; a retry of the key is told that attempt did not go through.
     seen_old = (await client.get(f"/api/v1/appointments/{old['id']}", headers=auth(who))).json()
-    assert seen_old["status"] == "cancelled"
+    assert (seen_old["status"], seen_old["bookingNo"]) == ("booked", old_now["booking_no"])
     retry = await client.post(path, json={"slotId": new_slot}, headers=auth(who, idem))
-    assert retry.status_code == 201, retry.text
-    assert retry.json() == seen_new
-    replay = await client.post(path, json={"slotId": new_slot}, headers=auth(who, idem))
-    assert replay.status_code == 201 and replay.headers.get("idempotent-replayed") == "true"
-    assert replay.content == retry.content
-    assert hop.count(*route) == asked + 1
-    assert await upstream_bookings(sandbox, new_slot, who["person_id"]) == upstream_new
-    assert await rows_of(db, old["id"], new_row["id"]) == [old_now, new_now]
-    assert await local_taken(db, old_slot) == old_taken
+    assert retry.status_code == 409 and retry.json()["code"] == "attempt_voided", retry.text
+    # The moved-back booking can still be moved, cancelled, checked in: it is a plain booking.
+    moved = await client.post(
+        f"/api/v1/appointments/{old['id']}/reschedule", json={"slotId": new_slot}, headers=auth(who, key())
+    )
+    assert moved.status_code == 201 and moved.json()["status"] == "booked", moved.text
 
 
 async def test_resolve_pending_keeps_the_old_booking_when_a_reschedule_is_refused(
@@ -630,7 +695,8 @@ async def test_resolve_pending_keeps_the_old_booking_when_a_reschedule_is_refuse
     asked = hop.count(*route)
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     old_now, new_now = await rows_of(db, old["id"], new_row["id"])
-    assert hop.count(*route) == asked + 1
+    assert hop.count(*route) == asked  # told 503: voided, not sent again
+    assert hop.count(*void_route(new_row["upstream_request_id"])) == 1
     assert (new_now["status"], new_now["booking_no"]) == ("failed", None)  # its seat is free again
     assert (old_now["status"], old_now["booking_no"]) == ("booked", old["bookingNo"])  # intact
     assert await local_taken(db, new_slot) == new_taken
@@ -646,7 +712,7 @@ async def test_resolve_pending_keeps_the_old_booking_when_a_reschedule_is_refuse
     # A second run changes nothing and asks nobody.
     await run_job("appointments_resolve_pending", pool, redis, job_settings)
     assert await rows_of(db, old["id"], new_row["id"]) == [old_now, new_now]
-    assert hop.count(*route) == asked + 1
+    assert hop.count(*route) == asked
     assert await upstream_bookings(sandbox, old_slot, who["person_id"]) == upstream_old
 
     seen_old = (await client.get(f"/api/v1/appointments/{old['id']}", headers=auth(who))).json()

@@ -12,7 +12,7 @@ from datetime import date
 from typing import TypeVar
 from urllib.parse import quote
 
-from adapters.booking.schemas import Booking, DaySlots, Hold, Refusal, Slot, Standing
+from adapters.booking.schemas import Booking, DaySlots, Hold, Refusal, Slot, Standing, Voided
 from adapters.http import Reply, Upstream
 from adapters.refusal import Refused, result
 
@@ -69,6 +69,11 @@ class BookingClient:
             idempotent=True,
         )
         return self._result(reply, Booking)
+
+    async def void(self, request_id: str) -> Voided:
+        """Settle an in-doubt request: its answer if it arrived, else refused for good if it comes."""
+        reply = await self.upstream.call("POST", f"/requests/{_q(request_id)}/void", json={}, idempotent=True)
+        return self._result(reply, Voided)
 
     async def get(self, booking_no: str) -> Booking:
         return self._result(await self.upstream.call("GET", f"/bookings/{_q(booking_no)}"), Booking)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -53,3 +54,17 @@ class Refusal(msgspec.Struct, frozen=True):
     message: str = ""
     period: str | None = None
     blocked_until: str | None = None
+
+
+class Voided(msgspec.Struct, frozen=True):
+    """What the booking system did with one request id, made final (`voided`: it never arrived
+    and now never will; otherwise `status` and `body` are the answer it gave)."""
+
+    request_id: str
+    voided: bool
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return not self.voided and 200 <= self.status < 300

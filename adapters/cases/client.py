@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from adapters.cases.schemas import Application, Changes, FeePaidReply, MaterialRef, Refusal, SupplementReply
+from adapters.cases.schemas import (
+    Application,
+    Changes,
+    FeePaidReply,
+    MaterialRef,
+    Refusal,
+    SupplementReply,
+    Voided,
+)
 from adapters.http import Reply, Upstream
 from adapters.refusal import Refused, result
 
@@ -58,6 +66,13 @@ class CaseClient:
         return self._result(
             await self.upstream.call("GET", f"/applications/{quote(project_no, safe='')}"), Application
         )
+
+    async def void(self, request_id: str) -> Voided:
+        """Settle an in-doubt request: its answer if it arrived, else refused for good if it comes."""
+        reply = await self.upstream.call(
+            "POST", f"/requests/{quote(request_id, safe='')}/void", json={}, idempotent=True
+        )
+        return self._result(reply, Voided)
 
     async def changes(self, since: int, limit: int = 200) -> Changes:
         reply = await self.upstream.call("GET", "/changes", params={"since": str(since), "limit": str(limit)})

@@ -55,3 +55,17 @@ class Refusal(msgspec.Struct, frozen=True):
 
 class FeePaidReply(msgspec.Struct, frozen=True):
     events: list[CaseEvent]
+
+
+class Voided(msgspec.Struct, frozen=True):
+    """What the case system did with one request id, made final (`voided`: it never arrived and
+    now never will; otherwise `status` and `body` are the answer it gave)."""
+
+    request_id: str
+    voided: bool
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return not self.voided and 200 <= self.status < 300

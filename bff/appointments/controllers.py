@@ -6,7 +6,7 @@ import re
 from datetime import date
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
@@ -71,6 +71,24 @@ class AppointmentController(Controller):
         slot_id = _check(_SLOT, data.slot_id, "slotId")
         return await idempotency.run(
             request, principal.person_id, lambda ctx: appointments.hold(ctx, principal.person_id, slot_id)
+        )
+
+    @delete(
+        "/holds/{hold_id:str}",
+        summary="Let a held seat go (free at once; the booking system is told)",
+        status_code=200,
+    )
+    async def release_hold(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        appointments: NamedDependency[AppointmentService],
+        idempotency_key: IdempotencyKey,
+        hold_id: FromPath[str],
+    ) -> Response[HoldOut]:
+        return await idempotency.run(
+            request, principal.person_id, lambda ctx: appointments.release(ctx, principal.person_id, hold_id)
         )
 
     @post("", summary="Book a slot (from a hold or directly)", status_code=201)

@@ -20,6 +20,12 @@ define(
         "item_not_bookable_here": (422, "该事项不能在此大厅预约", "This item cannot be booked in this hall"),
         "hold_quota_exceeded": (409, "占号过多，请先完成或放弃已占的号", "Too many seats held at once"),
         "hold_not_found": (404, "未找到该占号", "No such hold"),
+        "hold_duplicate": (409, "您已占用该时段的号", "You already hold a seat of this slot"),
+        "attempt_voided": (
+            409,
+            "该次操作未完成，请重新提交",
+            "That attempt did not go through; submit again",
+        ),
         "hold_expired": (409, "占号已过期，请重新选择时段", "The hold has expired"),
         "booking_cap_reached": (409, "已达预约次数上限", "Booking limit reached"),
         "booking_blocked": (
@@ -74,7 +80,16 @@ class HoldOut(Camel):
     expires_at: str
 
 
-AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelled", "no_show", "failed"]
+AppointmentStatus = Literal["pending", "booked", "checked_in", "cancelling", "cancelled", "no_show", "failed"]
+
+
+class AppointmentFreshness(Camel):
+    """How current this view is: `ok` as confirmed by the booking system at `asOf`; `stale` when
+    the booking system could not be asked (or the last change is still in doubt) and this is our
+    copy as of `asOf` — it may be out of date (a check-in or no-show at the hall, say)."""
+
+    status: Literal["ok", "stale"]
+    as_of: str
 
 
 class AppointmentOut(Camel):
@@ -90,6 +105,8 @@ class AppointmentOut(Camel):
     rescheduled_from: str | None
     # After a first no-show: the resident is told before a second one blocks online booking.
     no_show_warning: bool = False
+    # On the detail view only: whether the booking system confirmed this copy just now.
+    freshness: AppointmentFreshness | None = None
 
 
 class AppointmentPage(Camel):

@@ -18,12 +18,20 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import asyncpg.pool
+import msgspec
 
 from adapters.booking.client import BookingClient, BookingRefused
 from adapters.booking.schemas import Booking, Slot
-from adapters.errors import ProblemError, UpstreamUnavailable
+from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
-from bff.appointments.schemas import AppointmentOut, AppointmentPage, DaySlotsOut, HoldOut, SlotOut
+from bff.appointments.schemas import (
+    AppointmentFreshness,
+    AppointmentOut,
+    AppointmentPage,
+    DaySlotsOut,
+    HoldOut,
+    SlotOut,
+)
 from bff.idempotency import IdemContext, Recorded
 from bff.platform.access import owned, parse_uuid
 from bff.platform.clock import CHINA
@@ -33,7 +41,9 @@ from bff.platform.paging import keyset_after, keyset_page
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
-LIVE = ("pending", "booked", "checked_in")
+LIVE = ("pending", "booked", "checked_in", "cancelling")
+# Answers that leave an upstream mutation in doubt: it may or may not have happened.
+IN_DOUBT = (UpstreamUnavailable, BadUpstreamAnswer)
 # DOMAIN.md, rules seen in real halls: 1 a day, 2 a week, 6 a month.
 CAPS = (("day", 1, "每天最多预约1次"), ("week", 2, "每周最多预约2次"), ("month", 6, "每月最多预约6次"))
 _CAP_EN = {"day": "one booking a day", "week": "two bookings a week", "month": "six bookings a month"}
@@ -94,6 +104,8 @@ def _refusal(exc: BookingRefused) -> ProblemError:
             status=409,
             code="check_in_not_possible",
         )
+    if reason == "request_voided":
+        return _voided()
     if reason in {"not_cancellable", "too_late"}:
         return ProblemError(exc.refusal.message, status=409, code="appointment_not_cancellable")
     if reason in {"not_reschedulable", "other_service"}:
@@ -101,14 +113,42 @@ def _refusal(exc: BookingRefused) -> ProblemError:
     return ProblemError(exc.refusal.message or reason, status=409, code="conflict")
 
 
+def _in_doubt(exc: ProblemError, done: str) -> UpstreamUnavailable:
+    """The 503 a resident gets for an upstream mutation whose outcome is not known."""
+    if isinstance(exc, NotSent):
+        detail = f"the booking system is unavailable; nothing was {done}"
+    else:
+        detail = (
+            "the booking system did not answer, so the outcome is not known yet: retry with the same"
+            f" Idempotency-Key to learn it; unless a retry confirms it, nothing stays {done}"
+        )
+    return UpstreamUnavailable(detail, headers=exc.headers or None)
+
+
+def _voided() -> ProblemError:
+    """A retry of a key whose attempt was answered 503 and then ended failed (see resolve_pending)."""
+    return ProblemError(
+        "that attempt was given up after the booking system did not answer; submit it again",
+        status=409,
+        code="attempt_voided",
+    )
+
+
 class AppointmentService:
     def __init__(
-        self, pool: asyncpg.Pool, client: BookingClient, *, hold_ttl_s: int, hold_quota: int
+        self,
+        pool: asyncpg.Pool,
+        client: BookingClient,
+        *,
+        hold_ttl_s: int,
+        hold_quota: int,
+        hold_day_quota: int = 2,
     ) -> None:
         self.pool = pool
         self.client = client
         self.hold_ttl_s = hold_ttl_s
         self.hold_quota = hold_quota
+        self.hold_day_quota = hold_day_quota
 
     # --- reading ---
 
@@ -157,7 +197,16 @@ class AppointmentService:
         return await owned(self.pool, principal, "appointment", appointment_id, row)
 
     async def view(self, principal: Principal, appointment_id: str) -> AppointmentOut:
-        return appointment_out(await self.refresh(await self.own(principal, appointment_id)))
+        row, confirmed = await self._refreshed(await self.own(principal, appointment_id))
+        out = appointment_out(row)
+        if confirmed:
+            out.freshness = AppointmentFreshness(status="ok", as_of=iso(datetime.now(UTC)))
+        elif row["status"] in ("pending", "cancelling", "booked", "checked_in"):
+            # Our copy, not confirmed now: a change in doubt, or the booking system not answering.
+            out.freshness = AppointmentFreshness(status="stale", as_of=iso(row["updated_at"]))
+        else:
+            out.freshness = AppointmentFreshness(status="ok", as_of=iso(row["updated_at"]))  # final here
+        return out
 
     # --- slots ---
 
@@ -208,7 +257,7 @@ class AppointmentService:
         taken = await conn.fetchval(
             """
             SELECT (SELECT count(*) FROM bff.appointments
-                     WHERE slot_id = $1 AND status IN ('pending', 'booked', 'checked_in'))
+                     WHERE slot_id = $1 AND status IN ('pending', 'booked', 'checked_in', 'cancelling'))
                  + (SELECT count(*) FROM bff.appointment_holds
                      WHERE slot_id = $1 AND consumed_at IS NULL AND released_at IS NULL
                        AND expires_at > now() AND id IS DISTINCT FROM $2)
@@ -225,33 +274,30 @@ class AppointmentService:
     # --- holds ---
 
     async def hold(self, ctx: IdemContext, person_id: str, slot_id: str) -> Recorded[HoldOut]:
+        """Take a seat for a few minutes, only if the hold could become a booking.
+
+        A hold is refused when its booking would be: the person blocked or at a booking cap,
+        a second hold of the same slot, more than `hold_quota` at once or `hold_day_quota` on one
+        day. A hold the booking system did not confirm (503, lost answer) is released here at
+        once: it keeps no seat and counts against no quota; a retry with the same key takes it
+        again (the booking system de-duplicates the request id)."""
         hold_id = ctx.request_id
         existing = await self.pool.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
-        if existing is None:
-            slot = await self._slot(slot_id)
+        if existing is None or (existing["released_at"] is not None and existing["upstream_hold_id"] is None):
+            slot = await self._slot(slot_id if existing is None else existing["slot_id"])
+            await self._standing_warning(person_id)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._lock_person(conn, person_id)
-                active = await conn.fetchval(
-                    """
-                    SELECT count(*) FROM bff.appointment_holds
-                    WHERE person_id = $1 AND consumed_at IS NULL AND released_at IS NULL AND expires_at > now()
-                    """,
-                    person_id,
-                )
-                if active >= self.hold_quota:
-                    raise ProblemError(
-                        f"at most {self.hold_quota} seats may be held at once; book or let one go first",
-                        status=409,
-                        code="hold_quota_exceeded",
-                        extra={"quota": self.hold_quota},
-                    )
+                await self._check_hold_rules(conn, person_id, slot)
                 capacity, taken = await self._lock_and_count(conn, slot["slot_id"])
                 if taken >= capacity:
                     raise ProblemError("every seat of this slot is taken", status=409, code="slot_full")
                 existing = await conn.fetchrow(
                     """
                     INSERT INTO bff.appointment_holds (id, person_id, slot_id, expires_at)
-                    VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING *
+                    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                    ON CONFLICT (id) DO UPDATE SET released_at = NULL, expires_at = EXCLUDED.expires_at
+                    RETURNING *
                     """,
                     hold_id,
                     person_id,
@@ -266,14 +312,105 @@ class AppointmentService:
                 "UPDATE bff.appointment_holds SET released_at = now() WHERE id = $1", hold_id
             )
             raise _refusal(exc) from None
+        except IN_DOUBT as exc:
+            # Not confirmed: give the seat and the quota back now. Should the booking system have
+            # made it, its hold lapses there at its TTL (or is taken up by a retry of this key).
+            await self.pool.execute(
+                """
+                UPDATE bff.appointment_holds SET released_at = now()
+                WHERE id = $1 AND upstream_hold_id IS NULL AND consumed_at IS NULL
+                """,
+                hold_id,
+            )
+            raise _in_doubt(exc, "held") from None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "UPDATE bff.appointment_holds SET upstream_hold_id = $2 WHERE id = $1 RETURNING *",
+                """
+                UPDATE bff.appointment_holds SET upstream_hold_id = $2, released_at = NULL
+                WHERE id = $1 AND consumed_at IS NULL RETURNING *
+                """,
                 hold_id,
                 held.hold_id,
             )
+            if row is None:
+                row = await conn.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
             assert row is not None
             out = HoldOut(hold_id=str(hold_id), slot_id=row["slot_id"], expires_at=iso(row["expires_at"]))
+            return await ctx.finish(conn, out)
+
+    async def _check_hold_rules(self, conn: Conn, person_id: str, slot: asyncpg.Record) -> None:
+        """Refuse a hold that could not become a booking, or that hoards seats."""
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS active,
+                   count(*) FILTER (WHERE h.slot_id = $2) AS same_slot,
+                   count(*) FILTER (WHERE (s.starts_at AT TIME ZONE 'Asia/Shanghai')::date
+                                          = ($3::timestamptz AT TIME ZONE 'Asia/Shanghai')::date) AS same_day
+            FROM bff.appointment_holds h JOIN bff.slots s USING (slot_id)
+            WHERE h.person_id = $1 AND h.consumed_at IS NULL AND h.released_at IS NULL
+              AND h.expires_at > now()
+            """,
+            person_id,
+            slot["slot_id"],
+            slot["starts_at"],
+        )
+        assert row is not None
+        if row["same_slot"] > 0:
+            raise ProblemError(
+                "you already hold a seat of this slot; book it or let it go",
+                status=409,
+                code="hold_duplicate",
+            )
+        if row["active"] >= self.hold_quota:
+            raise ProblemError(
+                f"at most {self.hold_quota} seats may be held at once; book or let one go first",
+                status=409,
+                code="hold_quota_exceeded",
+                extra={"quota": self.hold_quota},
+            )
+        if row["same_day"] >= self.hold_day_quota:
+            raise ProblemError(
+                f"at most {self.hold_day_quota} seats may be held for one day",
+                status=409,
+                code="hold_quota_exceeded",
+                extra={"quota": self.hold_day_quota, "period": "day"},
+            )
+        # A hold whose booking would break a cap takes no seat (the cap counts live bookings).
+        await self._check_caps(conn, person_id, slot["starts_at"])
+
+    async def release(self, ctx: IdemContext, person_id: str, hold_id: str) -> Recorded[HoldOut]:
+        """Let a hold go: the seat is free here at once, and the booking system is told."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM bff.appointment_holds WHERE id = $1 AND person_id = $2",
+            _uuid_or_none(hold_id),
+            person_id,
+        )
+        if row is None:
+            raise ProblemError(f"no hold {hold_id[:64]}", status=404, code="hold_not_found")
+        if row["consumed_at"] is not None:
+            raise ProblemError(
+                "this hold became a booking; cancel the booking", status=409, code="hold_expired"
+            )
+        if row["released_at"] is None:
+            row = await self.pool.fetchrow(
+                """
+                UPDATE bff.appointment_holds SET released_at = now()
+                WHERE id = $1 AND consumed_at IS NULL RETURNING *
+                """,
+                row["id"],
+            )
+            if row is None:
+                raise ProblemError(
+                    "this hold became a booking; cancel the booking", status=409, code="hold_expired"
+                )
+        if row["upstream_hold_id"] is not None:
+            try:
+                await self.client.release_hold(row["upstream_hold_id"])
+            except (*IN_DOUBT, BookingRefused):
+                # Ours is free already; theirs lapses at its TTL. A retry of this key tells it again.
+                pass
+        async with self.pool.acquire() as conn, conn.transaction():
+            out = HoldOut(hold_id=str(row["id"]), slot_id=row["slot_id"], expires_at=iso(row["released_at"]))
             return await ctx.finish(conn, out)
 
     # --- bookings ---
@@ -301,7 +438,7 @@ class AppointmentService:
                    count(*) FILTER (WHERE (starts_at AT TIME ZONE 'Asia/Shanghai')::date BETWEEN $3 AND $3 + 6) AS week,
                    count(*) FILTER (WHERE date_trunc('month', starts_at AT TIME ZONE 'Asia/Shanghai')::date = $4) AS month
             FROM bff.appointments
-            WHERE person_id = $1 AND status IN ('pending', 'booked', 'checked_in', 'no_show')
+            WHERE person_id = $1 AND status IN ('pending', 'booked', 'checked_in', 'cancelling', 'no_show')
               AND id IS DISTINCT FROM $5
             """,
             person_id,
@@ -327,6 +464,7 @@ class AppointmentService:
         row = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
         warning = False
         upstream_hold: str | None = None
+        fresh = row is None
         if row is None:
             hold = None
             if hold_id is not None:
@@ -371,6 +509,8 @@ class AppointmentService:
                     slot["starts_at"],
                     slot["ends_at"],
                 )
+        elif row["status"] == "failed":
+            raise _voided()
         elif row["status"] == "pending" and hold_id is not None:
             upstream_hold = await self.pool.fetchval(
                 "SELECT upstream_hold_id FROM bff.appointment_holds WHERE id = $1 AND person_id = $2",
@@ -379,33 +519,80 @@ class AppointmentService:
             )
         assert row is not None
         if row["status"] == "pending":
-            booking = await self._confirm(row["id"], person_id, row["slot_id"], upstream_hold)
+            booking = await self._confirm(row["id"], person_id, row["slot_id"], upstream_hold, fresh=fresh)
             warning = warning or booking.warning
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
             return await ctx.finish(conn, appointment_out(row, warning=warning))
 
     async def _confirm(
-        self, appointment_id: uuid.UUID, person_id: str, slot_id: str, upstream_hold: str | None
+        self,
+        appointment_id: uuid.UUID,
+        person_id: str,
+        slot_id: str,
+        upstream_hold: str | None,
+        *,
+        fresh: bool = False,
     ) -> Booking:
-        """Ask the booking system; a refusal frees our seat, silence keeps it (resolved later)."""
+        """Ask the booking system; a refusal frees our seat, silence keeps it (resolved later).
+
+        `fresh`: the row was inserted by this very call, so a call refused before sending (open
+        breaker) proves the booking system never heard of it and the row fails at once."""
         try:
             booking = await self.client.book(str(appointment_id), slot_id, person_id, upstream_hold)
         except BookingRefused as exc:
-            await self.pool.execute(
-                "UPDATE bff.appointments SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'pending'",
-                appointment_id,
-            )
+            await self._fail(appointment_id)
             raise _refusal(exc) from None
+        except IN_DOUBT as exc:
+            await self._answered_failure(appointment_id, exc, fresh=fresh)
+            raise _in_doubt(exc, "booked") from None
         await self.pool.execute(
             """
-            UPDATE bff.appointments SET status = 'booked', booking_no = $2, updated_at = now()
+            UPDATE bff.appointments SET status = 'booked', booking_no = $2, told_failed_at = NULL,
+                   updated_at = now()
             WHERE id = $1 AND status = 'pending'
             """,
             appointment_id,
             booking.booking_no,
         )
         return booking
+
+    async def _fail(self, appointment_id: uuid.UUID) -> None:
+        await self.pool.execute(
+            "UPDATE bff.appointments SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'pending'",
+            appointment_id,
+        )
+
+    async def _answered_failure(self, appointment_id: uuid.UUID, exc: ProblemError, *, fresh: bool) -> None:
+        """The resident is about to be told 503 for this pending row: never complete it behind
+        their back. Nothing sent for a fresh row: failed now. Otherwise marked, so that the
+        resolver ends it failed unless a retry of the key learns that it went through."""
+        if fresh and isinstance(exc, NotSent):
+            # Never sent: as if never asked. The row goes (and the hold it used comes back), so a
+            # retry of the same key after Retry-After starts afresh.
+            async with self.pool.acquire() as conn, conn.transaction():
+                gone = await conn.fetchrow(
+                    "DELETE FROM bff.appointments WHERE id = $1 AND status = 'pending' RETURNING *",
+                    appointment_id,
+                )
+                if gone is not None:
+                    await conn.execute(
+                        """
+                        UPDATE bff.appointment_holds SET consumed_at = NULL
+                        WHERE person_id = $1 AND slot_id = $2 AND consumed_at = $3
+                        """,
+                        gone["person_id"],
+                        gone["slot_id"],
+                        gone["created_at"],
+                    )
+            return
+        await self.pool.execute(
+            """
+            UPDATE bff.appointments SET told_failed_at = coalesce(told_failed_at, now()), updated_at = now()
+            WHERE id = $1 AND status = 'pending'
+            """,
+            appointment_id,
+        )
 
     async def _own_hold(self, person_id: str, hold_id: str) -> asyncpg.Record:
         row = await self.pool.fetchrow(
@@ -424,29 +611,86 @@ class AppointmentService:
         return row
 
     async def cancel(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded[AppointmentOut]:
-        if row["status"] == "booked":
-            try:
-                await self.client.cancel(str(ctx.request_id), row["booking_no"])
-            except BookingRefused as exc:
-                raise _refusal(exc) from None
-        elif row["status"] != "cancelled":
+        """Record the intent (`cancelling`), then tell the booking system; its answer settles it.
+
+        While `cancelling` the seat and the caps stay counted: they are freed once the booking
+        system's truth is known (its answer, a later cancel retrying the same request, or the
+        resolver). A refusal puts the booking back as it was."""
+        if row["status"] == "cancelled":
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await ctx.finish(conn, appointment_out(row))
+        if row["status"] not in ("booked", "cancelling") or row["booking_no"] is None:
             raise ProblemError(
                 f"an appointment that is {row['status']} cannot be cancelled",
                 status=409,
                 code="appointment_not_cancellable",
             )
+        intent = await self.pool.fetchrow(
+            """
+            UPDATE bff.appointments
+               SET status = 'cancelling', cancel_request_id = coalesce(cancel_request_id, $2),
+                   cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+             WHERE id = $1 AND status IN ('booked', 'cancelling') RETURNING *
+            """,
+            row["id"],
+            ctx.request_id,
+        )
+        if intent is None:
+            # It changed under us (checked in, cancelled by a concurrent request): judge it anew.
+            current = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", row["id"])
+            assert current is not None
+            return await self.cancel(ctx, current)
+        fresh = row["status"] == "booked"
+        try:
+            await self.client.cancel(str(intent["cancel_request_id"]), intent["booking_no"])
+        except BookingRefused as exc:
+            await self._uncancel(row["id"])
+            raise _refusal(exc) from None
+        except IN_DOUBT as exc:
+            if fresh and isinstance(exc, NotSent):
+                await self._uncancel(row["id"])
+            else:
+                await self.pool.execute(
+                    """
+                    UPDATE bff.appointments SET told_failed_at = coalesce(told_failed_at, now())
+                    WHERE id = $1 AND status = 'cancelling'
+                    """,
+                    row["id"],
+                )
+            raise _in_doubt(exc, "cancelled") from None
         async with self.pool.acquire() as conn, conn.transaction():
-            updated = await conn.fetchrow(
-                "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1 RETURNING *",
-                row["id"],
-            )
+            await self._cancelled(conn, row["id"])
+            updated = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", row["id"])
             return await ctx.finish(conn, appointment_out(updated))
+
+    @staticmethod
+    async def _cancelled(conn: Conn, appointment_id: uuid.UUID) -> None:
+        await conn.execute(
+            """
+            UPDATE bff.appointments SET status = 'cancelled', told_failed_at = NULL, updated_at = now()
+            WHERE id = $1 AND status = 'cancelling'
+            """,
+            appointment_id,
+        )
+
+    async def _uncancel(self, appointment_id: uuid.UUID) -> None:
+        """The booking system did not cancel: the booking stands, a new cancel starts afresh."""
+        await self.pool.execute(
+            """
+            UPDATE bff.appointments
+               SET status = 'booked', cancel_request_id = NULL, cancel_requested_at = NULL,
+                   told_failed_at = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'cancelling'
+            """,
+            appointment_id,
+        )
 
     async def reschedule(
         self, ctx: IdemContext, row: asyncpg.Record, slot_id: str
     ) -> Recorded[AppointmentOut]:
         new_id = ctx.derive("reschedule")
         new = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", new_id)
+        fresh = new is None
         if new is None:
             if row["status"] != "booked":
                 raise ProblemError(
@@ -484,31 +728,43 @@ class AppointmentService:
                     row["id"],
                 )
         assert new is not None
+        if new["status"] == "failed":
+            raise _voided()
         if new["status"] == "pending":
-            await self._move(new_id, row["id"], row["booking_no"], new["slot_id"])
+            await self._move(new_id, row["id"], row["booking_no"], new["slot_id"], fresh=fresh)
         async with self.pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", new_id)
             return await ctx.finish(conn, appointment_out(current))
 
-    async def _move(self, new_id: uuid.UUID, old_id: uuid.UUID, old_booking_no: str, slot_id: str) -> Booking:
+    async def _move(
+        self,
+        new_id: uuid.UUID,
+        old_id: uuid.UUID,
+        old_booking_no: str,
+        slot_id: str,
+        *,
+        fresh: bool = False,
+    ) -> Booking:
         """Ask the booking system to move a booking; its answer settles both rows at once, once.
 
         A refusal fails the new row and leaves the old booking as it was; silence keeps the new
-        row pending (resolved later, by the resident's retry or `resolve_pending`)."""
+        row pending (resolved later, by the resident's retry or `resolve_pending`); a 503 told
+        to the resident marks it so that it ends failed (see `_answered_failure`)."""
         try:
             booking = await self.client.reschedule(str(new_id), old_booking_no, slot_id)
         except BookingRefused as exc:
-            await self.pool.execute(
-                "UPDATE bff.appointments SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'pending'",
-                new_id,
-            )
+            await self._fail(new_id)
             raise _refusal(exc) from None
+        except IN_DOUBT as exc:
+            await self._answered_failure(new_id, exc, fresh=fresh)
+            raise _in_doubt(exc, "moved") from None
         async with self.pool.acquire() as conn, conn.transaction():
             # Only the first to settle the pending row releases the old one (a retry and the
             # resolver may both have the answer; the row lock orders them).
             moved = await conn.fetchval(
                 """
-                UPDATE bff.appointments SET status = 'booked', booking_no = $2, updated_at = now()
+                UPDATE bff.appointments SET status = 'booked', booking_no = $2, told_failed_at = NULL,
+                       updated_at = now()
                 WHERE id = $1 AND status = 'pending' RETURNING 1
                 """,
                 new_id,
@@ -531,6 +787,12 @@ class AppointmentService:
         try:
             booking = await self.client.check_in(str(ctx.request_id), row["booking_no"])
         except BookingRefused as exc:
+            # An earlier check-in whose answer was lost may have gone through: the booking
+            # system's truth says so, and then it is the answer (the ticket included).
+            current, confirmed = await self._refreshed(row)
+            if confirmed and current["status"] == "checked_in":
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await ctx.finish(conn, appointment_out(current))
             raise _refusal(exc) from None
         async with self.pool.acquire() as conn, conn.transaction():
             updated = await conn.fetchrow(
@@ -543,14 +805,15 @@ class AppointmentService:
             )
             return await ctx.finish(conn, appointment_out(updated))
 
-    async def refresh(self, row: asyncpg.Record) -> asyncpg.Record:
-        """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent."""
+    async def _refreshed(self, row: asyncpg.Record) -> tuple[asyncpg.Record, bool]:
+        """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent.
+        Returns the row and whether the booking system confirmed it just now."""
         if row["booking_no"] is None or row["status"] not in ("booked", "checked_in"):
-            return row
+            return row, False
         try:
             booking = await self.client.get(row["booking_no"])
         except (UpstreamUnavailable, BookingRefused, ProblemError):
-            return row
+            return row, False
         if booking.status in ("no_show", "checked_in", "cancelled") and booking.status != row["status"]:
             updated = await self.pool.fetchrow(
                 """
@@ -561,22 +824,32 @@ class AppointmentService:
                 booking.status,
                 booking.ticket_no,
             )
-            return updated if updated is not None else row
-        return row
+            return (updated if updated is not None else row), True
+        return row, True
 
     async def resolve_pending(self, older_than_s: int = 60, limit: int = 50) -> int:
-        """Bookings and reschedules whose upstream answer was lost: ask again with the same request id."""
+        """Every appointment mutation left in doubt, settled from the booking system's truth.
+
+        - A booking or reschedule nobody was told about (the answer was lost, the process died):
+          ask again with the same request id, which completes it as the resident asked.
+        - One the resident was answered 503 for (`told_failed_at`) and did not retry: void the
+          request upstream (a late arrival is then refused), undo whatever the booking system did,
+          and end it failed — it never takes effect behind the resident's back.
+        - A `cancelling` row: a cancel nobody was answered about is sent again; one answered 503
+          takes the booking system's verdict on that request (cancelled, or booked again).
+        """
         rows = await self.pool.fetch(
             """
-            SELECT a.*, h.upstream_hold_id, o.booking_no AS old_booking_no FROM bff.appointments a
+            SELECT a.*, h.upstream_hold_id, o.booking_no AS old_booking_no, o.slot_id AS old_slot_id
+            FROM bff.appointments a
             -- The hold this booking used: consumed in the transaction that inserted it (both now()),
             -- not any other consumed hold of that person and slot (one row per booking, right hold).
             -- A reschedule uses no hold; it moves the booking it was made from.
             LEFT JOIN bff.appointment_holds h ON a.rescheduled_from IS NULL
                  AND h.person_id = a.person_id AND h.slot_id = a.slot_id AND h.consumed_at = a.created_at
             LEFT JOIN bff.appointments o ON o.id = a.rescheduled_from
-            WHERE a.status = 'pending'
-              AND a.created_at < now() - make_interval(secs => $1)
+            WHERE (a.status = 'pending' AND a.created_at < now() - make_interval(secs => $1))
+               OR (a.status = 'cancelling' AND a.cancel_requested_at < now() - make_interval(secs => $1))
             ORDER BY a.created_at LIMIT $2
             """,
             older_than_s,
@@ -585,7 +858,11 @@ class AppointmentService:
         done = 0
         for row in rows:
             try:
-                if row["rescheduled_from"] is None:
+                if row["status"] == "cancelling":
+                    await self._resolve_cancel(row)
+                elif row["told_failed_at"] is not None:
+                    await self._undo(row)
+                elif row["rescheduled_from"] is None:
                     await self._confirm(row["id"], row["person_id"], row["slot_id"], row["upstream_hold_id"])
                 else:
                     await self._move(
@@ -595,6 +872,79 @@ class AppointmentService:
             except ProblemError:
                 continue
         return done
+
+    async def _resolve_cancel(self, row: asyncpg.Record) -> None:
+        request_id = str(row["cancel_request_id"])
+        if row["told_failed_at"] is None:
+            try:
+                await self.client.cancel(request_id, row["booking_no"])
+            except BookingRefused:
+                await self._uncancel(row["id"])
+                return
+        else:
+            verdict = await self.client.void(request_id)
+            if not verdict.done:
+                await self._uncancel(row["id"])
+                return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._cancelled(conn, row["id"])
+
+    async def _undo(self, row: asyncpg.Record) -> None:
+        """End a pending row failed that the resident was told had failed (see resolve_pending)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The row lock orders this against a retry of the resident's key settling the row.
+            still = await conn.fetchval(
+                "SELECT 1 FROM bff.appointments WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP LOCKED",
+                row["id"],
+            )
+            if still is None:
+                return
+            verdict = await self.client.void(str(row["upstream_request_id"]))
+            undo_id = str(uuid.uuid5(row["id"], "undo"))
+            if verdict.done:
+                made = msgspec.convert(verdict.body, Booking)
+                if row["rescheduled_from"] is None:
+                    try:
+                        await self.client.cancel(undo_id, made.booking_no)
+                    except BookingRefused:
+                        # Too late to undo (the slot has begun): the truth is that it is booked.
+                        await conn.execute(
+                            "UPDATE bff.appointments SET status = 'booked', booking_no = $2,"
+                            " told_failed_at = NULL, updated_at = now() WHERE id = $1",
+                            row["id"],
+                            made.booking_no,
+                        )
+                        return
+                else:
+                    try:
+                        back = await self.client.reschedule(undo_id, made.booking_no, row["old_slot_id"])
+                    except BookingRefused:
+                        # The old time could not be restored: the move stands, and shows.
+                        await conn.execute(
+                            "UPDATE bff.appointments SET status = 'booked', booking_no = $2,"
+                            " told_failed_at = NULL, updated_at = now() WHERE id = $1",
+                            row["id"],
+                            made.booking_no,
+                        )
+                        await conn.execute(
+                            "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1",
+                            row["rescheduled_from"],
+                        )
+                        return
+                    await conn.execute(
+                        "UPDATE bff.appointments SET booking_no = $2, updated_at = now() WHERE id = $1",
+                        row["rescheduled_from"],
+                        back.booking_no,
+                    )
+            await conn.execute(
+                "UPDATE bff.appointments SET status = 'failed', updated_at = now() WHERE id = $1",
+                row["id"],
+            )
+        if row["upstream_hold_id"] is not None:
+            try:
+                await self.client.release_hold(row["upstream_hold_id"])
+            except (*IN_DOUBT, BookingRefused):
+                pass  # it lapses at its TTL there; ours counts nothing already
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -16,6 +16,7 @@ import asyncpg.pool
 
 from adapters.cases.client import CaseClient
 from adapters.cases.schemas import CaseEvent
+from bff.platform.feeds import read_from
 from bff.platform.logs import get_logger
 
 # A plain or a pooled connection: both run the same statements.
@@ -140,17 +141,36 @@ async def apply_event(conn: Conn, event: CaseEvent, via: str, hook: CaseEventHoo
 
 
 async def reconcile(
-    pool: asyncpg.Pool, client: CaseClient, *, max_pages: int = 20, hook: CaseEventHook | None = None
+    pool: asyncpg.Pool,
+    client: CaseClient,
+    *,
+    max_pages: int = 20,
+    lookback: int = 500,
+    hook: CaseEventHook | None = None,
 ) -> int:
-    """Read the change feed from where we stopped; returns how many events were new to us."""
+    """Read the change feed from `lookback` events before where we stopped (bff/platform/feeds.py:
+    an event that committed after a higher `seq` was read is still read); events already applied
+    are skipped by id. Returns how many events were new to us."""
     applied = 0
+    cursor = int(
+        await pool.fetchval("SELECT position FROM bff.sync_cursors WHERE name = $1", FEED_CURSOR) or 0
+    )
+    since = read_from(cursor, lookback)
     for _ in range(max_pages):
-        since = await pool.fetchval("SELECT position FROM bff.sync_cursors WHERE name = $1", FEED_CURSOR) or 0
-        page = await client.changes(int(since))
+        page = await client.changes(since)
         if not page.events:
             break
+        known = {
+            r["event_id"]
+            for r in await pool.fetch(
+                "SELECT event_id FROM bff.case_events WHERE event_id = ANY($1::text[])",
+                [e.event_id for e in page.events],
+            )
+        }
         async with pool.acquire() as conn, conn.transaction():
             for event in page.events:
+                if event.event_id in known:
+                    continue
                 if await apply_event(conn, event, "feed", hook) == "applied":
                     applied += 1
             await conn.execute(
@@ -162,6 +182,9 @@ async def reconcile(
                 FEED_CURSOR,
                 page.next_since,
             )
+        if page.next_since <= since:
+            break
+        since = page.next_since
     if applied:
         log.info("cases_reconciled", applied=applied)
     return applied

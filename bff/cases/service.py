@@ -18,8 +18,8 @@ import msgspec
 
 from adapters.cases import callback
 from adapters.cases.client import CaseClient, CaseRefused
-from adapters.cases.schemas import MaterialRef
-from adapters.errors import ProblemError
+from adapters.cases.schemas import Application, MaterialRef
+from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
 from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
 from bff.cases.schemas import (
@@ -231,7 +231,9 @@ class CaseService:
         notify_url: str,
         webhook_secret: str,
         webhook_window_s: int,
+        feed_lookback: int = 500,
     ) -> None:
+        self.feed_lookback = feed_lookback
         self.pool = pool
         self.client = client
         self.catalogue = catalogue
@@ -362,7 +364,7 @@ class CaseService:
             return await apply_event(conn, event, "webhook", self.event_hook)
 
     async def reconcile(self) -> int:
-        return await reconcile(self.pool, self.client, hook=self.event_hook)
+        return await reconcile(self.pool, self.client, lookback=self.feed_lookback, hook=self.event_hook)
 
     # --- applying ---
 
@@ -370,6 +372,7 @@ class CaseService:
         case_id = ctx.request_id
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         guide = await self.catalogue.guide(data.item_code, data.region_code)
+        fresh = row is None
         if row is None:
             if not guide.channels.online:
                 raise ProblemError(
@@ -427,6 +430,18 @@ class CaseService:
             raise ProblemError(
                 f"the case system refused: {exc.detail}", status=422, code="case_refused"
             ) from None
+        except (UpstreamUnavailable, BadUpstreamAnswer) as exc:
+            if fresh and isinstance(exc, NotSent):
+                # Never sent: nothing is left behind; a retry of the key starts afresh.
+                await self.pool.execute("DELETE FROM bff.cases WHERE id = $1 AND project_no IS NULL", case_id)
+                raise
+            # In doubt: a retry of the key learns the answer (the case system de-duplicates the
+            # request id); otherwise `resolve_submitting` settles the row from the case system's truth.
+            raise UpstreamUnavailable(
+                "the case system did not answer, so the outcome is not known yet: retry with the same"
+                " Idempotency-Key, or see your cases shortly",
+                headers=exc.headers or None,
+            ) from None
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE bff.cases SET project_no = $2 WHERE id = $1 AND project_no IS NULL",
@@ -435,8 +450,51 @@ class CaseService:
             )
             for event in application.events:
                 await apply_event(conn, event, "reply", self.event_hook)
+            await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
             detail = await self.detail(conn, case_id, english=False)
             return await ctx.finish(conn, detail)
+
+    async def resolve_submitting(self, older_than_s: int = 120, limit: int = 50) -> int:
+        """Applications whose answer never came (503, lost, a crash): no row stays `submitting`,
+        invisible, for ever. The case system's truth about the request id decides: it has the case
+        (attached, with its events: the resident sees it and is notified), or it never got it
+        (voided there, so a late arrival is refused, and the row goes)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT id, person_id, materials FROM bff.cases WHERE status = 'submitting' AND project_no IS NULL
+              AND created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at LIMIT $2
+            """,
+            older_than_s,
+            limit,
+        )
+        settled = 0
+        for row in rows:
+            try:
+                verdict = await self.client.void(str(row["id"]))
+            except ProblemError:
+                continue
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not verdict.done:
+                    await conn.execute(
+                        "DELETE FROM bff.cases WHERE id = $1 AND project_no IS NULL", row["id"]
+                    )
+                else:
+                    made = msgspec.convert(verdict.body, Application)
+                    await conn.execute(
+                        "UPDATE bff.cases SET project_no = $2 WHERE id = $1 AND project_no IS NULL",
+                        row["id"],
+                        made.project_no,
+                    )
+                    for event in made.events:
+                        await apply_event(conn, event, "reply")
+                    given = row["materials"] or []
+                    if isinstance(given, str):
+                        given = msgspec.json.decode(given)
+                    used = [str(m["uploadId"]) for m in given if isinstance(m, dict) and m.get("uploadId")]
+                    await self.uploads.attach(conn, row["person_id"], used)
+            settled += 1
+        return settled
 
     async def supplement(
         self, ctx: IdemContext, principal: Principal, case: asyncpg.Record, data: SupplementIn
@@ -470,6 +528,7 @@ class CaseService:
             raise ProblemError(exc.detail, status=409, code="no_open_supplement") from None
         async with self.pool.acquire() as conn, conn.transaction():
             await apply_event(conn, reply.event, "reply", self.event_hook)
+            await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
             return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
@@ -652,3 +711,7 @@ class CaseService:
             ),
             None,
         )
+
+
+def _upload_ids(materials: list[MaterialIn]) -> list[str]:
+    return [m.upload_id for m in materials if m.upload_id]

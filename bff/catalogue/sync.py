@@ -27,6 +27,7 @@ from adapters import context
 from adapters.catalogue.client import CatalogueClient
 from adapters.catalogue.schemas import ItemEntry
 from bff.catalogue.shaping import shape_guide
+from bff.platform.feeds import read_from
 from bff.platform.logs import get_logger
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
             """
             SELECT count(*) FROM sync_page p
             LEFT JOIN bff.catalogue_entries e USING (catalog_code, region_code)
-            WHERE e.catalog_code IS NULL OR e.etag <> p.etag OR e.status <> p.status OR e.version <> p.version
+            WHERE (e.catalog_code IS NULL OR e.etag <> p.etag OR e.status <> p.status OR e.version <> p.version)
+              AND (e.upstream_seq IS NULL OR p.upstream_seq >= e.upstream_seq)
             """,
             timeout=_STATEMENT_TIMEOUT_S,
         )
@@ -163,6 +165,9 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
                 synced_at = CASE WHEN e.etag = excluded.etag AND e.status = excluded.status
                                  THEN e.synced_at ELSE excluded.synced_at END,
                 sync_run = GREATEST(e.sync_run, excluded.sync_run)
+            -- A change read again by the look-back window (bff/platform/feeds.py) never rolls a
+            -- newer one back.
+            WHERE e.upstream_seq IS NULL OR excluded.upstream_seq >= e.upstream_seq
             """,
             timeout=_STATEMENT_TIMEOUT_S,
         )
@@ -210,6 +215,7 @@ async def sync_catalogue(
     full_every: timedelta = timedelta(days=1),
     page_timeout_s: float | None = None,
     session_dsn: str | None = None,
+    lookback: int = 500,
 ) -> SyncReport:
     """One sync run. `full=None` decides: full when never synced or the last full one is old.
 
@@ -223,7 +229,7 @@ async def sync_catalogue(
         if not await locker.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
             return SyncReport(mode="skipped")
         try:
-            return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s)
+            return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s, lookback)
         except BaseException as exc:
             await conn.execute(
                 "UPDATE bff.catalogue_sync_state SET last_attempt_at = now(), last_error = $1 WHERE id = 1",
@@ -243,6 +249,7 @@ async def _run(
     page_size: int,
     full_every: timedelta,
     page_timeout_s: float | None,
+    lookback: int = 500,
 ) -> SyncReport:
     state = await conn.fetchrow("SELECT * FROM bff.catalogue_sync_state WHERE id = 1")
     assert state is not None, "migration 0201 inserts the one state row"
@@ -250,7 +257,10 @@ async def _run(
     if full is None:
         full = state["last_full_at"] is None or now - state["last_full_at"] > full_every
     run = int(state["run"]) + 1
-    since = 0 if full else int(state["feed_cursor"])
+    # Incremental runs start `lookback` changes before the cursor: a change the library committed
+    # after a higher-numbered one was read is still read (bff/platform/feeds.py).
+    cursor_before = 0 if full else int(state["feed_cursor"])
+    since = read_from(cursor_before, lookback)
     report = SyncReport(mode="full" if full else "incremental", cursor=since)
     encoder = msgspec.json.Encoder()
     await _sync_places(conn, client, now)
@@ -259,7 +269,8 @@ async def _run(
         if page.entries:
             records = [_record(entry, run, now, encoder) for entry in page.entries]
             report.entries_changed += await _write_page(conn, records)
-            report.entries_seen += len(records)
+            # Seen: numbers past the cursor (what the window reads again is written, not counted).
+            report.entries_seen += sum(1 for entry in page.entries if entry.seq > cursor_before)
         since = max(since, page.next_since)
         if not page.has_more or not page.entries:
             break
@@ -334,8 +345,10 @@ class CatalogueSync:
         full_every: timedelta,
         interval_s: float,
         session_dsn: str | None = None,
+        lookback: int = 500,
     ) -> None:
         self.session_dsn = session_dsn
+        self.lookback = lookback
         self.pool = pool
         self.redis = redis
         self.client = client
@@ -356,6 +369,7 @@ class CatalogueSync:
                 full_every=self.full_every,
                 page_timeout_s=self.page_timeout_s,
                 session_dsn=self.session_dsn,
+                lookback=self.lookback,
             )
 
     async def tick(self) -> None:

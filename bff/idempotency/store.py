@@ -28,8 +28,10 @@ import asyncpg
 import asyncpg.pool
 import msgspec
 from litestar import Request, Response
+from redis.asyncio import Redis
 
 from adapters.errors import ProblemError
+from auth import ratelimit
 from bff.platform.logs import get_logger
 from bff.platform.problems import PROBLEM_MEDIA_TYPE, define, render
 from bff.platform.responses import recorded
@@ -138,10 +140,42 @@ Operation = Callable[[IdemContext], Awaitable[Recorded[T]]]
 
 
 class IdempotencyStore:
-    def __init__(self, pool: asyncpg.Pool, *, lease_seconds: float = 30.0, keep_hours: int = 48) -> None:
+    """Also the one place every state-changing request of a person passes: the per-person write
+    limit (`write_rate` new writes per `write_window_s`, shared by every replica through one Redis
+    script, auth/ratelimit.py) is counted here, for a new key only: replays cost nothing."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        lease_seconds: float = 30.0,
+        keep_hours: int = 48,
+        redis: Redis | None = None,
+        write_rate: int = 0,
+        write_window_s: float = 60.0,
+    ) -> None:
         self.pool = pool
         self.lease_seconds = lease_seconds
         self.keep_hours = keep_hours
+        self.redis = redis
+        self.write_rate = write_rate
+        self.write_window_s = write_window_s
+
+    async def _limit(self, subject: str, key: str) -> None:
+        if self.redis is None or self.write_rate <= 0:
+            return
+        allowed, retry_after = await ratelimit.hit(
+            self.redis, f"write:{subject}", self.write_rate, self.write_window_s
+        )
+        if not allowed:
+            await self._release(subject, key)
+            raise ProblemError(
+                f"at most {self.write_rate} changes per {self.write_window_s:g} s; try again shortly",
+                status=429,
+                code="rate_limited",
+                headers={"Retry-After": str(retry_after)},
+                extra={"retryAfter": retry_after},
+            )
 
     async def run(
         self, request: Request[Any, Any, Any], subject: str, operation: Operation[T]
@@ -165,6 +199,7 @@ class IdempotencyStore:
         existing = await self._claim(subject, key, print_)
         if existing is not None:
             return _replay(existing)
+        await self._limit(subject, key)
         ctx = IdemContext(subject, key, request.route_handler.status_code or 200)
         try:
             answer = await operation(ctx)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import Body, FromPath
+from litestar.params import Body, FromPath, QueryParameter
 
 from adapters.errors import ProblemError
 from adapters.pii import mask_id_number, mask_phone
@@ -35,6 +35,7 @@ from bff.identity.schemas import (
     BindingResponse,
     FaceFinishBody,
     FaceStartResponse,
+    KioskAttackView,
     KioskRegisterBody,
     KioskView,
     LogoutBody,
@@ -319,6 +320,20 @@ class StaffKioskController(Controller):
     ) -> list[KioskView]:
         rows = await kiosks.list_all(auth)
         return [KioskView(r.id, r.name, r.hall_id, r.algorithm, r.status) for r in rows]
+
+    @get("/attacks", summary="Kiosks under attack: many refused logins lately, cards locked there")
+    async def attacks(
+        self,
+        auth: NamedDependency[AuthRuntime],
+        principal: NamedDependency[Principal],
+        minutes: Annotated[int, QueryParameter(ge=1, le=1440)] = 60,
+        threshold: Annotated[int, QueryParameter(ge=1, le=10_000)] = 5,
+    ) -> list[KioskAttackView]:
+        rows = await kiosks.under_attack(auth, minutes=minutes, threshold=threshold)
+        return [
+            KioskAttackView(r.kiosk_id, r.failures, r.locked_cards, r.last_failure_at.isoformat())
+            for r in rows
+        ]
 
     @post("/{kiosk_id:str}/revoke", status_code=200, summary="Revoke a kiosk; its sessions end at once")
     async def revoke(

@@ -153,3 +153,12 @@ class KioskView(Camel):
     hall_id: str
     algorithm: str
     status: str
+
+
+class KioskAttackView(Camel):
+    """A kiosk with many refused logins lately: no kiosk is locked, so the hall's staff look."""
+
+    kiosk_id: str
+    failures: int
+    locked_cards: int
+    last_failure_at: str

@@ -146,6 +146,10 @@ def render(
     return _encoder.encode(body)
 
 
+# Seconds a 503 without a better estimate tells the client to wait.
+RETRY_AFTER_DEFAULT = "5"
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     status: int,
@@ -165,6 +169,9 @@ def problem_response(
         errors=errors,
         extra=extra,
     )
+    if status == 503 and not any(name.lower() == "retry-after" for name in headers or {}):
+        # Every 503 says when to come back (API.md): an open breaker says its own, else a default.
+        headers = {**(headers or {}), "Retry-After": RETRY_AFTER_DEFAULT}
     return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 

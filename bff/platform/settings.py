@@ -115,6 +115,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     auth_kiosk_clock_skew_s: int = 300
     auth_kiosk_face_min_score: float = 0.85
     auth_rate_window_s: int = 60
+    # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs; "*" any; "none").
+    trusted_proxies: str = "127.0.0.1"
     auth_rate_per_ip: int = 60
     auth_rate_per_subject: int = 10
     auth_lockout_failures: int = 5
@@ -140,10 +142,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     case_notify_url: str = ""
     case_webhook_secret: str = "sandbox-case-webhook-secret"  # noqa: S105 - the sandbox's; set in prod
     case_webhook_window_s: int = 300
+    # Every change feed is re-read this many changes before its cursor (bff/platform/feeds.py).
+    feed_lookback: int = 500
+    # Per person: new state-changing requests (any route with an Idempotency-Key) per window,
+    # shared by every replica (Redis); 0 switches the limit off.
+    write_rate_per_user: int = 30
+    write_rate_window_s: float = 60.0
     hold_ttl_s: int = 300
     hold_quota: int = 2
+    hold_day_quota: int = 2
     upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
     upload_max_bytes: int = 5 * 1_048_576
+    upload_quota_count: int = 30
+    upload_quota_bytes: int = 50 * 1_048_576
+    upload_unattached_ttl_s: int = 86_400
 
     # Payments (issue 11): WeChat Pay API v3, the sandbox in dev. The merchant's RSA key is a PEM
     # file; empty -> the dev merchant key shipped in adapters/wechatpay (refused in prod).

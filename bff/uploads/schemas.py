@@ -19,6 +19,11 @@ define(
             "The file's content does not match its declared type",
         ),
         "upload_empty": (422, "文件为空", "The file is empty"),
+        "upload_quota_exceeded": (
+            409,
+            "未使用的上传文件过多，请先提交申请或稍后再试",
+            "Too many uploads not yet used in an application",
+        ),
     },
 )
 

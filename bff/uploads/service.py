@@ -79,6 +79,10 @@ def _write(directory: Path, key: str, content: bytes) -> None:
     temp.replace(final)
 
 
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 async def store(directory: Path, key: str, content: bytes) -> str:
     await asyncio.to_thread(_write, directory, key, content)
     return hashlib.sha256(content).hexdigest()
@@ -97,10 +101,74 @@ def upload_out(row: asyncpg.Record | None) -> UploadOut:
 
 
 class UploadService:
-    def __init__(self, pool: asyncpg.Pool, directory: Path, *, max_bytes: int) -> None:
+    """Uploads count against a per-person quota (`quota_count` files, `quota_bytes` bytes) until a
+    case uses them (`attach`); those no case used within `unattached_ttl_s` expire (`expire`, a job
+    the root lists): the row and the file go."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        directory: Path,
+        *,
+        max_bytes: int,
+        quota_count: int = 30,
+        quota_bytes: int = 50 * 1_048_576,
+        unattached_ttl_s: int = 86_400,
+    ) -> None:
         self.pool = pool
         self.directory = directory
         self.max_bytes = max_bytes
+        self.quota_count = quota_count
+        self.quota_bytes = quota_bytes
+        self.unattached_ttl_s = unattached_ttl_s
+
+    async def _check_quota(self, conn: Any, person_id: str, upload_id: uuid.UUID, size: int) -> None:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sx:uploads:' || $1))", person_id)
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS files, coalesce(sum(size_bytes), 0) AS bytes FROM bff.uploads
+            WHERE person_id = $1 AND attached_at IS NULL AND id <> $2
+            """,
+            person_id,
+            upload_id,
+        )
+        if row["files"] + 1 > self.quota_count or row["bytes"] + size > self.quota_bytes:
+            raise ProblemError(
+                f"at most {self.quota_count} files or {self.quota_bytes} bytes may wait to be used in"
+                " an application; apply, or wait for unused ones to expire",
+                status=409,
+                code="upload_quota_exceeded",
+                extra={"quotaCount": self.quota_count, "quotaBytes": self.quota_bytes},
+            )
+
+    async def attach(self, conn: Any, person_id: str, upload_ids: list[str]) -> None:
+        """Port for the cases domain, in its transaction: these uploads are used by a case."""
+        if upload_ids:
+            await conn.execute(
+                """
+                UPDATE bff.uploads SET attached_at = coalesce(attached_at, now())
+                WHERE person_id = $1 AND id::text = ANY($2::text[])
+                """,
+                person_id,
+                upload_ids,
+            )
+
+    async def expire(self, batch: int = 500) -> int:
+        """The worker's job: uploads no case used within the TTL go, row and file."""
+        rows = await self.pool.fetch(
+            """
+            DELETE FROM bff.uploads WHERE id IN (
+                SELECT id FROM bff.uploads
+                WHERE attached_at IS NULL AND created_at < now() - make_interval(secs => $1)
+                ORDER BY created_at LIMIT $2)
+            RETURNING storage_key
+            """,
+            self.unattached_ttl_s,
+            batch,
+        )
+        for row in rows:
+            await asyncio.to_thread(_remove, self.directory / row["storage_key"])
+        return len(rows)
 
     def too_large(self) -> ProblemError:
         return ProblemError(
@@ -115,8 +183,10 @@ class UploadService:
         self, ctx: IdemContext, person_id: str, name: str, media_type: str, content: bytes
     ) -> Recorded[UploadOut]:
         upload_id = ctx.request_id
-        digest = await store(self.directory, upload_id.hex, content)
         async with self.pool.acquire() as conn, conn.transaction():
+            # Under the person's lock until the row is in: concurrent uploads cannot both fit.
+            await self._check_quota(conn, person_id, upload_id, len(content))
+            digest = await store(self.directory, upload_id.hex, content)
             row = await conn.fetchrow(
                 """
                 INSERT INTO bff.uploads (id, person_id, file_name, media_type, size_bytes, sha256, storage_key)

@@ -328,6 +328,21 @@ async def create_hold(db: NamedDependency[asyncpg.Pool], data: Annotated[HoldIn,
         )
 
 
+@post("/requests/{request_id:str}/void")
+async def void_request(db: NamedDependency[asyncpg.Pool], request_id: FromPath[str]) -> Response[Any]:
+    """The truth about one request id, made final: the answer already given to it, or (if the
+    request never arrived) a tombstone, so that it is refused if it arrives late."""
+    async with db.acquire() as conn, conn.transaction():
+        seen = await dedup(conn, request_id)
+        if seen is not None:
+            return Response(
+                {"request_id": request_id, "voided": False, "status": seen.status_code, "body": seen.content}
+            )
+        body = {"error": "request_voided", "message": "this request was voided before it arrived"}
+        await answer(conn, request_id, 409, body)
+        return Response({"request_id": request_id, "voided": True, "status": 409, "body": body})
+
+
 @post("/holds/{hold_id:str}/release")
 async def release_hold(db: NamedDependency[asyncpg.Pool], hold_id: FromPath[str]) -> Response[Any]:
     await db.execute("UPDATE sandbox.booking_holds SET released = true WHERE hold_id = $1", hold_id)
@@ -620,6 +635,7 @@ router = Router(
         get_slot,
         create_hold,
         release_hold,
+        void_request,
         create_booking,
         get_booking,
         cancel_booking,

@@ -206,6 +206,21 @@ async def answer(conn: Conn, request_id: str, status: int, body: dict[str, Any])
     return Response(body, status_code=status)
 
 
+@post("/requests/{request_id:str}/void")
+async def void_request(db: NamedDependency[asyncpg.Pool], request_id: FromPath[str]) -> Response[Any]:
+    """The truth about one request id, made final: the answer already given to it, or (if the
+    request never arrived) a tombstone, so that it is refused if it arrives late."""
+    async with db.acquire() as conn, conn.transaction():
+        seen = await dedup(conn, request_id)
+        if seen is not None:
+            return Response(
+                {"request_id": request_id, "voided": False, "status": seen.status_code, "body": seen.content}
+            )
+        body = {"error": "request_voided", "message": "this request was voided before it arrived"}
+        await answer(conn, request_id, 409, body)
+        return Response({"request_id": request_id, "voided": True, "status": 409, "body": body})
+
+
 @post("/applications")
 async def apply(db: NamedDependency[asyncpg.Pool], data: Annotated[ApplicationIn, Body()]) -> Response[Any]:
     async with db.acquire() as conn:
@@ -334,6 +349,9 @@ class AdvanceIn(msgspec.Struct, forbid_unknown_fields=True):
     opinion: str = ""
     step: str | None = None
     items: list[str] = []
+    # Hold the transaction open this long after the event took its `seq`: the event then commits
+    # after later ones (what a busy case system does), for the feed readers' tests.
+    commit_delay_ms: int = 0
     procedure: str | None = None
     expected_days: int | None = None
     result_code: str | None = None
@@ -399,6 +417,8 @@ async def advance(
                     data_out["supplement_id"],
                 )
             event = await emit(conn, app, type_, status, data_out, data.at)
+            if data.commit_delay_ms > 0:
+                await asyncio.sleep(min(data.commit_delay_ms, 30_000) / 1000)
         if data.deliver:
             schedule(db, app["notify_url"], [event])
         return Response(event, status_code=201)
@@ -655,6 +675,7 @@ async def fee_refund(
 router = Router(
     path="/cases",
     route_handlers=[
+        void_request,
         apply,
         get_application,
         changes,

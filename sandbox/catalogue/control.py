@@ -6,6 +6,7 @@ case a full resync exists for).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import asyncpg
@@ -18,6 +19,9 @@ from litestar.params import Body, FromPath, QueryParameter
 class Revision(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     promise_day: int | None = None
     name: str | None = None
+    # Keep the transaction open this long after the change took its `seq`: it then commits after
+    # later changes (for the feed reader's late-commit test).
+    commit_delay_ms: int = 0
 
 
 def _where(region: str | None) -> str:
@@ -41,7 +45,15 @@ async def revise(
     if data.name is not None:
         patch["name"] = data.name
     n = len(_args(code, region)) + 1
-    status = await db.execute(
+    async with db.acquire() as conn, conn.transaction():
+        status = await _revise(conn, code, region, n, patch)
+        if data.commit_delay_ms > 0:
+            await asyncio.sleep(min(data.commit_delay_ms, 30_000) / 1000)
+    return {"changed": int(status.split()[-1])}
+
+
+async def _revise(conn: Any, code: str, region: str | None, n: int, patch: dict[str, Any]) -> str:
+    status: str = await conn.execute(
         f"""
         UPDATE sandbox.catalogue_entries
         SET task_version = task_version + 1, body = body || ${n}::jsonb,
@@ -51,7 +63,7 @@ async def revise(
         *_args(code, region),
         patch,
     )
-    return {"changed": int(status.split()[-1])}
+    return status
 
 
 async def _set_status(db: asyncpg.Pool, code: str, region: str | None, status: str) -> dict[str, int]:
