@@ -25,7 +25,7 @@ from auth.runtime import AuthRuntime
 from auth.tokens import TokenError
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
-_SCOPE_KEY = "sx_principal"
+_SCOPE_KEY = PRINCIPAL_SCOPE_KEY = "sx_principal"  # the edge reads it: personal responses are no-store
 
 STEP_UP: dict[str, dict[str, str]] = {
     "miniprogram": {
@@ -142,7 +142,19 @@ def min_level(level: int) -> Guard:
                 },
             )
 
+    guard.required_level = level  # type: ignore[attr-defined]  # read by the level matrix and the README
     return guard
+
+
+# The real-name levels routes demand (README, "Real-name levels"): L1 an account, L2 a verified
+# phone or an identity-provider account at L2, L3 face-verified (or ID card + face at a kiosk).
+BOOKING_LEVEL = min_level(2)
+APPLYING_LEVEL = min_level(3)
+
+
+def required_level(guards: list[Any]) -> int:
+    """The highest level any of `guards` demands (1: signed in is enough)."""
+    return max([getattr(g, "required_level", 1) for g in guards], default=1)
 
 
 def channels(*allowed: Channel) -> Guard:

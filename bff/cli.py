@@ -50,6 +50,7 @@ def cmd_serve(settings: Settings) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
+        server_header=False,  # no `server: uvicorn` banner: nothing tells a scanner what runs here
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

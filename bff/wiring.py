@@ -40,6 +40,7 @@ from bff.catalogue.mirror import CatalogueMirror
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
+from bff.platform import paging
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.redis import create_redis
@@ -263,6 +264,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
 @contextlib.asynccontextmanager
 async def open_root(settings: Settings) -> AsyncIterator[Root]:
     """The process's root, open for the duration of the block; everything is closed after it."""
+    paging.use_key(paging.derive_key(settings.cursor_key, settings.auth_dev_seed))
     pool = await create_pool(settings)
     redis = create_redis(settings)
     ups = upstreams(settings)

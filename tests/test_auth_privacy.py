@@ -121,6 +121,7 @@ def test_prod_requires_real_keys() -> None:
         pii_keys=[f"p1:{key}"],
         pii_active_key="p1",
         pii_index_key=key,
+        cursor_key=key,
         wechat_secret="real-wechat-secret",
         idp_client_secret="real-idp-secret",
         case_webhook_secret="real-webhook-secret",

@@ -83,7 +83,7 @@ async def test_resident_journey(bff, sandbox, db) -> None:
         item["code"],
         item["region"],
     )
-    who = await login_resident(bff, sandbox, channel="miniprogram")
+    who = await login_resident(bff, sandbox, channel="miniprogram", level=3)
     assert who["channel"] == "miniprogram"
 
     # Search, then the guide.

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
 from adapters.errors import ProblemError
-from auth.guards import channels, residents_only
+from auth.guards import BOOKING_LEVEL, channels, residents_only
 from auth.principal import Principal
 from bff.appointments.schemas import (
     AppointmentOut,
@@ -56,7 +56,7 @@ class SlotController(Controller):
 class AppointmentController(Controller):
     path = "/appointments"
     tags = ["appointments"]
-    guards = [residents_only]
+    guards = [residents_only, BOOKING_LEVEL]
 
     @post("/holds", summary="Hold a seat for a few minutes while the form is filled", status_code=201)
     async def hold(

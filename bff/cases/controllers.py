@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
-from auth.guards import residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, WebhookOutcome
 from bff.cases.service import CaseService
@@ -20,7 +20,7 @@ from bff.platform.problems import english
 class CaseController(Controller):
     path = "/cases"
     tags = ["cases"]
-    guards = [residents_only]
+    guards = [residents_only, APPLYING_LEVEL]
 
     @post("", summary="Apply for an item (form + materials; e-licences in place of uploads)", status_code=201)
     async def apply(

@@ -12,6 +12,7 @@ OpenAPI document lists, per operation, the codes of the domain it belongs to.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters import context
 from adapters.errors import ProblemError
+from adapters.pii import mask_text
 from bff.platform.logs import get_logger
 from bff.platform.schema import Camel
 
@@ -96,8 +98,12 @@ class FieldError(Camel):
     message: str
 
 
-class Problem(Camel, omit_defaults=True):
-    """An RFC 9457 problem document (`application/problem+json`)."""
+class Problem(Camel, omit_defaults=True, kw_only=True):
+    """An RFC 9457 problem document (`application/problem+json`).
+
+    Extension members of a code (`requiredLevel`, `blockedUntil`, …) are members at the top level,
+    as RFC 9457 §3.2 has them; `field` is the JSON path of the offending field of a validation error.
+    """
 
     type: str
     title: str
@@ -106,8 +112,11 @@ class Problem(Camel, omit_defaults=True):
     detail: str | None = None
     instance: str | None = None
     trace_id: str | None = None
+    field: str | None = None
     errors: list[FieldError] | None = None
-    extensions: dict[str, Any] | None = None
+
+
+_MEMBERS = frozenset(f.encode_name for f in msgspec.structs.fields(Problem))
 
 
 _encoder = msgspec.json.Encoder()
@@ -126,23 +135,38 @@ def render(
     instance: str | None = None,
     errors: list[FieldError] | None = None,
     extra: dict[str, Any] | None = None,
+    field: str | None = None,
 ) -> bytes:
-    """The body of a problem document in the request's language."""
+    """The body of a problem document in the request's language.
+
+    `detail` and the field messages often quote what the client sent: ID numbers and phones in
+    them are masked here, once for every error the API returns.
+    """
     known = (
         CODES.get(code) or CODES.get(_STATUS_CODES.get(status, "internal_error")) or CODES["internal_error"]
     )
+    if field is None and errors:
+        field = errors[0].field
     body = Problem(
         type=f"https://sanxiang.gov.cn/problems/{code.replace('_', '-')}",
         title=known.en if english(accept_language) else known.zh,
         status=status,
         code=code,
-        detail=detail,
-        instance=instance,
+        detail=mask_text(detail) if detail else detail,
+        instance=mask_text(instance) if instance else instance,
         trace_id=context.request_id.get(),
-        errors=errors,
-        extensions=extra or None,
+        field=field,
+        errors=[FieldError(field=e.field, source=e.source, message=mask_text(e.message)) for e in errors]
+        if errors
+        else None,
     )
-    return _encoder.encode(body)
+    if not extra:
+        return _encoder.encode(body)
+    document: dict[str, Any] = msgspec.to_builtins(body)
+    for name, value in extra.items():
+        if name not in _MEMBERS:
+            document[name] = value
+    return _encoder.encode(document)
 
 
 def problem_response(
@@ -154,6 +178,7 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    field: str | None = None,
 ) -> Response[bytes]:
     body = render(
         status,
@@ -163,8 +188,11 @@ def problem_response(
         instance=request.url.path,
         errors=errors,
         extra=extra,
+        field=field,
     )
-    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    # An error is about this request only: never kept by a cache.
+    merged = {"Cache-Control": "no-store", **(headers or {})}
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=merged)
 
 
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
@@ -174,6 +202,11 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
             if isinstance(entry, dict):
                 key = entry.get("key")
                 source = entry.get("source")
+                message = str(entry.get("message", ""))
+                if key is None:
+                    # msgspec names the field inside its message: "... - at `$.form.contactName`"
+                    at = re.search(r"at `(\$[^`]*)`", message)
+                    key = at.group(1) if at else None
                 found.append(
                     FieldError(
                         field=str(key) if key is not None else None,
