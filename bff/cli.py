@@ -40,6 +40,8 @@ def cmd_serve(settings: Settings) -> None:
     _require_urls(settings)
     import uvicorn
 
+    from bff.platform.server import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "bff.asgi:app_factory",
         factory=True,
@@ -47,7 +49,7 @@ def cmd_serve(settings: Settings) -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,  # httptools; its own refusals are problem documents
         log_config=None,
         access_log=False,
         server_header=False,  # no `server: uvicorn` banner: nothing tells a scanner what runs here

@@ -204,3 +204,33 @@ async def test_hsts_is_sent_when_configured_behind_tls(make_client) -> None:
     client = await make_client(hsts_max_age_s=31536000)
     response = await client.get("/healthz")
     assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_the_suite_wide_scan_finds_what_it_looks_for() -> None:
+    """tests/conftest.py's end-of-session scan, fed one bad exchange of each kind."""
+    from tests.conftest import header_and_echo_findings
+
+    good = {
+        "x-content-type-options": "nosniff",
+        "content-security-policy": "frame-ancestors 'none'",
+        "referrer-policy": "no-referrer",
+        "cache-control": "no-store",
+    }
+    exchanges = [
+        ("GET", "http://t/healthz", b"", False, 200, {"cache-control": "no-store"}, b"ok"),
+        ("GET", "http://t/api/v1/me", b"", True, 200, {**good, "cache-control": "no-cache"}, b"{}"),
+        (
+            "GET",
+            "http://t/api/v1/cases/110101199003077774",
+            b"",
+            True,
+            404,
+            good,
+            b"no case 110101199003077774",
+        ),
+        ("POST", "http://t/x", b'{"p": "13812345678"}', False, 400, good, b"bad 138****5678"),
+    ]
+    unsafe, stored, echoed = header_and_echo_findings(exchanges)
+    assert len(unsafe) == 1 and "healthz" in unsafe[0]
+    assert len(stored) == 1 and "/api/v1/me" in stored[0]
+    assert len(echoed) == 1 and "cases" in echoed[0]
