@@ -217,7 +217,11 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     # The resident's journey.
     uploads = UploadService(pool, upload_dir(settings), max_bytes=settings.upload_max_bytes)
     appointments = AppointmentService(
-        pool, booking, hold_ttl_s=settings.hold_ttl_s, hold_quota=settings.hold_quota
+        pool,
+        booking,
+        hold_ttl_s=settings.hold_ttl_s,
+        hold_quota=settings.hold_quota,
+        places=catalogue.place,  # read port: hall and item names from the mirror
     )
     cases = CaseService(
         pool,

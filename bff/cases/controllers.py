@@ -36,15 +36,18 @@ class CaseController(Controller):
             request, principal.person_id, lambda ctx: cases.apply(ctx, principal, data)
         )
 
-    @get("", summary="My cases, newest first")
+    @get("", summary="My cases, newest first (status, promised date and working days left)")
     async def list_cases(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         cases: NamedDependency[CaseService],
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> CasePage:
-        return await cases.mine(principal, limit, cursor)
+        return await cases.mine(
+            principal, limit, cursor, english=english(request.headers.get("accept-language", ""))
+        )
 
     @get("/{case_id:str}", summary="One case: one timeline, the promised date, remaining working days")
     async def get_case(

@@ -145,6 +145,8 @@ def render(
     known = (
         CODES.get(code) or CODES.get(_STATUS_CODES.get(status, "internal_error")) or CODES["internal_error"]
     )
+    if field is None and extra and isinstance(extra.get("field"), str):
+        field = extra["field"]  # a domain naming the offending field: the standard member
     if field is None and errors:
         field = errors[0].field
     body = Problem(
