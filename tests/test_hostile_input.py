@@ -6,7 +6,9 @@ send what was seen to give a 500 and prove it is a 400/413/414/415 problem namin
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 from adapters.errors import ProblemError
 from bff.platform import paging
 from bff.platform.inputs import InputRefused, check_json
-from tests.auth_helpers import bearer, login_resident, staff_headers
+from tests.auth_helpers import Kiosk, bearer, login_resident, staff_headers
 from tests.test_journey_helpers import auth, key, signed
 
 
@@ -257,3 +259,49 @@ def test_depth_limit_is_exact(depth: int) -> None:
     else:
         with pytest.raises(InputRefused):
             check_json(body)
+
+
+async def test_any_text_in_a_stored_field_is_stored_or_refused_never_a_5xx(client) -> None:
+    """Hypothesis over a route whose text reaches PostgreSQL (a kiosk's name): any Unicode a
+    client can send — NUL, controls, surrogates escaped in JSON, emoji, RTL marks — is either
+    stored as sent or refused with a 400 naming `$.name`."""
+    loop = asyncio.get_running_loop()
+    headers = staff_headers(client)
+    outcomes: list[int] = []
+
+    async def register(name: str) -> httpx.Response:
+        kiosk = Kiosk()
+        body = {
+            "kioskId": kiosk.id,
+            "name": name,
+            "hallId": "hall-430102-01",
+            "publicKey": kiosk.public_key_b64,
+        }
+        raw = msgspec.json.encode(body)
+        return await client.post(
+            "/api/v1/staff/kiosks", content=raw, headers={**headers, "content-type": "application/json"}
+        )
+
+    names = st.one_of(
+        st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=30),
+        st.text(
+            alphabet=st.sampled_from(["\x00", "\x1f", "\x7f", "\u0085", "\u202e", "办", "a", " "]),
+            min_size=1,
+            max_size=8,
+        ),
+    )
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None)
+    @given(name=names)
+    def check(name: str) -> None:
+        response = asyncio.run_coroutine_threadsafe(register(name), loop).result(30)
+        outcomes.append(response.status_code)
+        assert response.status_code < 500, (name, response.text)
+        if _CONTROL.search(name):
+            assert response.status_code == 400 and response.json()["field"] == "$.name", (name, response.text)
+
+    await asyncio.to_thread(check)
+    assert 201 in outcomes and 400 in outcomes, outcomes
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
