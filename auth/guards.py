@@ -71,6 +71,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(
             "sign in first: send `Authorization: Bearer <access token>`",
+            detail_zh="请先登录（请求需携带 `Authorization: Bearer <访问令牌>`）",
             status=401,
             code="unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
@@ -133,6 +134,7 @@ def min_level(level: int) -> Guard:
             await _audit_refusal(connection, principal.person_id, principal.channel, "step_up_required")
             raise ProblemError(
                 f"this needs real-name level L{level}; the session is at L{principal.level}",
+                detail_zh=f"此操作需要实名等级 L{level}，当前登录为 L{principal.level}，请先完成身份核验",
                 status=403,
                 code="step_up_required",
                 extra={

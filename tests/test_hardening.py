@@ -234,3 +234,22 @@ def test_the_suite_wide_scan_finds_what_it_looks_for() -> None:
     assert len(unsafe) == 1 and "healthz" in unsafe[0]
     assert len(stored) == 1 and "/api/v1/me" in stored[0]
     assert len(echoed) == 1 and "cases" in echoed[0]
+
+
+async def test_detail_follows_the_request_language(client) -> None:
+    """Issue 9 §5: `detail` in the request's language where a Chinese text exists (the title always)."""
+    body = b"[" * 100 + b"]" * 100
+    zh = await client.post(
+        "/api/v1/auth/app/login", content=body, headers={"content-type": "application/json"}
+    )
+    en = await client.post(
+        "/api/v1/auth/app/login",
+        content=body,
+        headers={"content-type": "application/json", "Accept-Language": "en"},
+    )
+    assert "嵌套" in zh.json()["detail"] and "nested" in en.json()["detail"]
+    zh = await client.get("/api/v1/me")
+    en = await client.get("/api/v1/me", headers={"Accept-Language": "en-US"})
+    assert zh.json()["detail"].startswith("请先登录") and en.json()["detail"].startswith("sign in first")
+    zh = await client.post("/api/v1/auth/wechat/login", content=b"{}", headers={"content-type": "text/plain"})
+    assert zh.status_code == 415 and "application/json" in zh.json()["detail"] and "请" in zh.json()["detail"]

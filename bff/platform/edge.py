@@ -19,7 +19,7 @@ from auth.guards import PRINCIPAL_SCOPE_KEY
 from bff.platform.inputs import InputRefused, check_content_type, check_json, check_url
 from bff.platform.logs import get_logger
 from bff.platform.metrics import IN_FLIGHT, REQUEST_LATENCY, RESPONSES, SHED
-from bff.platform.problems import PROBLEM_MEDIA_TYPE, render
+from bff.platform.problems import PROBLEM_MEDIA_TYPE, localized, render
 
 log = get_logger("bff.access")
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -97,7 +97,14 @@ class Edge:
             except InputRefused as refused:
                 status = refused.status
                 await _refuse(
-                    send, scope, extra_headers, refused.status, refused.code, refused.detail, refused.field
+                    send,
+                    scope,
+                    extra_headers,
+                    refused.status,
+                    refused.code,
+                    refused.detail,
+                    refused.field,
+                    detail_zh=refused.detail_zh,
                 )
                 self._account(scope, status, 0.0)
                 return
@@ -143,7 +150,13 @@ class Edge:
                 text = value.decode("latin-1").strip()
                 declared = int(text) if text.isdigit() else None
         if declared is not None and declared > self.max_body_bytes:
-            raise InputRefused(413, "payload_too_large", f"the body is over {self.max_body_bytes} bytes")
+            raise InputRefused(
+                413,
+                "payload_too_large",
+                f"the body is over {self.max_body_bytes} bytes",
+                zh="size",
+                limit=self.max_body_bytes,
+            )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -153,7 +166,13 @@ class Edge:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise InputRefused(413, "payload_too_large", f"the body is over {self.max_body_bytes} bytes")
+                raise InputRefused(
+                    413,
+                    "payload_too_large",
+                    f"the body is over {self.max_body_bytes} bytes",
+                    zh="size",
+                    limit=self.max_body_bytes,
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -190,6 +209,7 @@ async def _refuse(
     field: str | None = None,
     *,
     retry_after: bool = False,
+    detail_zh: str | None = None,
 ) -> None:
     accept_language = ""
     for name, value in scope.get("headers", ()):
@@ -199,7 +219,7 @@ async def _refuse(
     body = render(
         status,
         code,
-        detail,
+        localized(detail, detail_zh, accept_language),
         accept_language=accept_language,
         instance=scope.get("path", "")[:200],
         field=field,

@@ -43,24 +43,50 @@ _URL_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json\s*(?:;|$)", re.IGNORECASE)
 
 
+# The Chinese detail of each refusal (`{field}` and `{limit}` filled in); English is the detail.
+_ZH = {
+    "control": "{field}：不能包含控制字符",
+    "utf8": "{field}：不是有效的 UTF-8 编码",
+    "depth": "请求内容嵌套超过 {limit} 层",
+    "json": "请求内容不是有效的 JSON",
+    "url": "请求地址超过 {limit} 字节",
+    "type": "请以 application/json 发送请求内容",
+    "size": "请求内容超过 {limit} 字节",
+}
+
+
 class InputRefused(Exception):
-    def __init__(self, status: int, code: str, detail: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        field: str | None = None,
+        *,
+        zh: str = "",
+        limit: int = 0,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.field = field
+        self.detail_zh = _ZH[zh].format(field=field or "", limit=limit) if zh else None
 
 
 def check_url(raw_path: bytes, query: bytes, max_url_bytes: int) -> None:
     if len(raw_path) + len(query) > max_url_bytes:
-        raise InputRefused(414, "uri_too_long", f"the URL is over {max_url_bytes} bytes")
+        raise InputRefused(
+            414, "uri_too_long", f"the URL is over {max_url_bytes} bytes", zh="url", limit=max_url_bytes
+        )
     try:
         path = unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeDecodeError:
-        raise InputRefused(400, "validation_failed", "path: not UTF-8", "path") from None
+        raise InputRefused(400, "validation_failed", "path: not UTF-8", "path", zh="utf8") from None
     if _URL_BAD.search(path):
-        raise InputRefused(400, "validation_failed", "path: control characters are not allowed", "path")
+        raise InputRefused(
+            400, "validation_failed", "path: control characters are not allowed", "path", zh="control"
+        )
     if not query:
         return
     for pair in query.split(b"&"):
@@ -69,11 +95,11 @@ def check_url(raw_path: bytes, query: bytes, max_url_bytes: int) -> None:
             name = unquote_to_bytes(name_raw.replace(b"+", b" ")).decode("utf-8")
             value = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
-            raise InputRefused(400, "validation_failed", "query: not UTF-8", "query") from None
+            raise InputRefused(400, "validation_failed", "query: not UTF-8", "query", zh="utf8") from None
         field = f"query.{name}" if not _URL_BAD.search(name) else "query"
         if _URL_BAD.search(name) or _URL_BAD.search(value):
             raise InputRefused(
-                400, "validation_failed", f"{field}: control characters are not allowed", field
+                400, "validation_failed", f"{field}: control characters are not allowed", field, zh="control"
             )
 
 
@@ -85,7 +111,7 @@ def check_content_type(content_type: str) -> None:
     if not is_json(content_type):
         shown = content_type.split(";", 1)[0].strip()[:60] or "none"
         raise InputRefused(
-            415, "unsupported_media_type", f"send the body as application/json (it was {shown})"
+            415, "unsupported_media_type", f"send the body as application/json (it was {shown})", zh="type"
         )
 
 
@@ -95,16 +121,21 @@ def check_json(body: bytes) -> None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputRefused(
-            400, "validation_failed", f"the body is not UTF-8 (byte {exc.start})", "$"
+            400, "validation_failed", f"the body is not UTF-8 (byte {exc.start})", "$", zh="utf8"
         ) from None
     try:
         value = msgspec.json.decode(text)
     except RecursionError:
         raise InputRefused(
-            400, "validation_failed", f"the body is nested deeper than {MAX_DEPTH} levels", "$"
+            400,
+            "validation_failed",
+            f"the body is nested deeper than {MAX_DEPTH} levels",
+            "$",
+            zh="depth",
+            limit=MAX_DEPTH,
         ) from None
     except msgspec.DecodeError as exc:
-        raise InputRefused(400, "validation_failed", f"the body is not JSON: {exc}", "$") from None
+        raise InputRefused(400, "validation_failed", f"the body is not JSON: {exc}", "$", zh="json") from None
     _walk(value)
 
 
@@ -116,19 +147,32 @@ def _walk(value: Any) -> None:
         node, path, depth = stack.pop()
         if depth > MAX_DEPTH and isinstance(node, dict | list):
             raise InputRefused(
-                400, "validation_failed", f"the body is nested deeper than {MAX_DEPTH} levels", path
+                400,
+                "validation_failed",
+                f"the body is nested deeper than {MAX_DEPTH} levels",
+                path,
+                zh="depth",
+                limit=MAX_DEPTH,
             )
         if isinstance(node, str):
             if _BODY_BAD.search(node):
                 raise InputRefused(
-                    400, "validation_failed", f"{path}: control characters are not allowed", path
+                    400,
+                    "validation_failed",
+                    f"{path}: control characters are not allowed",
+                    path,
+                    zh="control",
                 )
         elif isinstance(node, dict):
             for key, item in node.items():
                 child = f"{path}.{key}" if not _BODY_BAD.search(key) else path
                 if _BODY_BAD.search(key):
                     raise InputRefused(
-                        400, "validation_failed", f"{path}: control characters in a field name", path
+                        400,
+                        "validation_failed",
+                        f"{path}: control characters in a field name",
+                        path,
+                        zh="control",
                     )
                 stack.append((item, child, depth + 1))
         elif isinstance(node, list):

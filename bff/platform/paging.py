@@ -38,6 +38,15 @@ _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _key = hashlib.sha256(b"sanxiang-dev-only-not-a-secret|cursor").digest()
 
 
+def _invalid() -> ProblemError:
+    return ProblemError(
+        "cursor: not a cursor this API gave out",
+        detail_zh="cursor：不是本接口给出的分页参数，请从第一页重新加载",
+        status=400,
+        code="invalid_cursor",
+    )
+
+
 def use_key(key: bytes) -> None:
     """Set the process's cursor key (the composition root does, from the settings)."""
     global _key  # noqa: PLW0603 - one key per process, set once at start
@@ -71,7 +80,7 @@ def _decode(cursor: str, kind: str) -> list[Any]:
         except (ValueError, binascii.Error, msgspec.DecodeError):
             parts = []
     if not parts or parts[0] != kind:
-        raise ProblemError("cursor: not a cursor this API gave out", status=400, code="invalid_cursor")
+        raise _invalid()
     return parts
 
 
@@ -89,9 +98,7 @@ def keyset_after(cursor: str | None) -> tuple[datetime | None, uuid.UUID | None]
         if moment.tzinfo is None or not _EARLIEST <= moment <= _LATEST:
             raise ValueError(parts[1])
     except (ValueError, TypeError, IndexError):
-        raise ProblemError(
-            "cursor: not a cursor this API gave out", status=400, code="invalid_cursor"
-        ) from None
+        raise _invalid() from None
     return moment, ident
 
 
@@ -110,7 +117,7 @@ def offset_page(items: Sequence[T], limit: int, cursor: str | None) -> tuple[lis
     if cursor:
         parts = _decode(cursor, "o")
         if len(parts) != 2 or not isinstance(parts[1], int) or not 0 <= parts[1] <= MAX_OFFSET:
-            raise ProblemError("cursor: not a cursor this API gave out", status=400, code="invalid_cursor")
+            raise _invalid()
         start = parts[1]
     end = start + limit
     following = _encode(["o", end]) if end < len(items) else None

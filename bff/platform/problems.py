@@ -219,10 +219,17 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
     return found
 
 
+def localized(detail: str | None, detail_zh: str | None, accept_language: str) -> str | None:
+    """`detail` in the request's language: the Chinese text when there is one and the request is
+    not `en`; otherwise the English one."""
+    return detail_zh if detail_zh and not english(accept_language) else detail
+
+
 def handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     if exc.status >= 500:
         log.warning("problem", code=exc.code, status=exc.status, detail=exc.detail)
-    return problem_response(request, exc.status, exc.code, exc.detail, headers=exc.headers, extra=exc.extra)
+    detail = localized(exc.detail, exc.detail_zh, request.headers.get("accept-language", ""))
+    return problem_response(request, exc.status, exc.code, detail, headers=exc.headers, extra=exc.extra)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -80,18 +80,24 @@ def clean_name(file_name: str) -> str:
     """The name as stored, or a 400 when it could be misread; gets the content's suffix if it has none."""
     name = " ".join(unicodedata.normalize("NFC", file_name).split())
 
-    def refuse(why: str) -> ProblemError:
-        return ProblemError(f"name: {why}", status=400, code="upload_name_not_allowed")
+    def refuse(why: str, zh: str) -> ProblemError:
+        return ProblemError(
+            f"name: {why}", detail_zh=f"文件名：{zh}", status=400, code="upload_name_not_allowed"
+        )
 
     if not _NAME.match(name):
-        raise refuse("a plain file name of at most 120 characters")
+        raise refuse("a plain file name of at most 120 characters", "请使用不超过120个字符的普通文件名")
     if any(unicodedata.category(c) in {"Cf", "Cc", "Co", "Cs", "Zl", "Zp"} for c in name):
-        raise refuse("invisible or direction-changing characters are not allowed")
+        raise refuse(
+            "invisible or direction-changing characters are not allowed", "不能包含不可见或改变文字方向的字符"
+        )
     if name.startswith(".") or name.endswith((".", " ")):
-        raise refuse("it may not start with a dot or end with a dot or space")
+        raise refuse(
+            "it may not start with a dot or end with a dot or space", "不能以点开头，也不能以点或空格结尾"
+        )
     stem = name.split(".", 1)[0].strip().upper()
     if stem in _DEVICE_NAMES:
-        raise refuse(f"{stem} is a reserved device name")
+        raise refuse(f"{stem} is a reserved device name", f"{stem} 是系统保留的设备名")
     return name
 
 
@@ -170,6 +176,7 @@ def check(content: bytes, declared_type: str, file_name: str) -> tuple[str, str]
     if not only_itself(content, detected):
         raise ProblemError(
             f"the file is not only a {detected}: it carries another format or active content",
+            detail_zh="文件中夹带了其他格式或可执行的内容，请上传原始的 PDF、JPG 或 PNG 文件",
             status=422,
             code="upload_polyglot",
         )
