@@ -22,6 +22,7 @@ class ProblemError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        detail_zh: str | None = None,
     ) -> None:
         super().__init__(detail or code or self.code)
         if status is not None:
@@ -29,6 +30,9 @@ class ProblemError(Exception):
         if code is not None:
             self.code = code
         self.detail = detail
+        # The detail in Chinese, shown to zh-CN requests (the default language); `detail` (English)
+        # is shown to `en` requests and wherever no Chinese text was given.
+        self.detail_zh = detail_zh
         self.headers = headers or {}
         self.extra = extra or {}
 

@@ -25,7 +25,7 @@ from auth.runtime import AuthRuntime
 from auth.tokens import TokenError
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
-_SCOPE_KEY = "sx_principal"
+_SCOPE_KEY = PRINCIPAL_SCOPE_KEY = "sx_principal"  # the edge reads it: personal responses are no-store
 
 STEP_UP: dict[str, dict[str, str]] = {
     "miniprogram": {
@@ -71,6 +71,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(
             "sign in first: send `Authorization: Bearer <access token>`",
+            detail_zh="请先登录（请求需携带 `Authorization: Bearer <访问令牌>`）",
             status=401,
             code="unauthorized",
             headers={"WWW-Authenticate": "Bearer"},
@@ -133,6 +134,7 @@ def min_level(level: int) -> Guard:
             await _audit_refusal(connection, principal.person_id, principal.channel, "step_up_required")
             raise ProblemError(
                 f"this needs real-name level L{level}; the session is at L{principal.level}",
+                detail_zh=f"此操作需要实名等级 L{level}，当前登录为 L{principal.level}，请先完成身份核验",
                 status=403,
                 code="step_up_required",
                 extra={
@@ -142,7 +144,19 @@ def min_level(level: int) -> Guard:
                 },
             )
 
+    guard.required_level = level  # type: ignore[attr-defined]  # read by the level matrix and the README
     return guard
+
+
+# The real-name levels routes demand (README, "Real-name levels"): L1 an account, L2 a verified
+# phone or an identity-provider account at L2, L3 face-verified (or ID card + face at a kiosk).
+BOOKING_LEVEL = min_level(2)
+APPLYING_LEVEL = min_level(3)
+
+
+def required_level(guards: list[Any]) -> int:
+    """The highest level any of `guards` demands (1: signed in is enough)."""
+    return max([getattr(g, "required_level", 1) for g in guards], default=1)
 
 
 def channels(*allowed: Channel) -> Guard:

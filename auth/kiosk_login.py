@@ -71,10 +71,38 @@ def _check_card(card: IdCardRead, today: date) -> None:
         problems.append("idCard: the chip serial and issuer must come from the card")
     if not _DATE.match(card.valid_from) or not (_DATE.match(card.valid_to) or card.valid_to == "长期"):
         problems.append("idCard.validFrom/validTo: YYYYMMDD (validTo may be 长期)")
+    else:
+        problems += _check_validity(card.valid_from, card.valid_to)
     if problems:
         raise ProblemError("; ".join(problems), status=422, code="validation_failed")
     if card.valid_from > f"{today:%Y%m%d}" or (card.valid_to != "长期" and card.valid_to < f"{today:%Y%m%d}"):
         raise ProblemError("the ID card is not valid today", status=422, code="id_card_expired")
+
+
+def _calendar_date(value: str) -> date | None:
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+# A resident ID card is valid for 5, 10 or 20 years, or long-term (居民身份证法 art. 5): an end date
+# that is not a calendar day, not after the start, or more than 20 years after it is no card's.
+_MAX_VALIDITY_DAYS = 20 * 366 + 31
+
+
+def _check_validity(valid_from: str, valid_to: str) -> list[str]:
+    start = _calendar_date(valid_from)
+    if start is None:
+        return ["idCard.validFrom: not a calendar date"]
+    if valid_to == "长期":
+        return []
+    end = _calendar_date(valid_to)
+    if end is None:
+        return ["idCard.validTo: not a calendar date"]
+    if not 0 < (end - start).days <= _MAX_VALIDITY_DAYS:
+        return ["idCard.validTo: an ID card is valid for 5, 10 or 20 years, or long-term (长期)"]
+    return []
 
 
 async def login(rt: AuthRuntime, kiosk_id: str, payload: KioskLogin, *, ip: str, now: datetime) -> Tokens:

@@ -155,6 +155,11 @@ class TokenService:
         except jwt.PyJWTError:
             raise TokenError("the access token is not valid") from None
         try:
-            return msgspec.convert(payload, Claims)
+            claims = msgspec.convert(payload, Claims)
         except msgspec.ValidationError:
             raise TokenError("the access token's claims are not valid") from None
+        # A token lives at most as long as we issue them for, whoever signed it (a leaked or misused
+        # signing key must not yield month-long tokens), and was not issued in the future.
+        if claims.exp - claims.iat > self.ttl_s or claims.iat > time.time() + self.leeway_s:
+            raise TokenError("the access token's lifetime is not accepted")
+        return claims

@@ -22,7 +22,7 @@ from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
 from bff.platform.edge import Edge
 from bff.platform.logs import configure_logging, get_logger
-from bff.platform.openapi import COMPONENTS, declare_contract
+from bff.platform.openapi import COMPONENTS, RawBodyOperation, declare_contract
 from bff.platform.problems import EXCEPTION_HANDLERS
 from bff.platform.settings import Settings
 from bff.ratings.controllers import RatingController
@@ -93,10 +93,21 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         debug=False,
     )
     declare_contract(app)
+    # Routes that take raw bytes (uploads) are not JSON-inspected by the edge; they bound their own.
+    raw_body_paths = frozenset(
+        route.path
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if getattr(handler, "operation_class", None) is RawBodyOperation
+    )
     edge = Edge(
         app.asgi_handler,
         max_in_flight=settings.max_in_flight,
         budget_seconds=settings.request_budget_ms / 1000,
+        max_body_bytes=settings.max_body_bytes,
+        max_url_bytes=settings.max_url_bytes,
+        raw_body_paths=raw_body_paths,
+        hsts_max_age_s=settings.hsts_max_age_s,
     )
     app.asgi_handler = edge
     return app

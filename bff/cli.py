@@ -40,6 +40,8 @@ def cmd_serve(settings: Settings) -> None:
     _require_urls(settings)
     import uvicorn
 
+    from bff.platform.server import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "bff.asgi:app_factory",
         factory=True,
@@ -50,12 +52,12 @@ def cmd_serve(settings: Settings) -> None:
         proxy_headers=settings.trusted_proxies.strip().lower() != "none",
         forwarded_allow_ips=settings.trusted_proxies,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,  # httptools; its own refusals are problem documents
         log_config=None,
         access_log=False,
+        server_header=False,  # no `server: uvicorn` banner: nothing tells a scanner what runs here
         lifespan="on",
         timeout_graceful_shutdown=10,
-        server_header=False,
     )
 
 
@@ -104,6 +106,12 @@ def _child_env(settings: Settings, database_url: str, redis_url: str) -> dict[st
         if overridable and value.startswith(_SANDBOX_DEFAULT):
             env[name.upper()] = sandbox_url + value[len(_SANDBOX_DEFAULT) :]
     return env
+
+
+def dev_notify_url(settings: Settings) -> str:
+    """Where `sanxiang dev` tells the case system to deliver webhooks: the API it starts."""
+    host = "127.0.0.1" if settings.api_host in {"0.0.0.0", "::", ""} else settings.api_host  # noqa: S104
+    return f"http://{host}:{settings.api_port}/api/v1/case-events"
 
 
 def _sandbox_cmd(settings: Settings, *extra: str) -> list[str]:
@@ -169,6 +177,10 @@ def cmd_dev(settings: Settings) -> None:
         env = _child_env(settings, database_url, redis_url)
         # The demo shows the whole province (100,000+ catalogue entries; seeding takes ~30 s once).
         env.setdefault("SANDBOX_CATALOGUE_SCALE", "full")
+        # The case system delivers its webhooks to this API, so case changes arrive in about a
+        # second instead of at the reconciler's next poll.
+        if not env.get("CASE_NOTIFY_URL"):
+            env["CASE_NOTIFY_URL"] = dev_notify_url(settings)
         sandbox = subprocess.Popen(_sandbox_cmd(settings), env=env)  # noqa: S603
         children.append(sandbox)
         sandbox_url = f"http://{settings.sandbox_host}:{settings.sandbox_port}"

@@ -50,6 +50,7 @@ from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
+from bff.platform import paging
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.lifecycle import Drain
@@ -281,6 +282,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         hold_ttl_s=settings.hold_ttl_s,
         hold_quota=settings.hold_quota,
         hold_day_quota=settings.hold_day_quota,
+        places=catalogue.place,  # read port: hall and item names from the mirror
     )
     cases = CaseService(
         pool,
@@ -383,6 +385,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
 @contextlib.asynccontextmanager
 async def open_root(settings: Settings) -> AsyncIterator[Root]:
     """The process's root, open for the duration of the block; everything is closed after it."""
+    paging.use_key(paging.derive_key(settings.cursor_key, settings.auth_dev_seed))
     pool = await create_pool(settings)
     redis = create_redis(settings)
     ups = upstreams(settings)

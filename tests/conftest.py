@@ -35,6 +35,9 @@ from bff.platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SEEN_RESPONSES: list[tuple[str, int, str, bytes]] = []
+# For the header and echo scans: what was asked (method, URL, request body, credentials sent?) and
+# what came back (status, headers, body).
+SEEN_EXCHANGES: list[tuple[str, str, bytes, bool, int, dict[str, str], bytes]] = []
 SEEN_LOG_LINES: list[str] = []
 SERVICE_LOGS: list[Path] = []
 
@@ -252,6 +255,28 @@ def _record_response(response: httpx.Response) -> None:
             response.content,
         )
     )
+    request = response.request
+    try:
+        sent = request.content
+    except httpx.RequestNotRead:
+        sent = b""
+    record_exchange(
+        request.method,
+        str(request.url),
+        sent,
+        "authorization" in request.headers,
+        response.status_code,
+        dict(response.headers),
+        response.content,
+    )
+
+
+def record_exchange(
+    method: str, url: str, sent: bytes, credentials: bool, status: int, headers: dict[str, str], body: bytes
+) -> None:
+    SEEN_EXCHANGES.append(
+        (method, url, sent[:65536], credentials, status, {k.lower(): v for k, v in headers.items()}, body)
+    )
 
 
 @contextlib.asynccontextmanager
@@ -360,6 +385,48 @@ def suite_wide_checks() -> Iterator[None]:
             lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
     leaked = [line for line in lines if _TRACE.search(line)]
     assert not leaked, f"log lines carrying a stack trace: {leaked[:3]}"
+
+
+_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "frame-ancestors 'none'",
+    "referrer-policy": "no-referrer",
+}
+# An unmasked resident ID or mainland mobile number as a client might send it.
+_ID_OR_PHONE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|1[3-9][0-9]{9})(?![0-9])")
+
+
+def header_and_echo_findings(
+    exchanges: list[tuple[str, str, bytes, bool, int, dict[str, str], bytes]],
+) -> tuple[list[str], list[str], list[str]]:
+    """(responses without the security headers, personal responses without no-store, responses that
+    echo an unmasked ID number or phone the request carried)."""
+    from urllib.parse import unquote
+
+    unsafe, stored, echoed = [], [], []
+    for method, url, sent, credentials, status, headers, body in exchanges:
+        where = f"{method} {url.split('?')[0][:80]} -> {status}"
+        if any(headers.get(name) != value for name, value in _SECURITY_HEADERS.items()):
+            unsafe.append(where)
+        if (credentials or status == 401) and headers.get("cache-control") != "no-store":
+            stored.append(f"{where} cache-control={headers.get('cache-control')}")
+        asked = unquote(url) + sent.decode("utf-8", "replace")
+        text = body.decode("utf-8", "replace")
+        for value in set(_ID_OR_PHONE.findall(asked)):
+            if value in text:
+                echoed.append(f"{where} echoes {value[:3]}…")
+    return unsafe, stored, echoed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def header_and_echo_scan() -> Iterator[None]:
+    """At the end of the session (issue 9 §4), over every response the suite saw: the security
+    headers on all of them, `no-store` on every personal one, no unmasked input echoed."""
+    yield
+    unsafe, stored, echoed = header_and_echo_findings(SEEN_EXCHANGES)
+    assert not unsafe, f"responses without the security headers: {unsafe[:5]}"
+    assert not stored, f"personal responses without Cache-Control: no-store: {stored[:5]}"
+    assert not echoed, f"responses echoing unmasked input: {echoed[:5]}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -98,7 +98,7 @@ async def test_per_person_cap_is_explained(client, sandbox, db) -> None:
     assert second.status_code == 409
     problem = second.json()
     assert problem["code"] == "booking_cap_reached"
-    assert problem["extensions"]["period"] == "day"
+    assert problem["period"] == "day"
     assert "a day" in problem["detail"]
     assert await count(db, "appointments") == before
 
@@ -122,7 +122,7 @@ async def test_two_no_shows_block_online_booking(client, sandbox, db) -> None:
     )
     assert blocked.status_code == 403, blocked.text
     assert blocked.json()["code"] == "booking_blocked"
-    assert blocked.json()["extensions"]["blockedUntil"]
+    assert blocked.json()["blockedUntil"]
 
 
 async def test_cancel_and_reschedule(client, sandbox, db) -> None:

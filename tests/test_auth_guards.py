@@ -65,8 +65,8 @@ async def test_min_level_refuses_with_step_up_instructions(
         assert refused.status_code == 403
         body = refused.json()
         assert body["code"] == "step_up_required"
-        assert body["extensions"]["requiredLevel"] == 3 and body["extensions"]["currentLevel"] == 2
-        assert body["extensions"]["stepUp"]["start"] == "/api/v1/auth/wechat/face/start"
+        assert body["requiredLevel"] == 3 and body["currentLevel"] == 2
+        assert body["stepUp"]["start"] == "/api/v1/auth/wechat/face/start"
         row = await db.fetchrow(
             "SELECT * FROM bff.audit_log WHERE subject = $1 AND action = 'access_refused' ORDER BY seq DESC LIMIT 1",
             who["person_id"],

@@ -131,6 +131,7 @@ def test_prod_requires_real_keys() -> None:
         pii_active_key="p1",
         pii_index_key=key,
         audit_anchor_key=key,
+        cursor_key=key,
         wechat_secret="real-wechat-secret",
         idp_client_secret="real-idp-secret",
         case_webhook_secret="real-webhook-secret",

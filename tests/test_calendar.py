@@ -97,9 +97,13 @@ def test_open_suspension_pauses_the_countdown(calendar: Calendar) -> None:
     special = Suspension(kind="special_procedure", start=date(2026, 11, 24), end=None)
     paused = countdown(calendar, date(2026, 11, 23), 5, [special], today=date(2026, 12, 4))
     assert paused.paused
-    assert paused.promise_date is None
+    # Issue 9 §5: the promised date stays visible while paused — the date if the clock resumed
+    # today (Fri 4 Dec): the 4 days left are Mon 7 … Thu 10 — and the days left are frozen.
+    assert paused.promise_date == date(2026, 12, 10)
     assert paused.used_working_days == 1  # only Tue 24 counted
     assert paused.remaining_working_days == 4
+    later = countdown(calendar, date(2026, 11, 23), 5, [special], today=date(2026, 12, 9))
+    assert later.remaining_working_days == 4 and later.promise_date == date(2026, 12, 15)
 
 
 def test_overdue_and_zero_day_items(calendar: Calendar) -> None:

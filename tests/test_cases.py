@@ -45,7 +45,7 @@ async def snapshot(db) -> tuple[int, ...]:
 
 
 async def test_timeline_from_webhooks_in_any_order_applied_once(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await apply(client, who, await bookable_item(db))
     case_id, project_no = case["case"]["id"], case["case"]["projectNo"]
     assert [e["kind"] for e in case["timeline"]] == ["submitted"]
@@ -86,7 +86,7 @@ async def test_timeline_from_webhooks_in_any_order_applied_once(client, sandbox,
 
 
 async def test_webhook_rejects_bad_signature_and_stale_timestamp(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await apply(client, who, await bookable_item(db))
     event = await advance(sandbox, case["case"]["projectNo"], "accept", deliver=False)
     body, headers = signed(event, secret="wrong-secret")
@@ -106,7 +106,7 @@ async def test_webhook_rejects_bad_signature_and_stale_timestamp(client, sandbox
 
 
 async def test_reconciler_catches_a_dropped_webhook(client, sandbox, sandbox_url, db, services) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await apply(client, who, await bookable_item(db))
     dropped = await advance(sandbox, case["case"]["projectNo"], "accept", deliver=False)
     detail = (await client.get(f"/api/v1/cases/{case['case']['id']}", headers=auth(who))).json()
@@ -156,7 +156,7 @@ async def test_reconciler_catches_a_dropped_webhook(client, sandbox, sandbox_url
     ],
 )
 async def test_bad_applications_change_nothing(client, sandbox, db, mutate, status, code) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     body = await application(client, who, await bookable_item(db))
     mutate(body)
     before = await snapshot(db)
@@ -171,7 +171,7 @@ async def test_bad_applications_change_nothing(client, sandbox, db, mutate, stat
 
 
 async def test_item_not_online_is_refused(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db, online=False)
     body = await application(client, who, item)
     response = await client.post("/api/v1/cases", json=body, headers=auth(who, key()))
@@ -192,7 +192,7 @@ async def test_item_not_online_is_refused(client, sandbox, db) -> None:
 async def test_bad_uploads_change_nothing(
     client, sandbox, db, content, media, name, status, code, tmp_path
 ) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     before = await snapshot(db)
     response = await client.post(
         "/api/v1/uploads",
@@ -206,7 +206,7 @@ async def test_bad_uploads_change_nothing(
 
 
 async def test_uploads_are_stored_outside_the_web_root_and_not_served(client, sandbox, db, services) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     response = await client.post(
         "/api/v1/uploads",
         params={"name": "照片.png"},
@@ -228,7 +228,7 @@ async def test_the_worker_job_reconciles(client, sandbox, sandbox_url, db, servi
     from bff.wiring import open_root
     from tests.conftest import make_settings
 
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await apply(client, who, await bookable_item(db))
     dropped = await advance(sandbox, case["case"]["projectNo"], "pre_accept", deliver=False)
     settings = make_settings(services, sandbox_url, **upstream_urls(sandbox_url))

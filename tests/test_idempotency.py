@@ -53,7 +53,7 @@ def assert_one_answer(late: httpx.Response, responses: list[httpx.Response], sta
 
 
 async def test_book_storm(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     slot = (await open_days(client, who, item))[0]["slots"][0]["slotId"]
     idem = key()
@@ -70,7 +70,7 @@ async def test_book_storm(client, sandbox, db) -> None:
 
 
 async def test_hold_storm(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     slot = (await open_days(client, who, item))[0]["slots"][1]["slotId"]
     idem = key()
@@ -85,7 +85,7 @@ async def test_hold_storm(client, sandbox, db) -> None:
 
 
 async def test_cancel_and_reschedule_storms(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     days = await open_days(client, who, item, 2)
     first = await book(client, who, days[0]["slots"][2]["slotId"])
@@ -112,7 +112,7 @@ async def test_cancel_and_reschedule_storms(client, sandbox, db) -> None:
 
 
 async def test_check_in_storm(client, sandbox, db) -> None:
-    phone = await login_resident(client, sandbox)
+    phone = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     day = (await open_days(client, phone, item))[0]
     appointment = await book(client, phone, day["slots"][3]["slotId"])
@@ -137,7 +137,7 @@ async def test_check_in_storm(client, sandbox, db) -> None:
 
 
 async def test_upload_apply_supplement_and_rating_storms(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     # Upload.
     idem = key()
@@ -211,7 +211,7 @@ async def test_upload_apply_supplement_and_rating_storms(client, sandbox, db) ->
 
 
 async def test_same_key_other_body_is_422_and_changes_nothing(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     slots = (await open_days(client, who, item))[0]["slots"]
     idem = key()
@@ -238,8 +238,8 @@ async def test_same_key_other_body_is_422_and_changes_nothing(client, sandbox, d
 
 
 async def test_keys_are_scoped_per_user(client, sandbox, db) -> None:
-    alice = await login_resident(client, sandbox)
-    bob = await login_resident(client, sandbox)
+    alice = await login_resident(client, sandbox, level=3)
+    bob = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     slot = (await open_days(client, alice, item))[0]["slots"][6]["slotId"]
     idem = key()
@@ -250,7 +250,7 @@ async def test_keys_are_scoped_per_user(client, sandbox, db) -> None:
 
 
 async def test_refusals_are_replayed_and_upstream_failures_are_not(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     slot = (await open_days(client, who, item))[0]["slots"][7]["slotId"]
     # A 5xx answer is not kept: a retry with the same key runs again and succeeds.
@@ -272,7 +272,7 @@ async def test_refusals_are_replayed_and_upstream_failures_are_not(client, sandb
 
 
 async def test_records_are_kept_at_least_a_day(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     await apply(client, who, await bookable_item(db))
     shortest = await db.fetchval(
         "SELECT min(expires_at - created_at) FROM bff.idempotency_keys WHERE subject = $1", who["person_id"]

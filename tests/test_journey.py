@@ -83,7 +83,7 @@ async def test_resident_journey(bff, sandbox, db) -> None:
         item["code"],
         item["region"],
     )
-    who = await login_resident(bff, sandbox, channel="miniprogram")
+    who = await login_resident(bff, sandbox, channel="miniprogram", level=3)
     assert who["channel"] == "miniprogram"
 
     # Search, then the guide.
@@ -154,9 +154,12 @@ async def test_resident_journey(bff, sandbox, db) -> None:
     )
     detail = await wait_for(bff, who, case_id, "awaiting_supplement")
     assert detail["case"]["openSupplementId"] == request["data"]["supplement_id"]
-    assert detail["countdown"]["paused"] is True and detail["countdown"]["promiseDate"] is None
+    # Paused: the promised date stays visible (as if the clock resumed today), the days left frozen.
+    assert detail["countdown"]["paused"] is True
+    assert detail["countdown"]["promiseDate"] >= today.isoformat()
     frozen = days.between(accepted_on, requested_on)
     assert detail["countdown"]["usedWorkingDays"] == frozen
+    assert detail["countdown"]["remainingWorkingDays"] == detail["countdown"]["promisedWorkingDays"] - frozen
 
     # Answer the 补正 today: suspended from the day after the request through today.
     answered = await bff.post(

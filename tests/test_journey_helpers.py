@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 import time
 import uuid
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -22,7 +24,31 @@ from tests.auth_helpers import bearer
 
 WEBHOOK_SECRET = "sandbox-case-webhook-secret"
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+# A real 1x1 PNG: signature, IHDR, IDAT, IEND (uploads read the structure, see bff/uploads/service.py).
+PNG = (
+    b"\x89PNG\r\n\x1a\n"
+    + _chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    + _chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+    + _chunk(b"IEND", b"")
+)
+# A JPEG's structure: SOI, an APP0 (JFIF) segment, start of scan, a few coded bytes, EOI.
+JPEG = (
+    b"\xff\xd8"
+    + b"\xff\xe0"
+    + struct.pack(">H", 16)
+    + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    + b"\xff\xda"
+    + struct.pack(">H", 8)
+    + b"\x01\x01\x00\x00\x3f\x00"
+    + b"\x12\x34\x56"
+    + b"\xff\xd9"
+)
 
 
 def key() -> str:

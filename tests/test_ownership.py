@@ -27,8 +27,8 @@ async def client(make_client, sandbox_url) -> httpx.AsyncClient:
 
 
 async def test_matrix_of_object_routes(client, sandbox, db) -> None:
-    alice = await login_resident(client, sandbox)
-    mallory = await login_resident(client, sandbox)
+    alice = await login_resident(client, sandbox, level=3)
+    mallory = await login_resident(client, sandbox, level=3)
     mallory_kiosk = await login_resident(client, sandbox, channel="kiosk", resident=mallory["resident"])
     item = await bookable_item(db)
     days = await open_days(client, alice, item, 2)

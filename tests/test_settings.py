@@ -66,6 +66,7 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
         "PII_ACTIVE_KEY": "p1",
         "PII_INDEX_KEY": "secret-index-key",
         "AUDIT_ANCHOR_KEY": "c2VjcmV0LWFuY2hvci1rZXk=",
+        "CURSOR_KEY": "secret-cursor-key",
     }
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)
@@ -81,3 +82,21 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
         load_settings(real, None)
     real["COURIER_WEBHOOK_SECRET"] = "k"
     assert load_settings(real, None).env == "prod"
+
+
+def test_prod_requires_a_cursor_key() -> None:
+    """Cursors signed with the dev seed's key could be forged by anyone who reads this repository."""
+    keys = {
+        "ENV": "prod",
+        "AUTH_SIGNING_KEYS": "k1:AAAA",
+        "AUTH_ACTIVE_KID": "k1",
+        "PII_KEYS": "p1:AAAA",
+        "PII_ACTIVE_KEY": "p1",
+        "PII_INDEX_KEY": "secret-index-key",
+        "WECHAT_SECRET": "w",
+        "IDP_CLIENT_SECRET": "i",
+        "CASE_WEBHOOK_SECRET": "c",
+    }
+    with pytest.raises(SettingsError, match="CURSOR_KEY"):
+        load_settings(keys, None)
+    assert load_settings({**keys, "CURSOR_KEY": "k"}, None).cursor_key == "k"

@@ -11,12 +11,14 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
 from adapters.errors import ProblemError
-from auth.guards import channels, residents_only
+from auth.guards import BOOKING_LEVEL, channels, residents_only
 from auth.principal import Principal
 from bff.appointments.schemas import (
     AppointmentOut,
     AppointmentPage,
+    AppointmentStatus,
     BookIn,
+    CalendarOut,
     DaySlotsOut,
     EmptyIn,
     HoldIn,
@@ -52,11 +54,21 @@ class SlotController(Controller):
     ) -> DaySlotsOut:
         return await appointments.slots(_check(_CODE, hall_id, "id"), _check(_CODE, item, "item"), day)
 
+    @get("/{hall_id:str}/calendar", summary="Which days of one item in one hall are bookable, and how full")
+    async def calendar(
+        self,
+        principal: NamedDependency[Principal],
+        appointments: NamedDependency[AppointmentService],
+        hall_id: FromPath[str],
+        item: Annotated[str, QueryParameter(description="item code")],
+    ) -> CalendarOut:
+        return await appointments.calendar(_check(_CODE, hall_id, "id"), _check(_CODE, item, "item"))
+
 
 class AppointmentController(Controller):
     path = "/appointments"
     tags = ["appointments"]
-    guards = [residents_only]
+    guards = [residents_only, BOOKING_LEVEL]
 
     @post("/holds", summary="Hold a seat for a few minutes while the form is filled", status_code=201)
     async def hold(
@@ -118,8 +130,11 @@ class AppointmentController(Controller):
         appointments: NamedDependency[AppointmentService],
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        status: Annotated[
+            AppointmentStatus | None, QueryParameter(description="only appointments in this status")
+        ] = None,
     ) -> AppointmentPage:
-        return await appointments.mine(principal, limit, cursor)
+        return await appointments.mine(principal, limit, cursor, status)
 
     @get("/{appointment_id:str}", summary="One appointment")
     async def get_appointment(

@@ -74,6 +74,24 @@ class DaySlotsOut(Camel):
     slots: list[SlotOut]
 
 
+class CalendarDay(Camel):
+    date: str
+    open: bool  # the hall receives residents for this item that day
+    bookable: bool  # open, inside the booking window, and a seat is free
+    in_window: bool  # the booking system takes bookings for that day
+    capacity: int
+    available: int
+    # How full the day is: booked and held seats over capacity, 0..1 (0 when closed).
+    fullness: float
+
+
+class CalendarOut(Camel):
+    hall_id: str
+    item_code: str
+    first_bookable: str | None
+    days: list[CalendarDay]
+
+
 class HoldOut(Camel):
     hold_id: str
     slot_id: str
@@ -107,6 +125,12 @@ class AppointmentOut(Camel):
     no_show_warning: bool = False
     # On the detail view only: whether the booking system confirmed this copy just now.
     freshness: AppointmentFreshness | None = None
+    # What a phone shows without a second call (from the catalogue mirror; null until it is synced).
+    hall_name: str | None = None
+    hall_address: str | None = None
+    item_name: str | None = None
+    # A rescheduled appointment links forward to the one that replaced it.
+    rescheduled_to: str | None = None
 
 
 class AppointmentPage(Camel):

@@ -13,7 +13,9 @@ request id, which the booking system de-duplicates.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -28,6 +30,8 @@ from bff.appointments.schemas import (
     AppointmentFreshness,
     AppointmentOut,
     AppointmentPage,
+    CalendarDay,
+    CalendarOut,
     DaySlotsOut,
     HoldOut,
     SlotOut,
@@ -44,6 +48,10 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 LIVE = ("pending", "booked", "checked_in", "cancelling")
 # Answers that leave an upstream mutation in doubt: it may or may not have happened.
 IN_DOUBT = (UpstreamUnavailable, BadUpstreamAnswer)
+# The booking calendar: how many days ahead it shows (the booking window is 10 working days, about
+# two weeks), and how many day queries it sends the booking system at once.
+CALENDAR_DAYS = 16
+CALENDAR_CONCURRENCY = 4
 # DOMAIN.md, rules seen in real halls: 1 a day, 2 a week, 6 a month.
 CAPS = (("day", 1, "每天最多预约1次"), ("week", 2, "每周最多预约2次"), ("month", 6, "每月最多预约6次"))
 _CAP_EN = {"day": "one booking a day", "week": "two bookings a week", "month": "six bookings a month"}
@@ -53,7 +61,17 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(CHINA).isoformat()
 
 
-def appointment_out(row: asyncpg.Record | None, *, warning: bool = False) -> AppointmentOut:
+Place = tuple[str | None, str | None, str | None]  # hall name, hall address, item name
+PlaceLookup = Callable[[str, str], Awaitable[Place]]
+
+
+def appointment_out(
+    row: asyncpg.Record | None,
+    *,
+    warning: bool = False,
+    place: Place = (None, None, None),
+    rescheduled_to: str | None = None,
+) -> AppointmentOut:
     assert row is not None
     return AppointmentOut(
         id=str(row["id"]),
@@ -67,6 +85,10 @@ def appointment_out(row: asyncpg.Record | None, *, warning: bool = False) -> App
         ticket_no=row["ticket_no"],
         rescheduled_from=str(row["rescheduled_from"]) if row["rescheduled_from"] else None,
         no_show_warning=warning,
+        hall_name=place[0],
+        hall_address=place[1],
+        item_name=place[2],
+        rescheduled_to=rescheduled_to,
     )
 
 
@@ -143,12 +165,24 @@ class AppointmentService:
         hold_ttl_s: int,
         hold_quota: int,
         hold_day_quota: int = 2,
+        places: PlaceLookup | None = None,
     ) -> None:
         self.pool = pool
         self.client = client
         self.hold_ttl_s = hold_ttl_s
         self.hold_quota = hold_quota
         self.hold_day_quota = hold_day_quota
+        self.places = places
+
+    async def out(
+        self, row: asyncpg.Record | None, *, warning: bool = False, rescheduled_to: str | None = None
+    ) -> AppointmentOut:
+        """An appointment as the phone shows it: with its hall and item named."""
+        assert row is not None
+        place: Place = (None, None, None)
+        if self.places is not None:
+            place = await self.places(row["hall_id"], row["item_code"])
+        return appointment_out(row, warning=warning, place=place, rescheduled_to=rescheduled_to)
 
     # --- reading ---
 
@@ -173,22 +207,71 @@ class AppointmentService:
             ],
         )
 
-    async def mine(self, principal: Principal, limit: int, cursor: str | None) -> AppointmentPage:
+    async def calendar(self, hall_id: str, item_code: str) -> CalendarOut:
+        """The next CALENDAR_DAYS days of one item in one hall: which are bookable, how full.
+
+        The booking system answers per day; days outside its window come back as a refusal, which
+        here is `inWindow: false`, not an error. At most CALENDAR_CONCURRENCY calls at a time."""
+        today = datetime.now(CHINA).date()
+        days = [today + timedelta(days=n) for n in range(1, CALENDAR_DAYS + 1)]
+        gate = asyncio.Semaphore(CALENDAR_CONCURRENCY)
+
+        async def one(day: date) -> CalendarDay:
+            async with gate:
+                try:
+                    slots = await self.day_slots(hall_id, item_code, day)
+                except ProblemError as exc:
+                    if exc.code != "date_out_of_window":
+                        raise
+                    return CalendarDay(
+                        date=day.isoformat(),
+                        open=False,
+                        bookable=False,
+                        in_window=False,
+                        capacity=0,
+                        available=0,
+                        fullness=0.0,
+                    )
+            capacity = sum(s.capacity for s in slots)
+            available = sum(s.available for s in slots)
+            return CalendarDay(
+                date=day.isoformat(),
+                open=bool(slots),
+                bookable=available > 0,
+                in_window=True,
+                capacity=capacity,
+                available=available,
+                fullness=round(1 - available / capacity, 3) if capacity else 0.0,
+            )
+
+        found = list(await asyncio.gather(*(one(day) for day in days)))
+        first = next((d.date for d in found if d.bookable), None)
+        return CalendarOut(hall_id=hall_id, item_code=item_code, first_bookable=first, days=found)
+
+    async def mine(
+        self, principal: Principal, limit: int, cursor: str | None, status: str | None = None
+    ) -> AppointmentPage:
         moment, ident = keyset_after(cursor)
         rows = await self.pool.fetch(
             """
-            SELECT * FROM bff.appointments
-            WHERE person_id = $1 AND status <> 'failed'
-              AND ($2::timestamptz IS NULL OR (starts_at, id) > ($2, $3))
-            ORDER BY starts_at, id LIMIT $4
+            SELECT a.*, (SELECT n.id FROM bff.appointments n
+                         WHERE n.rescheduled_from = a.id AND n.status <> 'failed'
+                         ORDER BY n.created_at DESC LIMIT 1) AS rescheduled_to
+            FROM bff.appointments a
+            WHERE a.person_id = $1 AND a.status <> 'failed'
+              AND ($5::text IS NULL OR a.status = $5)
+              AND ($2::timestamptz IS NULL OR (a.starts_at, a.id) > ($2, $3))
+            ORDER BY a.starts_at, a.id LIMIT $4
             """,
             principal.person_id,
             moment,
             ident,
             limit + 1,
+            status,
         )
         page, following = keyset_page(rows, limit, "starts_at")
-        return AppointmentPage(items=[appointment_out(r) for r in page], next_cursor=following)
+        items = [await self.out(r, rescheduled_to=_str_or_none(r["rescheduled_to"])) for r in page]
+        return AppointmentPage(items=items, next_cursor=following)
 
     async def own(self, principal: Principal, appointment_id: str) -> asyncpg.Record:
         """The caller's appointment, else a 404 (another resident's is audited)."""
@@ -198,7 +281,12 @@ class AppointmentService:
 
     async def view(self, principal: Principal, appointment_id: str) -> AppointmentOut:
         row, confirmed = await self._refreshed(await self.own(principal, appointment_id))
-        out = appointment_out(row)
+        following = await self.pool.fetchval(
+            """SELECT id FROM bff.appointments WHERE rescheduled_from = $1 AND status <> 'failed'
+               ORDER BY created_at DESC LIMIT 1""",
+            row["id"],
+        )
+        out = await self.out(row, rescheduled_to=_str_or_none(following))
         if confirmed:
             out.freshness = AppointmentFreshness(status="ok", as_of=iso(datetime.now(UTC)))
         elif row["status"] in ("pending", "cancelling", "booked", "checked_in"):
@@ -523,7 +611,7 @@ class AppointmentService:
             warning = warning or booking.warning
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
-            return await ctx.finish(conn, appointment_out(row, warning=warning))
+            return await ctx.finish(conn, await self.out(row, warning=warning))
 
     async def _confirm(
         self,
@@ -661,7 +749,7 @@ class AppointmentService:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._cancelled(conn, row["id"])
             updated = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", row["id"])
-            return await ctx.finish(conn, appointment_out(updated))
+            return await ctx.finish(conn, await self.out(updated))
 
     @staticmethod
     async def _cancelled(conn: Conn, appointment_id: uuid.UUID) -> None:
@@ -734,7 +822,7 @@ class AppointmentService:
             await self._move(new_id, row["id"], row["booking_no"], new["slot_id"], fresh=fresh)
         async with self.pool.acquire() as conn, conn.transaction():
             current = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", new_id)
-            return await ctx.finish(conn, appointment_out(current))
+            return await ctx.finish(conn, await self.out(current))
 
     async def _move(
         self,
@@ -803,7 +891,7 @@ class AppointmentService:
                 row["id"],
                 booking.ticket_no,
             )
-            return await ctx.finish(conn, appointment_out(updated))
+            return await ctx.finish(conn, await self.out(updated))
 
     async def _refreshed(self, row: asyncpg.Record) -> tuple[asyncpg.Record, bool]:
         """Pick up what happened at the hall (no-show marks, window check-ins); keep ours if silent.
@@ -945,6 +1033,10 @@ class AppointmentService:
                 await self.client.release_hold(row["upstream_hold_id"])
             except (*IN_DOUBT, BookingRefused):
                 pass  # it lapses at its TTL there; ours counts nothing already
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
-from auth.guards import residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, WebhookOutcome
 from bff.cases.service import CaseService
@@ -20,7 +20,7 @@ from bff.platform.problems import english
 class CaseController(Controller):
     path = "/cases"
     tags = ["cases"]
-    guards = [residents_only]
+    guards = [residents_only, APPLYING_LEVEL]
 
     @post("", summary="Apply for an item (form + materials; e-licences in place of uploads)", status_code=201)
     async def apply(
@@ -36,15 +36,18 @@ class CaseController(Controller):
             request, principal.person_id, lambda ctx: cases.apply(ctx, principal, data)
         )
 
-    @get("", summary="My cases, newest first")
+    @get("", summary="My cases, newest first (status, promised date and working days left)")
     async def list_cases(
         self,
+        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         cases: NamedDependency[CaseService],
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> CasePage:
-        return await cases.mine(principal, limit, cursor)
+        return await cases.mine(
+            principal, limit, cursor, english=english(request.headers.get("accept-language", ""))
+        )
 
     @get("/{case_id:str}", summary="One case: one timeline, the promised date, remaining working days")
     async def get_case(

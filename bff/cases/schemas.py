@@ -106,6 +106,13 @@ class CaseSummary(Camel):
     # A concluded, unrated case: a todo for the resident, never a block.
     rating_due: bool
     open_supplement_id: str | None
+    # Labels of the codes above in the request's language (`issued` -> 出证办结).
+    status_label: str | None = None
+    result_label: str | None = None
+    # The list shows the clock without opening the case (null before acceptance).
+    promise_date: str | None = None
+    remaining_working_days: int | None = None
+    paused: bool = False
 
 
 class CaseFeeLine(Camel):

@@ -39,7 +39,7 @@ from bff.catalogue.schemas import Guide
 from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdemContext, Recorded
 from bff.platform.access import owned, parse_uuid
-from bff.platform.clock import CalendarSource, Suspension, china_date, countdown
+from bff.platform.clock import CHINA, CalendarSource, Suspension, china_date, countdown
 from bff.platform.paging import keyset_after, keyset_page
 from bff.uploads.service import UploadService
 
@@ -64,6 +64,55 @@ TITLES: dict[str, tuple[str, str]] = {
     "rated": ("已评价", "Rated"),
 }
 STEP_TITLES = {"承办": "Handling", "审核": "Review", "批准": "Approval"}
+# Every code a resident sees, labelled in both languages (DOMAIN.md: 办结结果 and the state machine).
+RESULT_LABELS = {
+    "issued": ("出证办结", "Concluded, licence issued"),
+    "returned": ("退回", "Returned"),
+    "voided": ("作废", "Voided"),
+    "deleted": ("删除", "Deleted"),
+    "transferred": ("转报", "Transferred"),
+    "supplement_timeout": ("补正不来", "Supplement not provided"),
+    "done": ("办结", "Concluded"),
+}
+STATUS_LABELS = {
+    "submitting": ("提交中", "Submitting"),
+    "submitted": ("已提交", "Submitted"),
+    "pre_accepted": ("预受理", "Pre-accepted"),
+    "accepted": ("已受理", "Accepted"),
+    "not_accepted": ("不予受理", "Not accepted"),
+    "in_progress": ("办理中", "In progress"),
+    "awaiting_supplement": ("待补正", "Awaiting supplement"),
+    "special_procedure": ("特别程序", "Special procedure"),
+    "concluded": ("已办结", "Concluded"),
+    "rated": ("已评价", "Rated"),
+}
+
+
+def label(labels: dict[str, tuple[str, str]], code: str | None, english: bool) -> str | None:
+    if code is None:
+        return None
+    zh, en = labels.get(code, (code, code))
+    return en if english else zh
+
+
+def display_time(moment: datetime) -> str:
+    """A display field: China time with its offset (`2026-12-01T09:30:00+08:00`)."""
+    return moment.astimezone(CHINA).isoformat()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def timeline_details(data: dict[str, Any], english: bool) -> dict[str, Any] | None:
+    """Event details as the API shows them: camelCase keys, each code with its label beside it."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out[_camel(key)] = value
+        if key == "result" and isinstance(value, str):
+            out["resultLabel"] = label(RESULT_LABELS, value, english)
+    return out or None
 
 
 def _title(kind: str, data: dict[str, Any], english: bool) -> str:
@@ -256,7 +305,9 @@ class CaseService:
             row = None if row["person_id"] == principal.person_id else row  # not submitted: not yet a case
         return await owned(self.pool, principal, "case", case_id, row)
 
-    async def mine(self, principal: Principal, limit: int, cursor: str | None) -> CasePage:
+    async def mine(
+        self, principal: Principal, limit: int, cursor: str | None, *, english: bool = False
+    ) -> CasePage:
         moment, ident = keyset_after(cursor)
         rows = await self.pool.fetch(
             """
@@ -271,7 +322,15 @@ class CaseService:
             limit + 1,
         )
         page, following = keyset_page(rows, limit, "created_at")
-        return CasePage(items=[await self.summary(self.pool, r) for r in page], next_cursor=following)
+        items = []
+        for row in page:
+            events = await self.pool.fetch(
+                "SELECT case_seq, type, occurred_at, data FROM bff.case_events WHERE case_id = $1 ORDER BY case_seq",
+                row["id"],
+            )
+            clock, _ = await self._clock(events, row["promise_days"], None)
+            items.append(await self.summary(self.pool, row, english=english, clock=clock))
+        return CasePage(items=items, next_cursor=following)
 
     async def view(self, principal: Principal, case_id: str, *, english: bool) -> CaseDetail:
         row = await self.own(principal, case_id)
@@ -547,9 +606,17 @@ class CaseService:
     async def _rating(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None:
         return await self.ratings.of_case(conn, case_id) if self.ratings is not None else None
 
-    async def summary(self, conn: Conn | asyncpg.Pool, row: asyncpg.Record) -> CaseSummary:
+    async def summary(
+        self,
+        conn: Conn | asyncpg.Pool,
+        row: asyncpg.Record,
+        *,
+        english: bool = False,
+        clock: CountdownOut | None = None,
+    ) -> CaseSummary:
         rated = row["status"] == "rated" or await self._rating(conn, row["id"]) is not None
         status = "rated" if rated else row["status"]
+        result = RESULTS.get(str(row["result_code"])) if row["result_code"] is not None else None
         return CaseSummary(
             id=str(row["id"]),
             project_no=row["project_no"],
@@ -559,9 +626,14 @@ class CaseService:
             status=status,  # type: ignore[arg-type]  # a CaseStatus by construction (events.py)
             result=row["result_code"],
             upstream_status_code=row["upstream_status_code"],
-            submitted_at=row["created_at"].astimezone(UTC).isoformat(),
+            submitted_at=display_time(row["created_at"]),
             rating_due=row["status"] in ("concluded", "delivering", "delivered") and not rated,
             open_supplement_id=await self.open_supplement(conn, row["id"]),
+            status_label=label(STATUS_LABELS, status, english),
+            result_label=label(RESULT_LABELS, result or row["result_code"], english),
+            promise_date=clock.promise_date if clock else None,
+            remaining_working_days=clock.remaining_working_days if clock else None,
+            paused=clock.paused if clock else False,
         )
 
     async def detail(
@@ -588,12 +660,12 @@ class CaseService:
             timeline.append(
                 TimelineEntry(
                     seq=event["case_seq"],
-                    at=event["occurred_at"].astimezone(UTC).isoformat(),
+                    at=display_time(event["occurred_at"]),
                     kind=event["type"],
                     title=_title(event["type"], data, english),
                     officer=officer,
                     opinion=opinion,
-                    details=data or None,
+                    details=timeline_details(data, english),
                 )
             )
         # After the case system's own events: the mailing and its tracking, and the rating, in time order.
@@ -612,7 +684,7 @@ class CaseService:
         if rating is not None:
             entry = TimelineEntry(
                 seq=0,
-                at=rating.created_at.astimezone(UTC).isoformat(),
+                at=display_time(rating.created_at),
                 kind="rated",
                 title=_title("rated", {}, english),
                 details={"level": rating.level},
@@ -645,7 +717,7 @@ class CaseService:
             )
         clock, deemed = await self._clock(events, row["promise_days"], today)
         return CaseDetail(
-            case=await self.summary(conn, row),
+            case=await self.summary(conn, row, english=english, clock=clock),
             timeline=timeline,
             countdown=clock,
             deemed_accepted_on=deemed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import time
@@ -105,6 +106,25 @@ class Snapshot:
     halls: dict[str, HallRow]
     last_success_at: datetime | None
     item_names: dict[str, str] = field(default_factory=dict)  # name -> code
+    # Each main item's implementations: code -> region -> (online, bookable, department).
+    local: dict[str, dict[str, tuple[bool, bool, str]]] = field(default_factory=dict)
+
+    def implementation(self, code: str, region: str) -> tuple[str, bool, bool, str] | None:
+        """The most local implementation of `code` for a resident of `region` (the region, then the
+        regions above it): (region, online, bookable, department); None when none implements it."""
+        found = self.local.get(code, {})
+        for place in self.chain(region):
+            if place in found:
+                return (place, *found[place])
+        return None
+
+    @functools.cached_property
+    def code_names(self) -> dict[str, str]:
+        """code -> name (the first name listed for a code)."""
+        out: dict[str, str] = {}
+        for name, code in self.item_names.items():
+            out.setdefault(code, name)
+        return out
 
     @property
     def ready(self) -> bool:
@@ -245,6 +265,12 @@ class CatalogueMirror:
                 PROVINCE,
             )
             region_rows = await conn.fetch("SELECT * FROM bff.catalogue_regions ORDER BY code")
+            local_rows = await conn.fetch(
+                """
+                SELECT catalog_code, region_code, online, bookable, department FROM bff.catalogue_entries
+                WHERE status = 'active' AND parent_code IS NULL
+                """
+            )
             hall_rows = await conn.fetch("SELECT * FROM bff.catalogue_halls ORDER BY id")
         docs: dict[str, ItemDoc] = {}
         for row in rows:
@@ -284,8 +310,15 @@ class CatalogueMirror:
             )
             for h in hall_rows
         }
+        local: dict[str, dict[str, tuple[bool, bool, str]]] = {}
+        for r in local_rows:
+            local.setdefault(r["catalog_code"], {})[r["region_code"]] = (
+                r["online"],
+                r["bookable"],
+                r["department"],
+            )
         self.snapshot = Snapshot(
-            version, index, regions, halls, last_success_at, {d.name: d.code for d in docs.values()}
+            version, index, regions, halls, last_success_at, {d.name: d.code for d in docs.values()}, local
         )
         self._guides.clear()
         self.assembled.clear()

@@ -117,6 +117,15 @@ class QueryInfo(Camel):
     notice: str | None = None
 
 
+class RegionTruth(Camel):
+    """What the resident's region really offers for an item (the most local implementation)."""
+
+    region_code: str  # the region that implements it for the resident (theirs, the city or the province)
+    online: bool
+    bookable: bool
+    department: str
+
+
 class SearchItem(Camel):
     code: str
     name: str
@@ -130,6 +139,8 @@ class SearchItem(Camel):
     available_in_region: bool | None
     handling_item_count: int
     matched: str
+    # With `region`: that region's truth; `online` and `department` above then say the same.
+    in_region: RegionTruth | None = None
 
 
 class SearchPage(Camel):

@@ -27,6 +27,7 @@ from bff.catalogue.schemas import (
     QueryInfo,
     RegionOut,
     RegionPage,
+    RegionTruth,
     SearchItem,
     SearchPage,
     Suggestion,
@@ -121,6 +122,22 @@ class CatalogueService:
 
     # --- reading the snapshot ---
 
+    async def place(self, hall_id: str, item_code: str) -> tuple[str | None, str | None, str | None]:
+        """Read port for appointments: (hall name, hall address, item name) from the mirror; None
+        for what it does not hold (yet). Never raises and never calls upstream."""
+        snapshot = self.mirror.snapshot
+        hall = snapshot.halls.get(hall_id)
+        doc = snapshot.index.by_code.get(item_code) if snapshot.ready else None
+        name = doc.name if doc else snapshot.code_names.get(item_code)
+        if name is None and snapshot.ready:
+            # A 子项 is not indexed for search: its mirrored guide has the name.
+            row = await self.mirror.guide(item_code, snapshot.chain(hall.region_code if hall else None))
+            if row is not None and row.body:
+                body = msgspec.json.decode(row.body)
+                found = body.get("name") if isinstance(body, dict) else None
+                name = found if isinstance(found, str) else None
+        return (hall.name if hall else None, hall.address if hall else None, name)
+
     def _ready(self) -> Snapshot:
         snapshot = self.mirror.snapshot
         if not snapshot.ready:
@@ -184,21 +201,26 @@ class CatalogueService:
         chain = (resident,) if resident else ()
         hits = snapshot.index.search(normalized, region_chain=chain, audience=who, theme=topic)
         shown, following = offset_page(hits, limit, cursor)
-        items = [
-            SearchItem(
-                code=h.doc.code,
-                name=h.doc.name,
-                audience=h.doc.audience,
-                topic=h.doc.theme,
-                kind=h.doc.kind,
-                department=h.doc.department,
-                online=h.doc.online,
-                available_in_region=h.local if resident else None,
-                handling_item_count=len(h.doc.scenarios),
-                matched=h.matched,
+        items = []
+        for h in shown:
+            found = snapshot.implementation(h.doc.code, resident) if resident else None
+            truth = RegionTruth(*found) if found else None
+            items.append(
+                SearchItem(
+                    code=h.doc.code,
+                    name=h.doc.name,
+                    audience=h.doc.audience,
+                    topic=h.doc.theme,
+                    kind=h.doc.kind,
+                    department=truth.department if truth else h.doc.department,
+                    # Without a region: online somewhere in Hunan; with one: online for that resident.
+                    online=truth.online if truth else (h.doc.online and not resident),
+                    available_in_region=h.local if resident else None,
+                    handling_item_count=len(h.doc.scenarios),
+                    matched=h.matched,
+                    in_region=truth,
+                )
             )
-            for h in shown
-        ]
         return SearchPage(items=items, next_cursor=following, query=info, freshness=self._freshness())
 
     def suggest(self, q: str | None, limit: int) -> SuggestPage:

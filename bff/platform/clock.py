@@ -68,7 +68,9 @@ class Countdown(msgspec.Struct, frozen=True):
     suspended_working_days: int
     paused: bool
     overdue: bool
-    promise_date: date | None  # None while the clock is paused: it depends on when it resumes
+    # While the clock is paused (补正, special procedures): the date if it resumed today, so the
+    # resident still sees it; the working days left stay frozen and the date moves with the pause.
+    promise_date: date | None
 
 
 def _suspended(day: date, suspensions: list[Suspension]) -> bool:
@@ -93,16 +95,15 @@ def countdown(
         else:
             used += 1
     paused = any(s.end is None and s.start <= today for s in suspensions)
-    promise_date: date | None = None
-    if not paused:
-        promise_date, counted, day = accepted_on, 0, accepted_on
-        for _ in range(_MAX_WALK_DAYS):
-            if counted >= promise_days:
-                break
-            day += timedelta(days=1)
-            if calendar.is_working(day) and not _suspended(day, suspensions):
-                counted += 1
-                promise_date = day
+    walked = [Suspension(s.kind, s.start, s.end if s.end is not None else today) for s in suspensions]
+    promise_date, counted, day = accepted_on, 0, accepted_on
+    for _ in range(_MAX_WALK_DAYS):
+        if counted >= promise_days:
+            break
+        day += timedelta(days=1)
+        if calendar.is_working(day) and not _suspended(day, walked):
+            counted += 1
+            promise_date = day
     return Countdown(
         promised_working_days=promise_days,
         used_working_days=used,

@@ -65,6 +65,8 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     410: "Gone",
     413: "Body too large",
+    414: "URL too long",
+    415: "The body is not application/json",
     422: "Understood but refused by a rule",
     429: "Too many requests (see Retry-After)",
     502: "An upstream system answered nonsense",
@@ -77,6 +79,8 @@ _COMMON = {
     404: ["not_found"],
     409: ["conflict"],
     413: ["payload_too_large"],
+    414: ["uri_too_long"],
+    415: ["unsupported_media_type"],
     429: ["rate_limited"],
     502: ["bad_upstream_answer"],
     503: ["upstream_unavailable", "overloaded"],
@@ -120,7 +124,8 @@ def _device_signed(handler: HTTPRouteHandler) -> bool:
 
 
 def _statuses(handler: HTTPRouteHandler, path: str, login: bool) -> set[int]:
-    statuses = {400, 429, 503}
+    # What the edge refuses for every route (bff/platform/inputs.py).
+    statuses = {400, 414, 429, 503}
     if login or _device_signed(handler):
         statuses |= {401}
     if login and len(_guards(handler)) > 0:
@@ -128,7 +133,7 @@ def _statuses(handler: HTTPRouteHandler, path: str, login: bool) -> set[int]:
     if "{" in path:
         statuses |= {404}
     if handler.http_methods & _MUTATING:
-        statuses |= {409, 422}
+        statuses |= {409, 413, 415, 422}
     domain = domain_of(handler.fn.__module__)
     statuses |= {c.status for c in CODES.values() if domain_of(c.owner) == domain and c.status >= 400}
     if domain == "identity":

@@ -12,6 +12,7 @@ OpenAPI document lists, per operation, the codes of the domain it belongs to.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters import context
 from adapters.errors import ProblemError
+from adapters.pii import mask_text
 from bff.platform.logs import get_logger
 from bff.platform.schema import Camel
 
@@ -97,8 +99,12 @@ class FieldError(Camel):
     message: str
 
 
-class Problem(Camel, omit_defaults=True):
-    """An RFC 9457 problem document (`application/problem+json`)."""
+class Problem(Camel, omit_defaults=True, kw_only=True):
+    """An RFC 9457 problem document (`application/problem+json`).
+
+    Extension members of a code (`requiredLevel`, `blockedUntil`, …) are members at the top level,
+    as RFC 9457 §3.2 has them; `field` is the JSON path of the offending field of a validation error.
+    """
 
     type: str
     title: str
@@ -107,8 +113,11 @@ class Problem(Camel, omit_defaults=True):
     detail: str | None = None
     instance: str | None = None
     trace_id: str | None = None
+    field: str | None = None
     errors: list[FieldError] | None = None
-    extensions: dict[str, Any] | None = None
+
+
+_MEMBERS = frozenset(f.encode_name for f in msgspec.structs.fields(Problem))
 
 
 _encoder = msgspec.json.Encoder()
@@ -127,23 +136,40 @@ def render(
     instance: str | None = None,
     errors: list[FieldError] | None = None,
     extra: dict[str, Any] | None = None,
+    field: str | None = None,
 ) -> bytes:
-    """The body of a problem document in the request's language."""
+    """The body of a problem document in the request's language.
+
+    `detail` and the field messages often quote what the client sent: ID numbers and phones in
+    them are masked here, once for every error the API returns.
+    """
     known = (
         CODES.get(code) or CODES.get(_STATUS_CODES.get(status, "internal_error")) or CODES["internal_error"]
     )
+    if field is None and extra and isinstance(extra.get("field"), str):
+        field = extra["field"]  # a domain naming the offending field: the standard member
+    if field is None and errors:
+        field = errors[0].field
     body = Problem(
         type=f"https://sanxiang.gov.cn/problems/{code.replace('_', '-')}",
         title=known.en if english(accept_language) else known.zh,
         status=status,
         code=code,
-        detail=detail,
-        instance=instance,
+        detail=mask_text(detail) if detail else detail,
+        instance=mask_text(instance) if instance else instance,
         trace_id=context.request_id.get(),
-        errors=errors,
-        extensions=extra or None,
+        field=field,
+        errors=[FieldError(field=e.field, source=e.source, message=mask_text(e.message)) for e in errors]
+        if errors
+        else None,
     )
-    return _encoder.encode(body)
+    if not extra:
+        return _encoder.encode(body)
+    document: dict[str, Any] = msgspec.to_builtins(body)
+    for name, value in extra.items():
+        if name not in _MEMBERS:
+            document[name] = value
+    return _encoder.encode(document)
 
 
 # Seconds a 503 without a better estimate tells the client to wait.
@@ -159,6 +185,7 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    field: str | None = None,
 ) -> Response[bytes]:
     body = render(
         status,
@@ -168,11 +195,14 @@ def problem_response(
         instance=request.url.path,
         errors=errors,
         extra=extra,
+        field=field,
     )
-    if status == 503 and not any(name.lower() == "retry-after" for name in headers or {}):
+    # An error is about this request only: never kept by a cache.
+    merged = {"Cache-Control": "no-store", **(headers or {})}
+    if status == 503 and not any(name.lower() == "retry-after" for name in merged):
         # Every 503 says when to come back (API.md): an open breaker says its own, else a default.
-        headers = {**(headers or {}), "Retry-After": RETRY_AFTER_DEFAULT}
-    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+        merged["Retry-After"] = RETRY_AFTER_DEFAULT
+    return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=merged)
 
 
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
@@ -182,6 +212,11 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
             if isinstance(entry, dict):
                 key = entry.get("key")
                 source = entry.get("source")
+                message = str(entry.get("message", ""))
+                if key is None:
+                    # msgspec names the field inside its message: "... - at `$.form.contactName`"
+                    at = re.search(r"at `(\$[^`]*)`", message)
+                    key = at.group(1) if at else None
                 found.append(
                     FieldError(
                         field=str(key) if key is not None else None,
@@ -192,10 +227,17 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
     return found
 
 
+def localized(detail: str | None, detail_zh: str | None, accept_language: str) -> str | None:
+    """`detail` in the request's language: the Chinese text when there is one and the request is
+    not `en`; otherwise the English one."""
+    return detail_zh if detail_zh and not english(accept_language) else detail
+
+
 def handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     if exc.status >= 500:
         log.warning("problem", code=exc.code, status=exc.status, detail=exc.detail)
-    return problem_response(request, exc.status, exc.code, exc.detail, headers=exc.headers, extra=exc.extra)
+    detail = localized(exc.detail, exc.detail_zh, request.headers.get("accept-language", ""))
+    return problem_response(request, exc.status, exc.code, detail, headers=exc.headers, extra=exc.extra)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -36,6 +36,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: int = 1_048_576
+    # Path + query longer than this is a 414 problem (uvicorn's own refusal starts far above it).
+    max_url_bytes: int = 8192
+    # Behind TLS (the load balancer terminates it): the HSTS max-age to send; 0 sends none.
+    hsts_max_age_s: int = 0
+    # HMAC key of page cursors (any length; 32 random bytes, base64). Empty in dev/test: derived from
+    # `auth_dev_seed`. Required in prod.
+    cursor_key: str = ""
     max_in_flight: int = 512
     # On SIGTERM an API process fails readiness and keeps serving this long (the load balancer's grace
     # period) before it stops taking connections and finishes what is in flight; 0 = stop at once.
@@ -210,6 +217,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "pii_active_key",
                 "pii_index_key",
                 "audit_anchor_key",
+                "cursor_key",
             ):
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath
 
-from auth.guards import residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.ratings.schemas import RatingIn, RatingOut
@@ -17,7 +17,7 @@ from bff.ratings.service import RatingService
 
 class RatingController(Controller):
     tags = ["ratings"]
-    guards = [residents_only]
+    guards = [residents_only, APPLYING_LEVEL]
 
     @post("/cases/{case_id:str}/rating", summary="好差评: rate a concluded case once", status_code=201)
     async def rate(

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from auth.guards import residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.platform.openapi import RawBodyOperation
@@ -19,7 +19,7 @@ from bff.uploads.service import UploadService
 class UploadController(Controller):
     path = "/uploads"
     tags = ["uploads"]
-    guards = [residents_only]
+    guards = [residents_only, APPLYING_LEVEL]
 
     @post(
         "",
@@ -50,11 +50,11 @@ class UploadController(Controller):
         content = b"".join(chunks)
         # The idempotency fingerprint reads the body: hand it the bytes we already consumed.
         request._body = request._connection_state.body = content
-        media_type = uploads.accept(content, request.headers.get("content-type", ""), name)
+        media_type, kept_name = uploads.accept(content, request.headers.get("content-type", ""), name)
         return await idempotency.run(
             request,
             principal.person_id,
-            lambda ctx: uploads.store(ctx, principal.person_id, name, media_type, content),
+            lambda ctx: uploads.store(ctx, principal.person_id, kept_name, media_type, content),
         )
 
     @get("/{upload_id:str}", summary="One of my uploads (metadata; the file is never served back)")

@@ -19,6 +19,12 @@ define(
             "The file's content does not match its declared type",
         ),
         "upload_empty": (422, "文件为空", "The file is empty"),
+        "upload_polyglot": (
+            422,
+            "文件同时含有其他格式的内容，已拒绝",
+            "The file also contains another format or active content",
+        ),
+        "upload_name_not_allowed": (400, "文件名不被接受", "The file name is not accepted"),
         "upload_quota_exceeded": (
             409,
             "未使用的上传文件过多，请先提交申请或稍后再试",

@@ -2,7 +2,13 @@
 served directory under a random name, metadata in PostgreSQL, shown to the owner only.
 
 Only what a government form accepts is allowed: PDF, JPEG and PNG. The declared type must agree
-with the content, so an executable renamed to `.pdf` is refused.
+with the content, so an executable renamed to `.pdf` is refused. A file that is also something
+else (a polyglot: a PDF that is a ZIP, a JPEG carrying PHP, a PNG carrying SVG or script) is
+refused by reading its structure: nothing after a JPEG's end or a PNG's IEND, no markup in their
+metadata, no ZIP directory, script, launch action or embedded file in a PDF. Names are normalised
+(NFC, whitespace) and refused when a viewer or a file system could misread them: a last extension
+that is not the content's (`x.pdf.exe`), bidirectional or other invisible format characters
+(`x\u202egpj.exe`), Windows device names (`CON.pdf`), leading dots, trailing dots or spaces.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import asyncio
 import hashlib
 import os
 import re
+import struct
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,85 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _EXTENSIONS = {".pdf": "application/pdf", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 OCTET_STREAM = "application/octet-stream"
 _NAME = re.compile(r"^[^/\\\x00-\x1f]{1,120}$")
+_DEVICE_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CLOCK$", "CONIN$", "CONOUT$"}
+    | {f"{p}{n}" for p in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
+)
+_SUFFIX = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
+# Markup or code that a browser or interpreter would run, looked for in metadata we can locate.
+_ACTIVE = re.compile(rb"<\?php|<\?=|<script|<svg|<html|<iframe|<%|javascript:", re.IGNORECASE)
+_PDF_ACTIVE = re.compile(
+    rb"/(?:JavaScript|JS|Launch|EmbeddedFile|EmbeddedFiles|XFA|RichMedia)(?![A-Za-z0-9])"
+)
+_ZIP = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x01\x02")
+
+
+def clean_name(file_name: str) -> str:
+    """The name as stored, or a 400 when it could be misread; gets the content's suffix if it has none."""
+    name = " ".join(unicodedata.normalize("NFC", file_name).split())
+
+    def refuse(why: str, zh: str) -> ProblemError:
+        return ProblemError(
+            f"name: {why}", detail_zh=f"文件名：{zh}", status=400, code="upload_name_not_allowed"
+        )
+
+    if not _NAME.match(name):
+        raise refuse("a plain file name of at most 120 characters", "请使用不超过120个字符的普通文件名")
+    if any(unicodedata.category(c) in {"Cf", "Cc", "Co", "Cs", "Zl", "Zp"} for c in name):
+        raise refuse(
+            "invisible or direction-changing characters are not allowed", "不能包含不可见或改变文字方向的字符"
+        )
+    if name.startswith(".") or name.endswith((".", " ")):
+        raise refuse(
+            "it may not start with a dot or end with a dot or space", "不能以点开头，也不能以点或空格结尾"
+        )
+    stem = name.split(".", 1)[0].strip().upper()
+    if stem in _DEVICE_NAMES:
+        raise refuse(f"{stem} is a reserved device name", f"{stem} 是系统保留的设备名")
+    return name
+
+
+def _jpeg_clean(content: bytes) -> bool:
+    body = content.rstrip(b"\x00")
+    if not body.endswith(b"\xff\xd9"):
+        return False  # something follows the image
+    at = 2
+    while at + 4 <= len(content) and content[at] == 0xFF:
+        marker = content[at + 1]
+        if marker == 0xDA:  # start of scan: the entropy-coded image follows
+            return True
+        (length,) = struct.unpack(">H", content[at + 2 : at + 4])
+        segment = content[at + 4 : at + 2 + length]
+        if (0xE0 <= marker <= 0xEF or marker == 0xFE) and _ACTIVE.search(segment):
+            return False
+        at += 2 + length
+    return False
+
+
+def _png_clean(content: bytes) -> bool:
+    at = 8
+    while at + 12 <= len(content):
+        (length,) = struct.unpack(">I", content[at : at + 4])
+        kind = content[at + 4 : at + 8]
+        data = content[at + 8 : at + 8 + length]
+        if kind in (b"tEXt", b"zTXt", b"iTXt") and _ACTIVE.search(data):
+            return False
+        at += 12 + length
+        if kind == b"IEND":
+            return not content[at:].strip(b"\x00")
+    return False
+
+
+def _pdf_clean(content: bytes) -> bool:
+    if b"%%EOF" not in content[-1024:]:
+        return False  # something follows the document
+    return not any(magic in content for magic in _ZIP) and not _PDF_ACTIVE.search(content)
+
+
+def only_itself(content: bytes, media_type: str) -> bool:
+    """The content is one file of `media_type` and nothing else."""
+    clean = {"image/jpeg": _jpeg_clean, "image/png": _png_clean, "application/pdf": _pdf_clean}
+    return clean[media_type](content)
 
 
 def sniff(content: bytes) -> str | None:
@@ -40,29 +127,36 @@ def sniff(content: bytes) -> str | None:
     return None
 
 
-def check(content: bytes, declared_type: str, file_name: str) -> str:
-    """The media type the content really has, when it is allowed and agrees with what was said."""
+def check(content: bytes, declared_type: str, file_name: str) -> tuple[str, str]:
+    """The media type the content really has, when it is allowed and agrees with what was said,
+    and the name to keep."""
     if not content:
         raise ProblemError("the file is empty", status=422, code="upload_empty")
-    if not _NAME.match(file_name):
-        raise ProblemError(
-            "name: a plain file name of at most 120 characters", status=400, code="validation_failed"
-        )
+    file_name = clean_name(file_name)
     detected = sniff(content)
     if detected is None:
         raise ProblemError(
             "only PDF, JPEG and PNG files are accepted", status=422, code="upload_type_not_allowed"
         )
     declared = declared_type.split(";", 1)[0].strip().lower()
-    by_name = _EXTENSIONS.get(os.path.splitext(file_name)[1].lower())
-    # `application/octet-stream` says "look at the bytes"; any other type must be the real one.
-    if declared not in (detected, OCTET_STREAM) or (by_name is not None and by_name != detected):
+    suffix = os.path.splitext(file_name)[1].lower()
+    by_name = _EXTENSIONS.get(suffix)
+    # `application/octet-stream` says "look at the bytes"; any other type must be the real one, and
+    # so must the last extension when there is one (`x.pdf.exe` is an .exe to every file manager).
+    if declared not in (detected, OCTET_STREAM) or (suffix and by_name != detected):
         raise ProblemError(
             f"the content is {detected}, not what the name or Content-Type says",
             status=422,
             code="upload_type_mismatch",
         )
-    return detected
+    if not only_itself(content, detected):
+        raise ProblemError(
+            f"the file is not only a {detected}: it carries another format or active content",
+            detail_zh="文件中夹带了其他格式或可执行的内容，请上传原始的 PDF、JPG 或 PNG 文件",
+            status=422,
+            code="upload_polyglot",
+        )
+    return detected, file_name if suffix else file_name + _SUFFIX[detected]
 
 
 def _write(directory: Path, key: str, content: bytes) -> None:
@@ -175,8 +269,9 @@ class UploadService:
             f"files are limited to {self.max_bytes} bytes", status=413, code="payload_too_large"
         )
 
-    def accept(self, content: bytes, declared_type: str, file_name: str) -> str:
-        """The media type of an acceptable file (checked before the idempotency key is claimed)."""
+    def accept(self, content: bytes, declared_type: str, file_name: str) -> tuple[str, str]:
+        """The media type and kept name of an acceptable file (checked before the idempotency key
+        is claimed)."""
         return check(content, declared_type, file_name)
 
     async def store(

@@ -1,0 +1,153 @@
+"""Issue 9 §1: property-based tests of every operation of the OpenAPI document, over real HTTP.
+
+A real `sanxiang serve` process (uvicorn, httptools) on a free port with the session's sandbox;
+schemathesis loads `/schema/openapi.json` from it and, for every operation, sends examples that
+fit the document and examples that do not (negative mode), authenticated as a level-3 resident.
+Checks: no 5xx, the status code and content type are ones the document declares, the body
+conforms to the declared schema. Examples are bounded (`EXAMPLES` per operation and mode) so the
+module stays within about two minutes on the shared machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from bff.app import create_app
+from bff.platform.settings import Settings
+from tests.auth_helpers import login_resident
+from tests.conftest import (
+    free_port,
+    make_settings,
+    record_exchange,
+    start_process,
+    stop_process,
+    sync_once,
+    wait_http,
+)
+from tests.test_journey_helpers import serve_env
+
+EXAMPLES = 12
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+class Live:
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url
+        self.token = token
+
+
+@pytest.fixture(scope="module")
+def live(services: Any, sandbox_url: str) -> Iterator[Live]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(sync_once(make_settings(services, sandbox_url)))
+    proc = start_process(
+        [sys.executable, "-m", "bff.cli", "serve"], serve_env(services, sandbox_url, port), "bff-schemathesis"
+    )
+    try:
+        wait_http(f"{url}/healthz", proc)
+
+        async def token() -> str:
+            async with (
+                httpx.AsyncClient(base_url=url, timeout=30) as client,
+                httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
+            ):
+                who = await login_resident(client, sandbox, channel="app", level=3)
+                return str(who["access_token"])
+
+        yield Live(url, asyncio.run(token()))
+    finally:
+        stop_process(proc)
+
+
+def _document() -> dict[str, Any]:
+    """The document the app serves, built from the app itself (no server needed to collect)."""
+    app = create_app(
+        Settings(env="test", database_url="postgresql://unused/x", redis_url="redis://unused/0"),
+        configure_logs=False,
+    )
+    document: dict[str, Any] = app.openapi_schema.to_schema()
+    return document
+
+
+SCHEMA = schemathesis.openapi.from_dict(_document())
+OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_every_operation_holds_its_contract(label: str, live: Live) -> None:
+    """Positive and negative examples of one operation; every check on every response."""
+    operation = OPERATIONS[label]
+    headers = {"Authorization": f"Bearer {live.token}"}
+    seen: list[int] = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            response = case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS, timeout=15)
+            seen.append(response.status_code)
+            # Into the suite-wide scans (tests/conftest.py): headers, no-store, nothing echoed.
+            record_exchange(
+                case.method,
+                str(response.request.url),
+                response.request.body if isinstance(response.request.body, bytes) else b"",
+                True,
+                response.status_code,
+                {name: values[-1] for name, values in response.headers.items()},
+                response.content,
+            )
+
+        try:
+            run()
+        except Unsatisfiable:
+            # Nothing to get wrong (no parameters, no body): there is no negative example.
+            assert mode is GenerationMode.NEGATIVE, label
+    assert seen, f"{label}: no request was sent"
+    assert not [s for s in seen if s >= 500 and s != 503], seen
+
+
+def test_an_overlong_url_over_real_http_is_a_problem(live: Live) -> None:
+    """The server itself must not answer first with its own plain-text page."""
+    host, port = live.url.removeprefix("http://").split(":")
+    for size in (9_000, 70_000, 200_000):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("GET", "/api/v1/items?q=" + "a" * size)
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        assert response.status == 414, (size, response.status, body[:200])
+        assert response.getheader("content-type", "").startswith("application/problem+json"), body[:200]
+
+
+def test_no_server_banner_and_security_headers_over_real_http(live: Live) -> None:
+    response = httpx.get(f"{live.url}/healthz", timeout=10)
+    assert "server" not in response.headers, response.headers
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert response.headers["referrer-policy"] == "no-referrer"
