@@ -46,7 +46,7 @@ async def _age(db, person_id: str) -> None:
 async def test_applications_whose_answer_never_came_leave_no_invisible_row(
     client, services, sandbox_url, sandbox, db, hop
 ) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     lost_answer, lost_request = await application(client, who, item), await application(client, who, item)
 
@@ -93,7 +93,7 @@ async def test_applications_whose_answer_never_came_leave_no_invisible_row(
 async def test_applying_works_while_the_item_library_is_down(
     client, services, sandbox_url, sandbox, db
 ) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     body = await application(client, who, item)
     await run_sync(services, sandbox_url, full=False)  # the mirror holds the guide

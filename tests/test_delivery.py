@@ -77,8 +77,8 @@ async def changes(db, case_id: str) -> tuple:
 async def test_mailing_is_refused_where_there_is_nothing_to_mail_and_changes_nothing(
     client, sandbox, db
 ) -> None:
-    who = await login_resident(client, sandbox)
-    other = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
+    other = await login_resident(client, sandbox, level=3)
     address = await add_address(client, who)
     not_mailable = await concluded_case(client, sandbox, db, who, mailable=False)
     in_progress = await apply(client, who, await mailable_item(db))
@@ -119,7 +119,7 @@ async def test_mailing_is_refused_where_there_is_nothing_to_mail_and_changes_not
 
 
 async def test_request_is_replayed_under_its_key_and_one_shipment_per_case(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     address = await add_address(client, who)
     case = await concluded_case(client, sandbox, db, who)
     idem = key()
@@ -159,7 +159,7 @@ async def test_request_is_replayed_under_its_key_and_one_shipment_per_case(clien
     summary = (await client.get("/api/v1/cases", headers=auth(who))).json()["items"]
     assert {c["id"]: c["status"] for c in summary}[case["case"]["id"]] == "delivering"
     # Someone else cannot read it; I can, with no-store.
-    other = await login_resident(client, sandbox)
+    other = await login_resident(client, sandbox, level=3)
     assert (await client.get(f"/api/v1/deliveries/{out['id']}", headers=auth(other))).json()[
         "code"
     ] == "delivery_not_found"
@@ -168,7 +168,7 @@ async def test_request_is_replayed_under_its_key_and_one_shipment_per_case(clien
 
 
 async def test_forged_stale_tampered_and_duplicate_callbacks_change_nothing(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await concluded_case(client, sandbox, db, who)
     out = (await mail(client, who, case, (await add_address(client, who))["id"])).json()
     event = (
@@ -212,7 +212,7 @@ async def test_a_dropped_callback_is_caught_by_the_reconciler_despite_a_cursor_a
 ) -> None:
     from bff.wiring import open_root
 
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await concluded_case(client, sandbox, db, who)
     out = (await mail(client, who, case, (await add_address(client, who))["id"])).json()
     waybill = out["waybillNo"]
@@ -284,7 +284,7 @@ async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caug
         client = await make_client(
             **{**delivery_urls(sandbox_url), "courier_url": f"http://127.0.0.1:{relay.port}/courier"}
         )
-        who = await login_resident(client, sandbox)
+        who = await login_resident(client, sandbox, level=3)
         case = await concluded_case(client, sandbox, db, who)
         address = await add_address(client, who)
         idem = key()
@@ -354,7 +354,7 @@ async def test_a_lost_courier_answer_makes_one_shipment_whichever_way_it_is_caug
 async def test_a_failed_then_returned_parcel_puts_the_case_back_to_concluded_and_it_can_be_mailed_again(
     client, sandbox, db
 ) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await concluded_case(client, sandbox, db, who)
     address = await add_address(client, who)
     first = (await mail(client, who, case, address["id"])).json()
@@ -385,7 +385,7 @@ async def test_a_failed_then_returned_parcel_puts_the_case_back_to_concluded_and
 
 
 async def test_concurrent_requests_with_different_keys_make_one_shipment(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     case = await concluded_case(client, sandbox, db, who)
     address = await add_address(client, who)
     responses = await asyncio.gather(*(mail(client, who, case, address["id"]) for _ in range(8)))

@@ -56,7 +56,7 @@ async def wait_until(probe, expected, seconds: float = 15):  # type: ignore[no-u
 
 
 async def test_concluded_case_is_mailed_tracked_and_delivered(bff, sandbox, db) -> None:
-    who = await login_resident(bff, sandbox, channel="miniprogram")
+    who = await login_resident(bff, sandbox, channel="miniprogram", level=3)
     item = await mailable_item(db)
     applied = await bff.post(
         "/api/v1/cases", json=await application(bff, who, item), headers=auth(who, key())
@@ -168,7 +168,7 @@ async def test_kill_9_while_the_courier_answers_then_the_retry_makes_no_second_s
         try:
             await asyncio.to_thread(wait_http, f"{url}/healthz", proc)
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                who = await login_resident(client, sandbox)
+                who = await login_resident(client, sandbox, level=3)
                 applied = await client.post(
                     "/api/v1/cases",
                     json=await application(client, who, await mailable_item(db)),

@@ -53,7 +53,7 @@ async def _late_commit(
     """Two cases; the first one's acceptance takes its seq first and commits 1.5 s later than the
     second's. Returns the two event ids after one reconcile in between and one after."""
     pool, cases = feed
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     late_case, early_case = await apply(client, who, item), await apply(client, who, item)
     while await reconcile(pool, cases, lookback=lookback):  # caught up with everything before

@@ -67,7 +67,7 @@ async def test_journey_fee_order_paysign_pay_notification_paid_on_the_timeline(
     relay: Relay,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, fee = await case_with_fee(client, sandbox, db, who)
     case_id = case["case"]["id"]
 
@@ -158,7 +158,7 @@ async def test_app_gets_app_params_and_kiosk_gets_a_native_code_url(
     relay: Relay,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="app", level=2)
+    who = await login_resident(client, sandbox, channel="app", level=3)
     case, _ = await case_with_fee(client, sandbox, db, who)
     order = (await create_payment(client, who, case["case"]["id"])).json()
     assert order["tradeType"] == "APP" and order["jsapi"] is None
@@ -167,7 +167,7 @@ async def test_app_gets_app_params_and_kiosk_gets_a_native_code_url(
 
     # The same resident at a hall kiosk: a Native QR for another case's fee; the first case's fee
     # already has an open App order, which the kiosk is told about rather than given a second one.
-    kiosk = await login_resident(client, sandbox, channel="kiosk", resident=who["resident"])
+    kiosk = await login_resident(client, sandbox, channel="kiosk", resident=who["resident"], level=3)
     assert kiosk["person_id"] == who["person_id"]
     case2, _ = await case_with_fee(client, sandbox, db, who)
     for target, status in ((case2["case"]["id"], 201), (case["case"]["id"], 409)):
@@ -203,11 +203,11 @@ async def test_no_fee_means_no_order_and_another_residents_case_is_a_404(
     from tests.test_journey_helpers import apply, bookable_item
 
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case = await apply(client, who, await bookable_item(db))
     none_due = await create_payment(client, who, case["case"]["id"])
     assert none_due.status_code == 409 and none_due.json()["code"] == "no_fee_due"
-    other = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    other = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case2, _ = await case_with_fee(client, sandbox, db, who)
     stolen = await create_payment(client, other, case2["case"]["id"])
     assert stolen.status_code == 404 and stolen.json()["code"] == "case_not_found"
@@ -237,7 +237,7 @@ async def test_forged_tampered_replayed_and_mismatched_notifications_change_noth
     policy_reset: None,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, _ = await case_with_fee(client, sandbox, db, who)
     order = (await create_payment(client, who, case["case"]["id"])).json()
     out_trade_no, pid = order["outTradeNo"], order["id"]
@@ -343,7 +343,7 @@ async def test_50_duplicate_notifications_and_20_concurrent_posts_make_one_order
     policy_reset: None,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay, db_pool_max=20)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, fee = await case_with_fee(client, sandbox, db, who)
     case_id = case["case"]["id"]
 
@@ -390,7 +390,7 @@ async def test_a_dropped_notification_is_caught_by_the_reconciler(
     policy_reset: None,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay, payment_check_after_s=0.0)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, _ = await case_with_fee(client, sandbox, db, who)
     order = (await create_payment(client, who, case["case"]["id"])).json()
     await set_policy(sandbox, drop=True)
@@ -414,7 +414,7 @@ async def test_an_order_that_is_not_paid_is_asked_about_with_backoff_and_closed_
     relay: Relay,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay, payment_check_after_s=20.0)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, fee = await case_with_fee(client, sandbox, db, who)
     order = (await create_payment(client, who, case["case"]["id"])).json()
     waits = []
@@ -473,7 +473,7 @@ async def test_refund_requested_by_the_case_system_retried_refunds_once_and_abov
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay)
     payments = root_of(client).payments
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, _fee, order = await _paid_order(client, sandbox, db, who)
     project_no = case["case"]["projectNo"]
 
@@ -568,7 +568,7 @@ async def test_the_daily_bill_matches_the_ledger_and_a_difference_is_a_metric_an
 
     client = await payment_client(make_client, sandbox_url, relay)
     payments = root_of(client).payments
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     _, _, recorded = await _paid_order(client, sandbox, db, who)
     # A payment the platform has and we never heard of (notification dropped, no reconcile yet).
     case, _ = await case_with_fee(client, sandbox, db, who)
@@ -615,7 +615,7 @@ async def test_coming_back_from_the_payment_sheet_asks_the_platform_before_any_n
     policy_reset: None,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     case, _ = await case_with_fee(client, sandbox, db, who)
     order = (await create_payment(client, who, case["case"]["id"])).json()
     # The client says "success" but nothing was paid: the platform says NOTPAY, and so do we.
@@ -648,7 +648,7 @@ async def test_time_expire_never_passes_the_fees_payable_by_day_and_an_overdue_f
     relay: Relay,
 ) -> None:
     client = await payment_client(make_client, sandbox_url, relay, payment_expire_s=7 * 86400)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     today = (datetime.now(UTC) + timedelta(hours=8)).date()
     case, _ = await case_with_fee(client, sandbox, db, who, payable_by=today + timedelta(days=1))
     order = (await create_payment(client, who, case["case"]["id"])).json()

@@ -108,7 +108,7 @@ async def test_kill_9_of_api_and_worker_during_a_burst_loses_and_doubles_nothing
     notify_url = f"{api_url}/api/v1/payments/wechat/notify"
     relay = Relay(url=notify_url)  # not started: the orders name the real process's URL
     client = await payment_client(make_client, sandbox_url, relay)
-    who = await login_resident(client, sandbox, channel="miniprogram", level=2)
+    who = await login_resident(client, sandbox, channel="miniprogram", level=3)
     code = await db.fetchval(
         "SELECT catalog_code FROM sandbox.catalogue_entries WHERE status = 'active' ORDER BY catalog_code LIMIT 1"
     )

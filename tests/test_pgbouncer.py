@@ -62,7 +62,7 @@ async def test_the_journey_runs_through_pgbouncer(
     database = await db.fetchval("SELECT current_database()")
     before = await transactions_through(bouncer, database)
     client = await make_client(**upstream_urls(sandbox_url), **through(bouncer, services))
-    who = await login_resident(client, sandbox)
+    who = await login_resident(client, sandbox, level=3)
     item = await bookable_item(db)
     booked = await book(client, who, await first_slot(client, who, item))
     assert booked["status"] == "booked"

@@ -75,12 +75,12 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHATPAY_APIV3_KEY"):
         load_settings(real, None)
     real["WECHATPAY_APIV3_KEY"] = "0123456789abcdef0123456789abcdef"
-    with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
-        load_settings(real, None)
-    real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
     with pytest.raises(SettingsError, match="COURIER_WEBHOOK_SECRET"):
         load_settings(real, None)
     real["COURIER_WEBHOOK_SECRET"] = "k"
+    with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
+        load_settings(real, None)
+    real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
     assert load_settings(real, None).env == "prod"
 
 
@@ -93,9 +93,13 @@ def test_prod_requires_a_cursor_key() -> None:
         "PII_KEYS": "p1:AAAA",
         "PII_ACTIVE_KEY": "p1",
         "PII_INDEX_KEY": "secret-index-key",
+        "AUDIT_ANCHOR_KEY": "c2VjcmV0LWFuY2hvci1rZXk=",
         "WECHAT_SECRET": "w",
         "IDP_CLIENT_SECRET": "i",
         "CASE_WEBHOOK_SECRET": "c",
+        "WECHATPAY_APIV3_KEY": "0123456789abcdef0123456789abcdef",
+        "WECHATPAY_MERCHANT_KEY_FILE": "/run/secrets/wechatpay_key.pem",
+        "COURIER_WEBHOOK_SECRET": "k",
     }
     with pytest.raises(SettingsError, match="CURSOR_KEY"):
         load_settings(keys, None)

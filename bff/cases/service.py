@@ -234,7 +234,7 @@ def _merge(timeline: list[TimelineEntry], steps: list[TimelineStep], english: bo
         extra.append(
             TimelineEntry(
                 seq=next_seq,
-                at=step.at.astimezone(UTC).isoformat(),
+                at=display_time(step.at),
                 kind=step.kind,
                 title=step.title_en if english else step.title_zh,
                 details=step.details or None,
@@ -674,7 +674,7 @@ class CaseService:
             for step in await self.deliveries.timeline_of(conn, case_id):
                 entry = TimelineEntry(
                     seq=0,
-                    at=step.at.astimezone(UTC).isoformat(),
+                    at=display_time(step.at),
                     kind=step.kind,
                     title=step.title_en if english else step.title_zh,
                     details=step.details,

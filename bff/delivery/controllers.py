@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath
 
-from auth.guards import residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.delivery.schemas import CourierNotifyOutcome, DeliveryIn, DeliveryOut
 from bff.delivery.service import DeliveryService
@@ -31,7 +31,8 @@ _NOT_FOUND = ResponseSpec(
 
 class DeliveryController(Controller):
     tags = ["delivery"]
-    guards = [residents_only]
+    # A case's mailed result: the level of reading the case.
+    guards = [residents_only, APPLYING_LEVEL]
     cache_control = CacheControlHeader(no_store=True)
 
     @post(

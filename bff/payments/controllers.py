@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath
 
-from auth.guards import min_level, residents_only
+from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.payments.schemas import PaymentOut
@@ -20,7 +20,8 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 class PaymentController(Controller):
     tags = ["payments"]
-    guards = [residents_only, min_level(2)]
+    # Paying a case's fee acts on the case: the applying level (README 'Real-name levels').
+    guards = [residents_only, APPLYING_LEVEL]
 
     @post(
         "/cases/{case_id:str}/payments",

@@ -21,6 +21,7 @@ import asyncpg.pool
 import msgspec
 from litestar import Litestar
 
+from sandbox.wechatpay import keys
 from sandbox.wechatpay.keys import aead_encrypt, china_time, seed_dev_merchant, sign_headers
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -237,6 +238,9 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     """Seed the dev merchant, pick up deliveries a previous process left half way, deliver."""
     pool: asyncpg.Pool = app.state.db
     await seed_dev_merchant(pool)
+    # The platform certificate exists before the first answer: concurrent first answers would each
+    # make one, and sign with certificates the merchant's listing fetched a moment earlier lacks.
+    await keys.current(pool)
     await pool.execute("UPDATE sandbox.wechatpay_notifications SET state = 'pending' WHERE state = 'sending'")
     DISPATCHER.pool = pool
     DISPATCHER.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))

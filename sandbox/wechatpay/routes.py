@@ -250,6 +250,13 @@ async def _prepay(db: asyncpg.Pool, request: Request[Any, Any, Any], trade_type:
         "attach": data.attach,
     }
     async with db.acquire() as conn, conn.transaction():
+        # Concurrent first requests for one out_trade_no: FOR UPDATE locks nothing yet, so take a
+        # lock on the number itself (two inserts would otherwise race into a unique violation).
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('wxpay:order:' || $1 || ':' || $2))",
+            data.mchid,
+            data.out_trade_no,
+        )
         row = await conn.fetchrow(
             "SELECT * FROM sandbox.wechatpay_orders WHERE mchid = $1 AND out_trade_no = $2 FOR UPDATE",
             data.mchid,
