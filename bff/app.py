@@ -14,7 +14,7 @@ from auth.guards import require_principal_if_declared
 from bff import deps
 from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
-from bff.catalogue.controllers import CatalogueController, ItemController
+from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.platform.edge import Edge
@@ -36,6 +36,7 @@ API_ROUTES = [
     StaffKioskController,
     ItemController,
     CatalogueController,
+    StaffSearchController,
     SlotController,
     AppointmentController,
     CaseController,
@@ -56,10 +57,12 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             # auth/ may not import bff: its guards find their runtime under this one name.
             app.state.auth = root.auth
             await root.catalogue_mirror.start()
+            await root.search_misses.start()
             try:
                 log.info("started", env=settings.env)
                 yield
             finally:
+                await root.search_misses.stop()
                 await root.catalogue_mirror.stop()
 
     app = Litestar(

@@ -37,6 +37,8 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import CatalogueMirror
+from bff.catalogue.misses import SearchMisses
+from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
@@ -154,6 +156,7 @@ class Root:
     catalogue_mirror: CatalogueMirror
     catalogue: CatalogueService
     catalogue_sync: CatalogueSync
+    search_misses: SearchMisses
     uploads: UploadService
     appointments: AppointmentService
     cases: CaseService
@@ -194,6 +197,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         redis,
         poll_seconds=settings.catalogue_index_poll_s,
         stale_after_seconds=settings.catalogue_stale_after_s,
+        model=SemanticModel(enabled=settings.search_semantic),
     )
     guides = GuideCache(
         redis,
@@ -202,7 +206,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         stale_seconds=settings.item_stale_ttl_s,
         budget_seconds=settings.item_budget_ms / 1000,
     )
-    catalogue = CatalogueService(mirror, guides)
+    search_misses = SearchMisses(
+        pool, flush_seconds=settings.search_misses_flush_s, keep_days=settings.search_misses_keep_days
+    )
+    catalogue = CatalogueService(mirror, guides, search_misses)
     catalogue_sync = CatalogueSync(
         pool,
         redis,
@@ -240,6 +247,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
+        # Failed-search counts older than `search_misses_keep_days`.
+        Job("search_misses_expire", interval=3600.0, budget=60.0, run=search_misses.expire),
     ]
     return Root(
         settings=settings,
@@ -252,6 +261,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         catalogue_mirror=mirror,
         catalogue=catalogue,
         catalogue_sync=catalogue_sync,
+        search_misses=search_misses,
         uploads=uploads,
         appointments=appointments,
         cases=cases,
