@@ -3,6 +3,10 @@ without the model, the embedding cache, and the anonymised export of failed sear
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import httpx
 import pytest
 
@@ -93,6 +97,36 @@ async def test_search_answers_lexically_when_the_model_cannot_be_loaded(
     assert page["query"]["match"] in ("none", "exact")
     if not page["items"]:
         assert page["query"]["notice"].startswith("没有找到相关事项")
+
+
+async def test_the_model_loads_in_the_background_and_no_query_waits_for_it(
+    services, sandbox_url: str, make_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    def slow() -> semantic.Encoder:
+        release.wait(30)  # a model that takes its time to load
+        return semantic._shared_use()
+
+    monkeypatch.setattr(semantic, "_load_use", slow)
+    await run_sync(services, sandbox_url)
+    client = await make_client()  # the app has started: its lifespan did not wait for the model
+    mirror = client.app.state.root.catalogue_mirror
+    await mirror.refresh(force=True)
+    assert mirror.model.state == "loading" and mirror.snapshot.semantic is None
+    began = time.monotonic()
+    page = await search(client, "生孩子上户口")  # answered lexically meanwhile, at once
+    assert time.monotonic() - began < 5
+    assert page["items"][0]["name"] == "出生登记" and mirror.model.state == "loading"
+    release.set()
+    await mirror.model.start()
+    for _ in range(100):
+        if mirror.snapshot.semantic is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert mirror.snapshot.semantic is not None
+    page = await search(client, "marriage registration")
+    assert page["items"][0]["name"] == "结婚登记" and page["query"]["match"] == "nearest"
 
 
 async def test_item_embeddings_are_reused_when_an_unchanged_catalogue_is_rebuilt(

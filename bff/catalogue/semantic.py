@@ -210,6 +210,8 @@ class SemanticIndex:
         self.owner = np.array([p.doc for p in items], dtype=np.int64)
         self.weight = np.array([p.weight for p in items], dtype=np.float32)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Answers of the initials fallback (fuzzy matching is the costly part): per query.
+        self.initials_cache: OrderedDict[str, list[Hit]] = OrderedDict()
 
     def scores(self, query: str) -> np.ndarray:
         """Per item: the best weighted cosine of its passages to `query` (cached per query)."""
@@ -359,8 +361,13 @@ def blend(
         if top >= STRONG:
             return Blended(lexical, False, True, top, 0.0)
         known = {h.doc.code for h in lexical}
-        # Nothing close: the loosest match is still better than an empty screen.
-        close = _initials_nearest(index, query) or _initials_nearest(index, query, (55, 60))
+        close = semantic.initials_cache.get(query)
+        if close is None:
+            # Nothing close: the loosest match is still better than an empty screen.
+            close = _initials_nearest(index, query) or _initials_nearest(index, query, (55, 60))
+            semantic.initials_cache[query] = close
+            if len(semantic.initials_cache) > 4096:
+                semantic.initials_cache.popitem(last=False)
         extra = [
             h
             for h in close
