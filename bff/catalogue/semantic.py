@@ -60,6 +60,8 @@ BOILERPLATE_ITEMS = 3
 STRONG = 0.80
 # Lexical hits within this of the best one may be re-ordered by the embedding.
 RERANK_BAND = 0.04
+# ... by adding this times their cosine to their lexical score.
+RERANK_WEIGHT = 0.05
 # Cosine -> a score on the lexical scale: sem_score = SEM_SCALE * cosine + SEM_OFFSET, so that a
 # near-paraphrase (cosine ~0.6) ranks with a fair lexical match.
 SEM_SCALE, SEM_OFFSET = 1.0, 0.15
@@ -212,6 +214,10 @@ class SemanticIndex:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # Answers of the initials fallback (fuzzy matching is the costly part): per query.
         self.initials_cache: OrderedDict[str, list[Hit]] = OrderedDict()
+        # Whole blended answers per (query, region chain, audience, topic): repeats cost a lookup.
+        self.answers: OrderedDict[tuple[str, tuple[str, ...], str | None, str | None], Blended] = (
+            OrderedDict()
+        )
 
     def scores(self, query: str) -> np.ndarray:
         """Per item: the best weighted cosine of its passages to `query` (cached per query)."""
@@ -351,11 +357,34 @@ def blend(
     theme: str | None = None,
 ) -> Blended:
     """Lexical first, semantic to fill and re-rank (the module docstring says how)."""
+    if semantic is None:
+        return _blend(index, None, query, region_chain, audience, theme)
+    key = (query, region_chain, audience, theme)
+    found = semantic.answers.get(key)
+    if found is None:
+        found = _blend(index, semantic, query, region_chain, audience, theme)
+        semantic.answers[key] = found
+        if len(semantic.answers) > 16384:
+            semantic.answers.popitem(last=False)
+    else:
+        semantic.answers.move_to_end(key)
+    return found
+
+
+def _blend(
+    index: SearchIndex,
+    semantic: SemanticIndex | None,
+    query: str,
+    region_chain: tuple[str, ...],
+    audience: str | None,
+    theme: str | None,
+) -> Blended:
     lexical = index.search(query, region_chain=region_chain, audience=audience, theme=theme)
     top = lexical[0].score if lexical else 0.0
     if not query or semantic is None:
         return Blended(lexical, False, top >= STRONG, top, 0.0)
-    prose = english(query)
+    # A strong lexical match wins even when the words could be English (gatxz reads as a word).
+    prose = english(query) and top < STRONG
     if not prose and _ASCII.match(query):
         # Pinyin or initials: the embedding cannot read them; the nearest initials fill in.
         if top >= STRONG:
@@ -381,7 +410,7 @@ def blend(
     if top >= STRONG and not prose:  # Lexical answer; the embedding orders near-ties at the top.
         band = [h for h in lexical if h.score >= top - RERANK_BAND]
         rest = lexical[len(band) :]
-        band.sort(key=lambda h: (-h.score - 0.05 * float(cos[_pos(index, h)]),))
+        band.sort(key=lambda h: (-h.score - RERANK_WEIGHT * float(cos[_pos(index, h)]),))
         return Blended(band + rest, False, True, top, best_cos)
     if prose:
         # English read as pinyin matches by accident ("tax" ~ 他信): only the embedding reads it.

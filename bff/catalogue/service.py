@@ -14,7 +14,15 @@ import msgspec
 
 from adapters.errors import ProblemError
 from bff.catalogue.guide_cache import GuideCache
-from bff.catalogue.mirror import CatalogueMirror, HallRow, LifeEvent, Snapshot, distance_m, guide_etag
+from bff.catalogue.mirror import (
+    CatalogueMirror,
+    HallRow,
+    LifeEvent,
+    Snapshot,
+    VersionedLRU,
+    distance_m,
+    guide_etag,
+)
 from bff.catalogue.misses import Anonymiser, SearchMisses
 from bff.catalogue.schemas import (
     Freshness,
@@ -131,8 +139,17 @@ class CatalogueService:
         self.guides = guides
         self.misses = misses
         self._anonymiser: tuple[int, Anonymiser] | None = None
+        self._anonymised: VersionedLRU = VersionedLRU(8192)
 
     def _anonymise(self, snapshot: Snapshot, raw: str, normalized: str) -> str | None:
+        key = (raw, normalized)
+        cached: tuple[str | None] | None = self._anonymised.get(key, snapshot.version)
+        if cached is None:
+            cached = (self._anonymise_now(snapshot, raw, normalized),)
+            self._anonymised.put(key, snapshot.version, cached)
+        return cached[0]
+
+    def _anonymise_now(self, snapshot: Snapshot, raw: str, normalized: str) -> str | None:
         if self._anonymiser is None or self._anonymiser[0] != snapshot.version:
             index = snapshot.index
             words = {*index.texts, *index.dictionary.synonyms, *index.dictionary.stopwords}
