@@ -197,7 +197,7 @@ async def run(show_failures: bool) -> None:
     print("\nrecall@3 by kind (tune / held-out totals):\n")
     print("| kind | " + " | ".join(("blended", "lexical (main)", "semantic only")) + " |")
     print("| --- | --- | --- | --- |")
-    for kind in sorted({k for _, k, _ in kinds}):
+    for kind in sorted({k for _, k, h in kinds if h != "old"}):
         cells = []
         for engine in ("blended", "lexical (main)", "semantic only"):
             parts = []
