@@ -405,13 +405,16 @@ def _blend(
             and not (theme and h.doc.theme != theme)
         ]
         return Blended(lexical + extra, bool(lexical or extra), False, top, 0.0)
-    cos = semantic.scores(query)
-    best_cos = float(cos.max()) if len(cos) else 0.0
     if top >= STRONG and not prose:  # Lexical answer; the embedding orders near-ties at the top.
         band = [h for h in lexical if h.score >= top - RERANK_BAND]
+        if len(band) < 2:
+            return Blended(lexical, False, True, top, 0.0)  # nothing to order: no embedding needed
         rest = lexical[len(band) :]
-        band.sort(key=lambda h: (-h.score - RERANK_WEIGHT * float(cos[_pos(index, h)]),))
-        return Blended(band + rest, False, True, top, best_cos)
+        near = semantic.scores(query)
+        band.sort(key=lambda h: (-h.score - RERANK_WEIGHT * float(near[_pos(index, h)]),))
+        return Blended(band + rest, False, True, top, float(near.max()))
+    cos = semantic.scores(query)
+    best_cos = float(cos.max()) if len(cos) else 0.0
     if prose:
         # English read as pinyin matches by accident ("tax" ~ 他信): only the embedding reads it.
         lexical, top = [], 0.0
