@@ -1,19 +1,32 @@
 """The audit log every domain writes to: append-only, hash-chained rows in `bff.audit_log`.
 
-The chaining happens in the table's trigger (it serialises writers and computes each row's hash
-from the previous one), so no caller can add a row outside the chain. `verify_chain` recomputes the
-hashes here, independently, and names the first row that does not match.
+The chaining happens in the table's trigger, so no caller can add a row outside a chain. There are
+16 chains (migration 0102): a record joins the chain a stable hash of its request id and subject
+picks, and locks only that chain's head while its transaction runs, so the province's writers do not
+queue on one lock. Within a chain each row's hash covers the previous row's hash and its own
+position. `verify_chain` recomputes every chain here, independently, and names the first row that
+does not match (an edit, a deletion, an insertion or a re-ordering all break a chain).
+
+A superuser could still cut the newest rows of a chain and rewrite its head. So the heads are
+anchored outside the table: `AuditAnchor.run` (a worker job) signs the heads with a key the database
+does not hold, stores the anchor and writes it to the log stream; `verify_anchors` checks that every
+anchored position still holds the anchored hash.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from adapters import context
+
+log = logging.getLogger("auth.audit")
 
 _INSERT = """
 INSERT INTO bff.audit_log (seq, at, subject, action, object, result, channel, request_id, prev_hash, hash)
@@ -31,37 +44,112 @@ async def record(
     channel: str,
     request_id: str | None = None,
 ) -> None:
-    """Append one audit record. Inside a caller's transaction the chain lock is held until commit:
-    write the audit record last."""
+    """Append one audit record. Inside a caller's transaction its chain's head stays locked until
+    commit: write the audit record last."""
     rid = request_id or context.request_id.get() or "-"
     await conn_or_pool.execute(_INSERT, subject, action, object, result, channel, rid)
 
 
-def _row_hash(prev: bytes, row: asyncpg.Record) -> bytes:
+def _stamp(row: asyncpg.Record) -> str:
     at: datetime = row["at"].astimezone(UTC)
-    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-    fields = [
-        str(row["seq"]),
-        stamp,
-        row["subject"],
-        row["action"],
-        row["object"],
-        row["result"],
-        row["channel"],
-        row["request_id"],
-    ]
-    return hashlib.sha256(prev + "\x1f".join(fields).encode()).digest()
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def _row_hash(prev: bytes, row: asyncpg.Record) -> bytes:
+    fields = [row["subject"], row["action"], row["object"], row["result"], row["channel"], row["request_id"]]
+    if row["chain"] is None:  # written before migration 0102: the single chain of old
+        head = [str(row["seq"]), _stamp(row)]
+    else:
+        head = [str(row["chain"]), str(row["chain_seq"]), str(row["seq"]), _stamp(row)]
+    return hashlib.sha256(prev + "\x1f".join(head + fields).encode()).digest()
 
 
 async def verify_chain(conn: asyncpg.Connection | asyncpg.Pool | Any) -> int | None:
-    """Recompute the whole chain; returns the seq of the first bad row, or None when it is intact."""
-    prev = b""
+    """Recompute every chain; the seq of the first bad row (for a chain whose newest rows are gone,
+    its last row), or None when all are intact and every head names its chain's last row."""
     async with conn.acquire() if isinstance(conn, asyncpg.Pool) else _same(conn) as c:
         async with c.transaction(isolation="repeatable_read", readonly=True):
-            async for row in c.cursor("SELECT * FROM bff.audit_log ORDER BY seq", prefetch=500):
+            prev = b""
+            legacy = "SELECT * FROM bff.audit_log WHERE chain IS NULL ORDER BY seq"
+            async for row in c.cursor(legacy, prefetch=500):
                 if row["prev_hash"] != prev or row["hash"] != _row_hash(prev, row):
                     return int(row["seq"])
                 prev = row["hash"]
+            heads = {r["chain"]: r for r in await c.fetch("SELECT * FROM bff.audit_heads")}
+            last: dict[int, asyncpg.Record] = {}
+            chained = "SELECT * FROM bff.audit_log WHERE chain IS NOT NULL ORDER BY chain, chain_seq"
+            async for row in c.cursor(chained, prefetch=500):
+                before = last.get(row["chain"])
+                expected_seq = before["chain_seq"] + 1 if before is not None else 1
+                prev = before["hash"] if before is not None else b""
+                if (
+                    row["chain_seq"] != expected_seq
+                    or row["prev_hash"] != prev
+                    or row["hash"] != _row_hash(prev, row)
+                    or (before is not None and row["seq"] <= before["seq"])
+                ):
+                    return int(row["seq"])
+                last[row["chain"]] = row
+            for chain, head in heads.items():
+                tail = last.get(chain)
+                if head["chain_seq"] != (tail["chain_seq"] if tail else 0) or head["hash"] != (
+                    tail["hash"] if tail else b""
+                ):
+                    return int(tail["seq"]) if tail is not None else 0
+    return None
+
+
+class Anchor(msgspec.Struct, frozen=True):
+    chain: int
+    chain_seq: int
+    hash: str  # hex
+
+
+def _sign(key: bytes, heads: list[Anchor]) -> bytes:
+    return hmac.new(key, msgspec.json.encode(heads), hashlib.sha256).digest()
+
+
+class AuditAnchor:
+    """The worker's job that anchors the chain heads outside the table (see the module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, key: bytes) -> None:
+        self.pool = pool
+        self.key = key
+
+    async def run(self) -> list[Anchor]:
+        rows = await self.pool.fetch("SELECT chain, chain_seq, hash FROM bff.audit_heads ORDER BY chain")
+        heads = [Anchor(r["chain"], r["chain_seq"], bytes(r["hash"]).hex()) for r in rows]
+        signature = _sign(self.key, heads)
+        # As text: the same statement works whether or not the connection has a jsonb codec.
+        await self.pool.execute(
+            "INSERT INTO bff.audit_anchors (heads, signature) VALUES ($1::text::jsonb, $2)",
+            msgspec.json.encode(heads).decode(),
+            signature,
+        )
+        # The log stream is the copy outside the database.
+        log.info("audit_anchor heads=%s signature=%s", msgspec.json.encode(heads).decode(), signature.hex())
+        return heads
+
+
+async def verify_anchors(conn: asyncpg.Connection | asyncpg.Pool | Any, key: bytes) -> str | None:
+    """None when every anchor is genuine and every anchored position still holds its hash."""
+    anchors = await conn.fetch(
+        "SELECT id, heads::text AS heads, signature FROM bff.audit_anchors ORDER BY id"
+    )
+    for anchor in anchors:
+        heads = msgspec.json.decode(anchor["heads"], type=list[Anchor])
+        if not hmac.compare_digest(_sign(key, heads), bytes(anchor["signature"])):
+            return f"anchor {anchor['id']}: signature does not verify"
+        for head in heads:
+            if head.chain_seq == 0:
+                continue
+            found = await conn.fetchval(
+                "SELECT hash FROM bff.audit_log WHERE chain = $1 AND chain_seq = $2",
+                head.chain,
+                head.chain_seq,
+            )
+            if found is None or bytes(found).hex() != head.hash:
+                return f"anchor {anchor['id']}: chain {head.chain} lost or changed record {head.chain_seq}"
     return None
 
 

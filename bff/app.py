@@ -58,10 +58,13 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             app.state.auth = root.auth
             await root.catalogue_mirror.start()
             await root.search_misses.start()
+            root.drain.install()
+            edge.drain = root.drain
             try:
                 log.info("started", env=settings.env)
                 yield
             finally:
+                root.drain.uninstall()
                 await root.search_misses.stop()
                 await root.catalogue_mirror.stop()
 
@@ -85,9 +88,10 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         debug=False,
     )
     declare_contract(app)
-    app.asgi_handler = Edge(
+    edge = Edge(
         app.asgi_handler,
         max_in_flight=settings.max_in_flight,
         budget_seconds=settings.request_budget_ms / 1000,
     )
+    app.asgi_handler = edge
     return app

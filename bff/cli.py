@@ -52,15 +52,18 @@ def cmd_serve(settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        server_header=False,
     )
 
 
 def cmd_migrate(settings: Settings) -> None:
+    from bff.platform.db import session_url
     from bff.platform.migrate import MigrationError, migrate
 
-    database_url, _ = _require_urls(settings)
+    _require_urls(settings)
     try:
-        applied = asyncio.run(migrate(database_url))
+        # DDL under a session lock: PostgreSQL itself, not PgBouncer.
+        applied = asyncio.run(migrate(session_url(settings)))
     except MigrationError as exc:
         sys.exit(f"migration refused: {exc}")
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or '-'}")  # noqa: T201
@@ -70,8 +73,16 @@ def cmd_worker(settings: Settings) -> None:
     _require_urls(settings)
     from bff.worker import run_worker
 
+    async def main() -> None:
+        # SIGTERM (a rolling restart) stops the worker as Ctrl-C does: jobs finish, the lock is let go.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop=stop)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings))
+        asyncio.run(main())
 
 
 _SANDBOX_DEFAULT = "http://127.0.0.1:8100"

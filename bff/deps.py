@@ -54,8 +54,7 @@ def provide_ratings(state: State) -> RatingService:
 
 
 def provide_health(state: State) -> Health:
-    r = root(state)
-    return Health(r.pool, r.redis, r.upstreams)
+    return root(state).health
 
 
 def dependencies() -> dict[str, Any]:

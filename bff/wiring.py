@@ -12,7 +12,9 @@ Adding a domain is one block here (its upstream, client, service and jobs) and i
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +32,7 @@ from adapters.ratings.client import RatingClient
 from adapters.wechat.client import WeChatClient
 from adapters.wechat.token import AccessTokenCache
 from auth import crypto, keys
+from auth.audit import AuditAnchor
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
@@ -42,8 +45,10 @@ from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
+from bff.ops.health import Health
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
+from bff.platform.lifecycle import Drain
 from bff.platform.redis import create_redis
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingService
@@ -138,6 +143,12 @@ def auth_config(settings: Settings) -> AuthConfig:
     )
 
 
+def audit_anchor_key(settings: Settings) -> bytes:
+    if settings.audit_anchor_key:
+        return base64.b64decode(settings.audit_anchor_key)
+    return hashlib.sha256(f"audit-anchor:{settings.auth_dev_seed}".encode()).digest()
+
+
 def upload_dir(settings: Settings) -> Path:
     return Path(settings.upload_dir) if settings.upload_dir else Path(settings.data_dir) / "uploads"
 
@@ -161,6 +172,9 @@ class Root:
     appointments: AppointmentService
     cases: CaseService
     ratings: RatingService
+    health: Health
+    drain: Drain
+    audit_anchor: AuditAnchor
     jobs: list[Job] = field(default_factory=list)
 
 
@@ -218,6 +232,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         page_timeout_s=settings.catalogue_sync_call_timeout_s,
         full_every=timedelta(seconds=settings.catalogue_full_resync_s),
         interval_s=settings.catalogue_sync_interval_s,
+        session_dsn=settings.database_direct_url,
     )
 
     # The resident's journey.
@@ -237,6 +252,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
+    audit_anchor = AuditAnchor(pool, audit_anchor_key(settings))
+    drain = Drain(settings.shutdown_grace_s)
 
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
@@ -249,6 +266,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
         # Failed-search counts older than `search_misses_keep_days`.
         Job("search_misses_expire", interval=3600.0, budget=60.0, run=search_misses.expire),
+        # The audit chains' heads, signed and logged outside the table (a truncated tail shows).
+        Job("audit_anchor", interval=settings.audit_anchor_interval_s, budget=30.0, run=audit_anchor.run),
     ]
     return Root(
         settings=settings,
@@ -266,6 +285,9 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
         cases=cases,
         ratings=ratings,
+        health=Health(pool, redis, ups, drain),
+        drain=drain,
+        audit_anchor=audit_anchor,
         jobs=jobs,
     )
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from adapters import context
+from bff.platform.db import session_url
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.settings import Settings
 from bff.wiring import Job, open_root
@@ -23,8 +24,13 @@ log = get_logger("bff.worker")
 _LEADER_KEY = 0x5358_574B_5200  # "SXWKR"
 
 
-async def _job_loop(job: Job) -> None:
-    while True:
+# How long a stopping worker lets running jobs finish before it cancels them (a cancelled job's
+# transaction rolls back: what it held goes back to the next leader).
+_FINISH_S = 10.0
+
+
+async def _job_loop(job: Job, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
         try:
             with context.budget(job.budget):
                 await job.run()
@@ -32,7 +38,8 @@ async def _job_loop(job: Job) -> None:
             raise
         except Exception as exc:
             log.warning("job_failed", job=job.name, error=type(exc).__name__, detail=str(exc)[:200])
-        await asyncio.sleep(job.interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=job.interval)
 
 
 async def run_worker(
@@ -44,19 +51,23 @@ async def run_worker(
     stop = stop or asyncio.Event()
     async with open_root(settings) as root:
         jobs = [*root.jobs, *extra_jobs]
-        lock_conn = await asyncpg.connect(settings.database_url, timeout=settings.db_connect_timeout_s)
+        # The leader lock is a session lock: it needs a connection of its own, never through PgBouncer.
+        lock_conn = await asyncpg.connect(session_url(settings), timeout=settings.db_connect_timeout_s)
         tasks: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():
                 if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
                     log.info("worker_leader", jobs=[job.name for job in jobs])
-                    tasks = [asyncio.create_task(_job_loop(job)) for job in jobs]
+                    tasks = [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
                     await stop.wait()
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=2.0)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Running jobs finish their run (or are cancelled after _FINISH_S and roll back).
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=_FINISH_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             await lock_conn.close()

@@ -20,7 +20,13 @@ from sandbox.control import router as control_router
 from sandbox.courier.routes import control_router as courier_control_router
 from sandbox.courier.routes import router as courier_router
 from sandbox.db import create_pool, ensure_schema
+from sandbox.elicence.control import router as elicence_control_router
+from sandbox.elicence.routes import router as elicence_router
+from sandbox.elicence.seed import seed_elicence
 from sandbox.faults import FaultMiddleware, FaultTable
+from sandbox.hotline.routes import control_router as hotline_control_router
+from sandbox.hotline.routes import router as hotline_router
+from sandbox.hotline.seed import seed_hotline
 from sandbox.idp.control import router as idp_control_router
 from sandbox.idp.routes import router as idp_router
 from sandbox.idp.seed import seed_idp
@@ -53,6 +59,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
                 await seed_catalogue(pool)
                 await seed_idp(pool)
                 await seed_booking(pool)
+                await seed_elicence(pool)  # after the idp: the licences are its residents'
+                await seed_hotline(pool)
             app.state.db = pool
             yield
         finally:
@@ -82,6 +90,10 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             pushgw_control_router,
             sms_router,
             sms_control_router,
+            elicence_router,
+            elicence_control_router,
+            hotline_router,
+            hotline_control_router,
         ],
         # After the pool's lifespan: WeChat Pay's notification dispatcher needs the pool.
         lifespan=[lifespan, wechatpay_lifespan],

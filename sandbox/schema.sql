@@ -477,3 +477,149 @@ CREATE TABLE IF NOT EXISTS sandbox.sms_reports (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS sms_reports_biz ON sandbox.sms_reports (biz_id, id);
+
+-- The e-licence library (电子证照库, sandbox/elicence): licences per holder, usage authorisation
+-- codes (用证授权码), and every use of a licence. A use's seq comes from a one-row counter updated in
+-- the use's own transaction (as the courier's), so seq order is commit order.
+CREATE TABLE IF NOT EXISTS sandbox.elicence_licences (
+    licence_id text PRIMARY KEY,
+    type_code text NOT NULL,
+    type_name text NOT NULL,
+    licence_no text NOT NULL,
+    holder_name text NOT NULL,
+    holder_code text NOT NULL,
+    holder_type text NOT NULL CHECK (holder_type IN ('111', '001')),
+    represented_by text,
+    issuer_name text NOT NULL,
+    issuer_code text NOT NULL,
+    issue_date date NOT NULL,
+    valid_from date NOT NULL,
+    valid_to date,
+    area_code text NOT NULL,
+    source_id text NOT NULL,
+    trust_grade text NOT NULL CHECK (trust_grade IN ('A', 'B', 'C', 'D')),
+    data jsonb NOT NULL DEFAULT '{}',
+    revoked_at timestamptz,
+    revoke_reason text,
+    seeded boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS elicence_licences_holder ON sandbox.elicence_licences (holder_code);
+CREATE INDEX IF NOT EXISTS elicence_licences_rep ON sandbox.elicence_licences (represented_by);
+CREATE INDEX IF NOT EXISTS elicence_licences_no ON sandbox.elicence_licences (licence_no);
+CREATE TABLE IF NOT EXISTS sandbox.elicence_auth_codes (
+    auth_code text PRIMARY KEY,
+    licence_id text NOT NULL REFERENCES sandbox.elicence_licences (licence_id),
+    holder_code text NOT NULL,
+    department_code text,
+    purpose text NOT NULL,
+    single_use boolean NOT NULL,
+    expires_at timestamptz NOT NULL,
+    uses integer NOT NULL DEFAULT 0,
+    client_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sandbox.elicence_counter (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq bigint NOT NULL
+);
+INSERT INTO sandbox.elicence_counter (id, seq) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS sandbox.elicence_usages (
+    seq bigint PRIMARY KEY,
+    usage_id text NOT NULL UNIQUE,
+    licence_id text NOT NULL,
+    holder_code text NOT NULL,
+    action text NOT NULL,
+    result text NOT NULL,
+    refusal text,
+    department_code text NOT NULL,
+    department_name text NOT NULL,
+    purpose text NOT NULL,
+    channel text NOT NULL,
+    auth_code text,
+    client_id text NOT NULL,
+    used_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS elicence_usages_holder ON sandbox.elicence_usages (holder_code, seq);
+CREATE TABLE IF NOT EXISTS sandbox.elicence_requests (
+    client_id text NOT NULL,
+    request_id text NOT NULL,
+    fingerprint text NOT NULL,
+    status integer NOT NULL,
+    body jsonb NOT NULL,
+    PRIMARY KEY (client_id, request_id)
+);
+
+-- The 12345 hotline (sandbox/hotline): tickets, their events (seq from a one-row counter, commit
+-- order), webhook deliveries, the filing requests (idempotency) and the knowledge base.
+CREATE TABLE IF NOT EXISTS sandbox.hotline_counter (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq bigint NOT NULL
+);
+INSERT INTO sandbox.hotline_counter (id, seq) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
+CREATE SEQUENCE IF NOT EXISTS sandbox.hotline_ticket_serial;
+CREATE TABLE IF NOT EXISTS sandbox.hotline_tickets (
+    ticket_no text PRIMARY KEY,
+    request_id text NOT NULL UNIQUE,
+    fingerprint text NOT NULL,
+    follow_code text NOT NULL,
+    kind text NOT NULL,
+    title text NOT NULL,
+    content text NOT NULL,
+    channel text NOT NULL,
+    caller jsonb NOT NULL,
+    anonymous boolean NOT NULL,
+    location jsonb,
+    related jsonb NOT NULL DEFAULT '{}',
+    attachments jsonb NOT NULL DEFAULT '[]',
+    notify_url text,
+    status text NOT NULL,
+    status_code text NOT NULL,
+    ticket_seq integer NOT NULL DEFAULT 0,
+    category text,
+    department_code text,
+    department_name text,
+    urgency text,
+    deadline_at timestamptz,
+    paused_at timestamptz,
+    resume_status text,
+    open_info_request jsonb,
+    rating jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS hotline_tickets_caller ON sandbox.hotline_tickets ((caller ->> 'ref'));
+CREATE INDEX IF NOT EXISTS hotline_tickets_dept ON sandbox.hotline_tickets (department_code);
+CREATE TABLE IF NOT EXISTS sandbox.hotline_events (
+    seq bigint PRIMARY KEY,
+    event_id text NOT NULL UNIQUE,
+    ticket_no text NOT NULL,
+    ticket_seq integer NOT NULL,
+    type text NOT NULL,
+    status text NOT NULL,
+    status_code text NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hotline_events_ticket ON sandbox.hotline_events (ticket_no, ticket_seq);
+CREATE TABLE IF NOT EXISTS sandbox.hotline_requests (
+    request_id text PRIMARY KEY,
+    fingerprint text NOT NULL,
+    status integer NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandbox.hotline_deliveries (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    attempt integer NOT NULL,
+    outcome text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS sandbox.hotline_kb (
+    kb_id text PRIMARY KEY,
+    category text NOT NULL,
+    question text NOT NULL,
+    answer text NOT NULL,
+    keywords text[] NOT NULL,
+    department text NOT NULL,
+    updated_at date NOT NULL
+);

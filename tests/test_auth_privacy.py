@@ -114,6 +114,15 @@ def test_prod_requires_real_keys() -> None:
     key = base64.b64encode(os.urandom(32)).decode()
     with pytest.raises(msgspec.ValidationError, match="pii_keys"):
         Settings(env="prod", auth_signing_keys=["k1:AAAA"], auth_active_kid="k1")
+    with pytest.raises(msgspec.ValidationError, match="audit_anchor_key"):
+        Settings(
+            env="prod",
+            auth_signing_keys=["k1:AAAA"],
+            auth_active_kid="k1",
+            pii_keys=[f"p1:{key}"],
+            pii_active_key="p1",
+            pii_index_key=key,
+        )
     Settings(
         env="prod",
         auth_signing_keys=["k1:AAAA"],
@@ -121,6 +130,7 @@ def test_prod_requires_real_keys() -> None:
         pii_keys=[f"p1:{key}"],
         pii_active_key="p1",
         pii_index_key=key,
+        audit_anchor_key=key,
         wechat_secret="real-wechat-secret",
         idp_client_secret="real-idp-secret",
         case_webhook_secret="real-webhook-secret",

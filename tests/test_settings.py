@@ -65,6 +65,7 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
         "PII_KEYS": "p1:AAAA",
         "PII_ACTIVE_KEY": "p1",
         "PII_INDEX_KEY": "secret-index-key",
+        "AUDIT_ANCHOR_KEY": "c2VjcmV0LWFuY2hvci1rZXk=",
     }
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)

@@ -61,3 +61,44 @@ async def test_a_failing_job_does_not_stop_the_worker(services, redis) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_jobs_breaker_opens_and_stays_open_across_runs(services, sandbox_url, sandbox) -> None:
+    """The worker's jobs use the root's one Upstream per system: a failing case system opens its breaker
+    after a few reconciler runs, and later runs send it nothing (a new Upstream per run never opened)."""
+    from adapters import context
+    from adapters.breaker import State
+    from adapters.errors import ProblemError, UpstreamUnavailable
+    from bff.wiring import open_root
+    from tests.test_journey_helpers import upstream_urls
+
+    settings = make_settings(
+        services,
+        sandbox_url,
+        **upstream_urls(sandbox_url),
+        breaker_minimum_calls=4,
+        breaker_open_s=60,
+        upstream_max_retries=0,
+    )
+    fault = await sandbox.put("/_control/faults/cases", json={"errorRate": 1.0, "errorKind": "503"})
+    assert fault.status_code == 200, fault.text
+    async with open_root(settings) as root:
+        job = {j.name: j for j in root.jobs}["cases_reconcile"]
+        breaker = root.upstreams["cases"].breaker
+        runs = 0
+        while breaker.state is not State.OPEN:
+            runs += 1
+            assert runs <= 4, "four failed runs reach the breaker's minimum calls"
+            with contextlib.suppress(ProblemError), context.budget(job.budget):
+                await job.run()
+        sent = (await sandbox.get("/_control/requests/cases")).json()["count"]
+        for _ in range(5):
+            with context.budget(job.budget):
+                try:
+                    await job.run()
+                except UpstreamUnavailable as exc:
+                    assert "circuit open" in str(exc.detail)
+                else:
+                    raise AssertionError("an open breaker must refuse the job's call")
+        assert breaker.state is State.OPEN
+        assert (await sandbox.get("/_control/requests/cases")).json()["count"] == sent

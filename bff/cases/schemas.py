@@ -6,7 +6,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from bff.platform.problems import define
 from bff.platform.schema import Camel, CamelIn
+
+define(
+    __name__,
+    {
+        "item_not_online": (422, "该事项不支持网上申请", "This item cannot be applied for online"),
+        "materials_invalid": (422, "申请材料不符合办事指南要求", "The materials do not match the guide"),
+        "form_invalid": (422, "申请表填写有误", "The application form is not valid"),
+        "case_refused": (422, "办件系统拒绝了申请", "The case system refused the application"),
+        "webhook_rejected": (401, "回调校验失败", "The webhook delivery was rejected"),
+        "no_open_supplement": (409, "当前没有待补正事项", "There is no open correction request"),
+    },
+)
 
 Phone = Annotated[str, msgspec.Meta(pattern=r"^1[3-9]\d{9}$")]
 

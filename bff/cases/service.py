@@ -38,24 +38,10 @@ from bff.idempotency import IdemContext, Recorded
 from bff.platform.access import owned, parse_uuid
 from bff.platform.clock import CalendarSource, Suspension, china_date, countdown
 from bff.platform.paging import keyset_after, keyset_page
-from bff.platform.problems import define
 from bff.uploads.service import UploadService
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
-define(
-    __name__,
-    {
-        "item_not_online": (422, "该事项不支持网上申请", "This item cannot be applied for online"),
-        "materials_invalid": (422, "申请材料不符合办事指南要求", "The materials do not match the guide"),
-        "form_invalid": (422, "申请表填写有误", "The application form is not valid"),
-        "case_refused": (422, "办件系统拒绝了申请", "The case system refused the application"),
-        "webhook_rejected": (401, "回调校验失败", "The webhook delivery was rejected"),
-        "no_open_supplement": (409, "当前没有待补正事项", "There is no open correction request"),
-    },
-)
 
 
 TITLES: dict[str, tuple[str, str]] = {

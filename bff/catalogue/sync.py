@@ -12,6 +12,7 @@ every API process rebuilds its in-memory search index.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
@@ -208,10 +209,18 @@ async def sync_catalogue(
     page_size: int = 1000,
     full_every: timedelta = timedelta(days=1),
     page_timeout_s: float | None = None,
+    session_dsn: str | None = None,
 ) -> SyncReport:
-    """One sync run. `full=None` decides: full when never synced or the last full one is old."""
-    async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
+    """One sync run. `full=None` decides: full when never synced or the last full one is old.
+
+    The run lock is a session lock: with `session_dsn` (PostgreSQL itself, when the pool goes through
+    PgBouncer in transaction mode) it is held on a connection of its own; otherwise on the pooled one."""
+    async with contextlib.AsyncExitStack() as stack:
+        conn = await stack.enter_async_context(pool.acquire())
+        locker = conn if session_dsn is None else await asyncpg.connect(session_dsn)
+        if session_dsn is not None:
+            stack.push_async_callback(locker.close)
+        if not await locker.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
             return SyncReport(mode="skipped")
         try:
             return await _run(conn, redis, client, full, page_size, full_every, page_timeout_s)
@@ -222,7 +231,8 @@ async def sync_catalogue(
             )
             raise
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+            await locker.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+    raise AssertionError("unreachable")
 
 
 async def _run(
@@ -323,7 +333,9 @@ class CatalogueSync:
         page_timeout_s: float,
         full_every: timedelta,
         interval_s: float,
+        session_dsn: str | None = None,
     ) -> None:
+        self.session_dsn = session_dsn
         self.pool = pool
         self.redis = redis
         self.client = client
@@ -343,6 +355,7 @@ class CatalogueSync:
                 page_size=self.page_size,
                 full_every=self.full_every,
                 page_timeout_s=self.page_timeout_s,
+                session_dsn=self.session_dsn,
             )
 
     async def tick(self) -> None:

@@ -26,10 +26,11 @@ async def readyz(
     ready, checks = await health.readiness()
     if ready:
         return Response({"status": "ready", "checks": checks})
+    draining = bool(checks["draining"])
     problem = render(
         503,
-        "not_ready",
-        "PostgreSQL or Redis does not answer",
+        "draining" if draining else "not_ready",
+        "shutting down: send new requests elsewhere" if draining else "PostgreSQL or Redis does not answer",
         accept_language=request.headers.get("accept-language", ""),
         instance=request.url.path,
     )

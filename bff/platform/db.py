@@ -57,8 +57,17 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,
         command_timeout=settings.db_command_timeout_s,
+        statement_cache_size=settings.db_statement_cache_size,
         init=init_connection,
         server_settings={"application_name": "sanxiang-bff", "timezone": "UTC"},
     )
     assert pool is not None
     return pool
+
+
+def session_url(settings: Settings) -> str:
+    """Where a connection that must keep its session (advisory locks, LISTEN) goes: PostgreSQL itself,
+    also when the pool goes through PgBouncer in transaction mode."""
+    url = settings.database_direct_url or settings.database_url
+    assert url, "database_url must be resolved before a session is opened"
+    return url

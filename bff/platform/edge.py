@@ -18,6 +18,7 @@ from bff.platform.problems import PROBLEM_MEDIA_TYPE, render
 
 log = get_logger("bff.access")
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_CLOSE = (b"connection", b"close")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -27,6 +28,8 @@ class Edge:
         self.max_in_flight = max_in_flight
         self.budget_seconds = budget_seconds
         self.in_flight = 0
+        # Set by the app's lifespan: while the process drains, answers close their connection.
+        self.drain: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -53,7 +56,12 @@ class Edge:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), rid_header]
+                    extra = (
+                        [rid_header, _CLOSE]
+                        if self.drain is not None and self.drain.draining
+                        else [rid_header]
+                    )
+                    message["headers"] = [*message.get("headers", ()), *extra]
                 await send(message)
 
             self.in_flight += 1

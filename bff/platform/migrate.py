@@ -12,7 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# In a checkout the files are at the repository's top; an installed build carries them as `bff.migrations`.
+_CHECKOUT = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = _CHECKOUT if _CHECKOUT.is_dir() else Path(__file__).resolve().parents[1] / "migrations"
 _LOCK_KEY = 0x5358_4D49_4752  # "SXMIGR"
 
 

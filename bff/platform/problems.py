@@ -72,6 +72,7 @@ define(
         "upstream_unavailable": (503, "服务暂时不可用，请稍后再试", "The service is temporarily unavailable"),
         "overloaded": (503, "系统繁忙，请稍后再试", "The service is busy, try again shortly"),
         "not_ready": (503, "服务尚未就绪", "Not ready"),
+        "draining": (503, "该实例正在停止，请重试", "This replica is shutting down"),
     },
 )
 

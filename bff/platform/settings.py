@@ -37,10 +37,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cors_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: int = 1_048_576
     max_in_flight: int = 512
+    # On SIGTERM an API process fails readiness and keeps serving this long (the load balancer's grace
+    # period) before it stops taking connections and finishes what is in flight; 0 = stop at once.
+    shutdown_grace_s: float = 0.0
     request_budget_ms: int = 3000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
 
+    # Behind PgBouncer in transaction mode: DATABASE_URL points at PgBouncer, DB_STATEMENT_CACHE_SIZE=0
+    # (a prepared statement does not survive the server connection changing under it), and
+    # DATABASE_DIRECT_URL points at PostgreSQL itself for what needs a session of its own: the worker's
+    # leader lock and LISTEN. Unset: DATABASE_URL serves both.
+    database_direct_url: str | None = None
+    db_statement_cache_size: int = 100
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_connect_timeout_s: float = 5.0
@@ -122,6 +131,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pii_keys: list[str] = msgspec.field(default_factory=list)
     pii_active_key: str = ""
     pii_index_key: str = ""
+    # The audit log's chain heads are anchored outside the table every `audit_anchor_interval_s`,
+    # signed with this key (base64, 32 bytes; the database never holds it). Empty in dev/test: derived
+    # from `auth_dev_seed`. Required in prod.
+    audit_anchor_key: str = ""
+    audit_anchor_interval_s: float = 60.0
 
     # Appointments, cases, ratings (issue 5). Upstreams are the sandbox in dev.
     booking_url: str = "http://127.0.0.1:8100/booking"
@@ -137,7 +151,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upload_max_bytes: int = 5 * 1_048_576
 
     def __post_init__(self) -> None:
-        for name in ("database_url", "redis_url"):
+        for name in ("database_url", "redis_url", "database_direct_url"):
             value = getattr(self, name)
             if value is not None and not re.match(r"^[a-z+]+://", value):
                 raise msgspec.ValidationError(f"Invalid URL - at `$.{name}`")
@@ -158,6 +172,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "pii_keys",
                 "pii_active_key",
                 "pii_index_key",
+                "audit_anchor_key",
             ):
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")

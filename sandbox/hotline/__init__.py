@@ -1,0 +1,1 @@
+"""The 12345 hotline (政务服务便民热线) simulation."""
