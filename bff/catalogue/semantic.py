@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from bff.catalogue.search import Hit, ItemDoc, SearchIndex
+from bff.catalogue.search import LOCAL_BOOST, Hit, ItemDoc, SearchIndex
 from bff.platform.logs import get_logger
 
 log = get_logger("bff.catalogue.semantic")
@@ -214,10 +214,8 @@ class SemanticIndex:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         # Answers of the initials fallback (fuzzy matching is the costly part): per query.
         self.initials_cache: OrderedDict[str, list[Hit]] = OrderedDict()
-        # Whole blended answers per (query, region chain, audience, topic): repeats cost a lookup.
-        self.answers: OrderedDict[tuple[str, tuple[str, ...], str | None, str | None], Blended] = (
-            OrderedDict()
-        )
+        # Whole blended answers per (query, audience, topic), before the region's boost.
+        self.answers: OrderedDict[tuple[str, str | None, str | None], Blended] = OrderedDict()
 
     def scores(self, query: str) -> np.ndarray:
         """Per item: the best weighted cosine of its passages to `query` (cached per query)."""
@@ -359,16 +357,27 @@ def blend(
     """Lexical first, semantic to fill and re-rank (the module docstring says how)."""
     if semantic is None:
         return _blend(index, None, query, region_chain, audience, theme)
-    key = (query, region_chain, audience, theme)
+    # The ranking does not depend on the region: it is cached per query (few objects, so the
+    # garbage collector's full passes stay short); the region's boost is applied per request, as
+    # the lexical engine does (LOCAL_BOOST for items the resident's own region implements).
+    key = (query, audience, theme)
     found = semantic.answers.get(key)
     if found is None:
-        found = _blend(index, semantic, query, region_chain, audience, theme)
+        found = _blend(index, semantic, query, (), audience, theme)
         semantic.answers[key] = found
-        if len(semantic.answers) > 16384:
+        if len(semantic.answers) > 4096:
             semantic.answers.popitem(last=False)
     else:
         semantic.answers.move_to_end(key)
-    return found
+    if not region_chain:
+        return found
+    local = set(region_chain)
+    hits = [
+        Hit(h.doc, round(h.score + LOCAL_BOOST, 4), True, h.matched) if local & h.doc.regions else h
+        for h in found.hits
+    ]
+    hits.sort(key=lambda h: -h.score)
+    return Blended(hits, found.nearest, found.confident, found.top_lexical, found.top_cosine)
 
 
 def _blend(
