@@ -15,6 +15,15 @@ with 32 concurrent aiohttp clients. Two load shapes per endpoint:
 Baselines measured in the same run, same load: `GET /healthz` (the framework and HTTP floor) and,
 for search, the substring query a portal would run on the mirror (`ILIKE '%q%'` over the
 entries table, asyncpg from this process, no HTTP).
+
+Search is measured apart for the queries the lexical engine answers (`query.match == "exact"`)
+and those where the semantic fallback runs (`"nearest"`/`"none"`), over the blind set's TUNE half
+and the old query file (the held-out half is not sent). Each query is first sent once by 32 paced
+clients, when no process cache holds its answer (`first time`); the paced and saturated loops then
+repeat them (answers cached per process, as popular queries are in production).
+
+Memory: the API process's RSS (VmRSS, /proc) once its index is built, with the semantic model
+(`SEARCH_SEMANTIC=true`, the default) and, started before it in the same run, without it.
 """
 
 from __future__ import annotations
@@ -65,8 +74,29 @@ async def drive(
     return latencies, len(latencies) / (time.monotonic() - began)
 
 
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def wait_index(base: str, *, semantic: bool) -> None:
+    """Until the API's index is built (and, with `semantic`, its embeddings)."""
+    async with aiohttp.ClientSession(base) as http:
+        for _ in range(600):
+            async with http.get("/api/v1/items", params={"q": "marriage registration"}) as response:
+                if response.status == 200:
+                    body = await response.json()
+                    if not semantic or body["query"]["match"] == "nearest":
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the API's search index did not come up")
+
+
 async def run(seconds: float, think_ms: float) -> None:
-    queries = [q for q, *_ in load_queries()]
+    queries = list(dict.fromkeys(q for q, _, _, half in load_queries() if half != "held-out"))
     async with catalogue_environment("full") as settings:
         assert settings.database_url
         port = free_port()
@@ -79,11 +109,25 @@ async def run(seconds: float, think_ms: float) -> None:
             LOG_LEVEL="WARNING",
             ENV="test",
         )
+        base = f"http://127.0.0.1:{port}"
+        lexical_only = subprocess.Popen(
+            [sys.executable, "-m", "bff.cli", "serve"], env=dict(env, SEARCH_SEMANTIC="false"), cwd=REPO
+        )
+        try:
+            await asyncio.to_thread(wait_http, f"{base}/readyz", lexical_only, 120)
+            await wait_index(base, semantic=False)
+            rss_lexical = rss_mib(lexical_only.pid)
+        finally:
+            lexical_only.terminate()
+            lexical_only.wait(15)
         api = subprocess.Popen([sys.executable, "-m", "bff.cli", "serve"], env=env, cwd=REPO)
         pool = await asyncpg.create_pool(settings.database_url, min_size=CLIENTS, max_size=CLIENTS)
         try:
-            await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", api, 120)
-            base = f"http://127.0.0.1:{port}"
+            await asyncio.to_thread(wait_http, f"{base}/readyz", api, 120)
+            started = time.monotonic()
+            await wait_index(base, semantic=True)
+            ready_s = time.monotonic() - started
+            rss_semantic = rss_mib(api.pid)
             entries = await pool.fetchval(
                 "SELECT count(*) FROM bff.catalogue_entries WHERE status = 'active'"
             )
@@ -113,8 +157,34 @@ async def run(seconds: float, think_ms: float) -> None:
                         if response.status != 200:
                             raise RuntimeError(f"{path} {params}: {response.status}")
 
-                async def search(rng: random.Random) -> None:
-                    await get("/api/v1/items", {"q": rng.choice(queries), "region": rng.choice(regions)})
+                # First time: every query once, nothing cached yet, from 32 paced clients; its kind
+                # is read from the answer.
+                kind: dict[str, str] = {}
+                first: dict[str, list[float]] = {"exact": [], "fallback": []}
+                todo = list(queries)
+
+                async def first_pass(n: int) -> None:
+                    rng = random.Random(n)
+                    await asyncio.sleep(rng.uniform(0, think_ms / 1000))
+                    while todo:
+                        q = todo.pop()
+                        began = time.perf_counter()
+                        async with http.get("/api/v1/items", params={"q": q}) as response:
+                            body = await response.json()
+                        took = (time.perf_counter() - began) * 1000
+                        kind[q] = "exact" if body["query"]["match"] == "exact" else "fallback"
+                        first[kind[q]].append(took)
+                        await asyncio.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
+
+                await asyncio.gather(*(first_pass(n) for n in range(CLIENTS)))
+                lexical_queries = [q for q in queries if kind[q] == "exact"]
+                fallback_queries = [q for q in queries if kind[q] == "fallback"]
+
+                def searching(pool_of: list[str]) -> Callable[[random.Random], Awaitable[None]]:
+                    async def search(rng: random.Random) -> None:
+                        await get("/api/v1/items", {"q": rng.choice(pool_of), "region": rng.choice(regions)})
+
+                    return search
 
                 async def suggest(rng: random.Random) -> None:
                     q = rng.choice(queries)
@@ -140,14 +210,32 @@ async def run(seconds: float, think_ms: float) -> None:
 
                 for code, region in pairs:  # warm: every guide read once
                     await get(f"/api/v1/items/{code}", {"region": region})
-                print(f"\nfull scale: {entries} active entries, {len(regions)} regions, {CLIENTS} clients\n")
+                print(f"\nfull scale: {entries} active entries, {len(regions)} regions, {CLIENTS} clients")
+                print(
+                    f"queries: {len(lexical_queries)} answered lexically, {len(fallback_queries)} by the "
+                    f"fallback; model + embeddings ready {ready_s:.1f} s after /readyz"
+                )
+                print(
+                    f"API process RSS: {rss_semantic:.0f} MiB with the model, {rss_lexical:.0f} MiB "
+                    f"without (SEARCH_SEMANTIC=false): +{rss_semantic - rss_lexical:.0f} MiB\n"
+                )
                 print("| load | endpoint | requests | throughput/s | p50 ms | p99 ms | p99 / healthz p99 |")
                 print("| --- | --- | --- | --- | --- | --- | --- |")
+                for name, values in (
+                    ("search, lexical answers", first["exact"]),
+                    ("search, fallback runs", first["fallback"]),
+                ):
+                    if values:
+                        print(
+                            f"| first time (paced, uncached) | {name} | {len(values)} | - | "
+                            f"{statistics.median(values):.1f} | {pct(values, 99):.1f} | - |"
+                        )
                 for load, think in (("paced", think_ms), ("saturated", 0.0)):
                     rows = []
                     for name, make in (
                         ("healthz (baseline)", healthz),
-                        ("search", search),
+                        ("search, lexical answers", searching(lexical_queries)),
+                        ("search, fallback runs", searching(fallback_queries)),
                         ("suggest", suggest),
                         ("guide (warm)", guide),
                         ("ILIKE in SQL (baseline)", ilike),

@@ -15,7 +15,7 @@ from bff import deps
 from bff.addresses.controllers import AddressController
 from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
-from bff.catalogue.controllers import CatalogueController, ItemController
+from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.ops.controllers import healthz, metrics, readyz
@@ -39,6 +39,7 @@ API_ROUTES = [
     StaffKioskController,
     ItemController,
     CatalogueController,
+    StaffSearchController,
     SlotController,
     AppointmentController,
     CaseController,
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             # auth/ may not import bff: its guards find their runtime under this one name.
             app.state.auth = root.auth
             await root.catalogue_mirror.start()
+            await root.search_misses.start()
             root.drain.install()
             edge.drain = root.drain
             try:
@@ -71,6 +73,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
                 yield
             finally:
                 root.drain.uninstall()
+                await root.search_misses.stop()
                 await root.catalogue_mirror.stop()
 
     app = Litestar(

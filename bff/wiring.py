@@ -44,6 +44,8 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import CatalogueMirror
+from bff.catalogue.misses import SearchMisses
+from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
@@ -194,6 +196,7 @@ class Root:
     catalogue_mirror: CatalogueMirror
     catalogue: CatalogueService
     catalogue_sync: CatalogueSync
+    search_misses: SearchMisses
     uploads: UploadService
     appointments: AppointmentService
     cases: CaseService
@@ -246,6 +249,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         redis,
         poll_seconds=settings.catalogue_index_poll_s,
         stale_after_seconds=settings.catalogue_stale_after_s,
+        model=SemanticModel(enabled=settings.search_semantic),
     )
     guides = GuideCache(
         redis,
@@ -254,7 +258,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         stale_seconds=settings.item_stale_ttl_s,
         budget_seconds=settings.item_budget_ms / 1000,
     )
-    catalogue = CatalogueService(mirror, guides)
+    search_misses = SearchMisses(
+        pool, flush_seconds=settings.search_misses_flush_s, keep_days=settings.search_misses_keep_days
+    )
+    catalogue = CatalogueService(mirror, guides, search_misses)
     catalogue_sync = CatalogueSync(
         pool,
         redis,
@@ -346,6 +353,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("uploads_expire", interval=600.0, budget=120.0, run=uploads.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
+        # Failed-search counts older than `search_misses_keep_days`.
+        Job("search_misses_expire", interval=3600.0, budget=60.0, run=search_misses.expire),
         # The audit chains' heads, signed and logged outside the table (a truncated tail shows).
         Job("audit_anchor", interval=settings.audit_anchor_interval_s, budget=30.0, run=audit_anchor.run),
         # Orders that heard nothing are asked about (backoff); expired ones are closed upstream.
@@ -368,6 +377,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         catalogue_mirror=mirror,
         catalogue=catalogue,
         catalogue_sync=catalogue_sync,
+        search_misses=search_misses,
         uploads=uploads,
         appointments=appointments,
         cases=cases,

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from adapters.errors import ProblemError
+from auth.guards import staff_only
 from bff.catalogue.schemas import (
     GuideOut,
     HallCard,
@@ -18,11 +19,13 @@ from bff.catalogue.schemas import (
     LifeEventOut,
     LifeEventPage,
     RegionPage,
+    SearchMissPage,
     SearchPage,
     SuggestPage,
     TopicList,
 )
 from bff.catalogue.service import CatalogueService
+from bff.platform.problems import english
 from bff.platform.responses import conditional
 
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
@@ -41,6 +44,7 @@ class ItemController(Controller):
     @get("/", summary="Search service items (Chinese, pinyin, initials, traditional, typos, colloquial)")
     async def search(
         self,
+        request: Request,  # type: ignore[type-arg]
         catalogue: NamedDependency[CatalogueService],
         q: Annotated[str | None, QueryParameter(description="what the resident typed")] = None,
         region: Annotated[
@@ -51,7 +55,15 @@ class ItemController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter()] = None,
     ) -> SearchPage:
-        return catalogue.search(q, region=region, audience=audience, topic=topic, limit=limit, cursor=cursor)
+        return catalogue.search(
+            q,
+            region=region,
+            audience=audience,
+            topic=topic,
+            limit=limit,
+            cursor=cursor,
+            english=english(request.headers.get("accept-language", "")),
+        )
 
     @get("/suggest", summary="Type-ahead for the search box")
     async def suggest(
@@ -140,3 +152,21 @@ class CatalogueController(Controller):
         region: Annotated[str | None, QueryParameter()] = None,
     ) -> LifeEventOut:
         return catalogue.life_event(event_id, region)
+
+
+class StaffSearchController(Controller):
+    """Operators close the loop: where residents' searches fail, so aliases can be added there."""
+
+    path = "/staff/search"
+    tags = ["staff", "catalogue"]
+    guards = [staff_only]
+
+    @get("/misses", summary="Zero-result and low-confidence searches, anonymised, most frequent first")
+    async def misses(
+        self,
+        catalogue: NamedDependency[CatalogueService],
+        days: Annotated[int, QueryParameter(ge=1, le=90, description="the last N days (China time)")] = 7,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        cursor: Annotated[str | None, QueryParameter()] = None,
+    ) -> SearchMissPage:
+        return await catalogue.search_misses(days, limit, cursor)

@@ -26,6 +26,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bff.catalogue.search import Dictionary, ItemDoc, SearchIndex
+from bff.catalogue.semantic import SHARED_EMBEDDINGS, SemanticIndex, SemanticModel
+from bff.catalogue.semantic import build as build_semantic
 from bff.catalogue.sync import VERSION_KEY
 from bff.platform.logs import get_logger
 
@@ -125,6 +127,10 @@ class Snapshot:
         for name, code in self.item_names.items():
             out.setdefault(code, name)
         return out
+    # The guides' own text per item (conditions, FAQ questions) and, once the model is loaded, the
+    # item embeddings (bff/catalogue/semantic.py); None: search answers lexically.
+    guide_texts: dict[str, list[str]] = field(default_factory=dict)
+    semantic: SemanticIndex | None = None
 
     @property
     def ready(self) -> bool:
@@ -145,6 +151,28 @@ class Snapshot:
         level = self.regions[region].level if region in self.regions else "county"
         prefix = {"province": region[:2], "city": region[:4]}.get(level, region)
         return [h for h in self.halls.values() if h.region_code.startswith(prefix)]
+
+
+class _Faq(msgspec.Struct):
+    question: str = ""
+
+
+class _GuideText(msgspec.Struct):
+    """The parts of a mirrored guide that describe the item in words."""
+
+    conditions: list[str] = msgspec.field(default_factory=list)
+    faq: list[_Faq] = msgspec.field(default_factory=list)
+
+
+_guide_text = msgspec.json.Decoder(_GuideText)
+
+
+def guide_sentences(body: bytes) -> list[str]:
+    try:
+        guide = _guide_text.decode(body)
+    except msgspec.DecodeError:
+        return []
+    return [c for c in guide.conditions if c] + [f.question for f in guide.faq if f.question]
 
 
 class GuideRow(msgspec.Struct, frozen=True):
@@ -186,8 +214,12 @@ class CatalogueMirror:
         *,
         poll_seconds: float,
         stale_after_seconds: float,
+        model: SemanticModel | None = None,
     ) -> None:
         self.pool = pool
+        self.model = model or SemanticModel(enabled=False)
+        self.embeddings = SHARED_EMBEDDINGS
+        self._model_task: asyncio.Task[None] | None = None
         self.redis = redis
         self.poll_seconds = poll_seconds
         self.stale_after_seconds = stale_after_seconds
@@ -202,21 +234,50 @@ class CatalogueMirror:
         self.suggestions = VersionedLRU(8192)
 
     async def start(self) -> None:
+        # The model loads in the background: residents are served lexically meanwhile.
+        self._model_task = asyncio.create_task(self._load_model(), name="catalogue-search-model")
         with contextlib.suppress(asyncpg.PostgresError, OSError, TimeoutError):
             await self.refresh()
         self._task = asyncio.create_task(self._poll(), name="catalogue-mirror-poll")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._model_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _load_model(self) -> None:
+        await self.model.start()
+        await self.attach_semantic()
+
+    async def attach_semantic(self) -> None:
+        """Give the current snapshot its item embeddings (once the model is loaded)."""
+        snapshot = self.snapshot
+        if not self.model.available or snapshot.semantic is not None or not snapshot.ready:
+            return
+        started = time.monotonic()
+        semantic = await asyncio.to_thread(
+            build_semantic, self.model, self.embeddings, snapshot.index, snapshot.guide_texts
+        )
+        if self.snapshot is snapshot:
+            snapshot.semantic = semantic
+            self.suggestions.clear()
+            log.info(
+                "catalogue_embeddings_ready",
+                version=snapshot.version,
+                passages=0 if semantic is None else len(semantic.owner),
+                computed=self.embeddings.computed,
+                reused=self.embeddings.reused,
+                ms=round((time.monotonic() - started) * 1000),
+            )
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self.refresh()
+                await self.attach_semantic()  # the model finished loading during a rebuild
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -272,6 +333,17 @@ class CatalogueMirror:
                 """
             )
             hall_rows = await conn.fetch("SELECT * FROM bff.catalogue_halls ORDER BY id")
+            # The province's guide of each item: its conditions and FAQ describe it in words.
+            guide_rows = await conn.fetch(
+                """
+                SELECT e.catalog_code, g.body
+                FROM bff.catalogue_entries e
+                JOIN bff.catalogue_guides g ON g.catalog_code = e.catalog_code
+                 AND g.region_code = e.region_code AND g.version = e.version
+                WHERE e.region_code = $1 AND e.parent_code IS NULL AND e.status = 'active'
+                """,
+                PROVINCE,
+            )
         docs: dict[str, ItemDoc] = {}
         for row in rows:
             if row["parent_code"] is None:
@@ -317,8 +389,22 @@ class CatalogueMirror:
                 r["bookable"],
                 r["department"],
             )
+        guide_texts = {r["catalog_code"]: guide_sentences(bytes(r["body"])) for r in guide_rows}
+        semantic = None
+        if self.model.available:
+            semantic = await asyncio.to_thread(
+                build_semantic, self.model, self.embeddings, index, guide_texts
+            )
         self.snapshot = Snapshot(
-            version, index, regions, halls, last_success_at, {d.name: d.code for d in docs.values()}, local
+            version,
+            index,
+            regions,
+            halls,
+            last_success_at,
+            {d.name: d.code for d in docs.values()},
+            local=local,
+            guide_texts=guide_texts,
+            semantic=semantic,
         )
         self._guides.clear()
         self.assembled.clear()

@@ -113,8 +113,12 @@ class Freshness(Camel):
 class QueryInfo(Camel):
     text: str
     normalized: str
-    # Said to the resident when the query cannot be searched as typed (empty, only symbols).
+    # Said to the resident when the query cannot be searched as typed (empty, only symbols), or
+    # when no item matches it well and the nearest items are offered instead ("did you mean").
     notice: str | None = None
+    # `exact`: the items match what was typed; `nearest`: no item matched well, these are the
+    # closest in meaning (the phone shows "did you mean"); `none`: nothing to offer.
+    match: Literal["exact", "nearest", "none"] = "exact"
 
 
 class RegionTruth(Camel):
@@ -148,6 +152,22 @@ class SearchPage(Camel):
     next_cursor: str | None
     query: QueryInfo
     freshness: Freshness
+
+
+class SearchMiss(Camel):
+    query: str
+    zero_results: int
+    low_confidence: int
+    last_day: str
+
+
+class SearchMissPage(Camel):
+    """`GET /staff/search/misses`: failed searches, anonymised, most frequent first."""
+
+    since: str
+    withheld: int
+    items: list[SearchMiss]
+    next_cursor: str | None
 
 
 class Suggestion(Camel):

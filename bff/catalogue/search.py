@@ -137,7 +137,7 @@ class SearchIndex:
         texts: list[tuple[str, int, float]] = []
         for i, doc in enumerate(self.docs):
             texts.append((normalize(doc.name), i, 1.0))
-        position = {d.code: i for i, d in enumerate(self.docs)}
+        self.position = position = {d.code: i for i, d in enumerate(self.docs)}
         for name, aliases in dictionary.aliases.items():
             named = by_name.get(name)
             if named is not None:
@@ -170,6 +170,10 @@ class SearchIndex:
         self._cache: OrderedDict[tuple[str, str | None], list[tuple[int, float, str]]] = OrderedDict()
 
     # -- query side -------------------------------------------------------------------------
+
+    def segment(self, text: str) -> list[str]:
+        """The words of `text` as the index segments queries (jieba with the dictionary's words)."""
+        return [t for t in self._segmenter.cut(text, False) if t.strip()]
 
     def variants(self, query: str) -> list[str]:
         """The query and its rewrites through the synonym dictionary, stop words removed."""

@@ -14,7 +14,16 @@ import msgspec
 
 from adapters.errors import ProblemError
 from bff.catalogue.guide_cache import GuideCache
-from bff.catalogue.mirror import CatalogueMirror, HallRow, LifeEvent, Snapshot, distance_m, guide_etag
+from bff.catalogue.mirror import (
+    CatalogueMirror,
+    HallRow,
+    LifeEvent,
+    Snapshot,
+    VersionedLRU,
+    distance_m,
+    guide_etag,
+)
+from bff.catalogue.misses import Anonymiser, SearchMisses
 from bff.catalogue.schemas import (
     Freshness,
     Guide,
@@ -29,6 +38,8 @@ from bff.catalogue.schemas import (
     RegionPage,
     RegionTruth,
     SearchItem,
+    SearchMiss,
+    SearchMissPage,
     SearchPage,
     Suggestion,
     SuggestPage,
@@ -36,6 +47,7 @@ from bff.catalogue.schemas import (
     TopicList,
 )
 from bff.catalogue.search import MAX_QUERY_CHARS, normalize
+from bff.catalogue.semantic import blend
 from bff.platform.paging import offset_page
 
 _REGION = re.compile(r"^\d{6}$")
@@ -50,6 +62,13 @@ _AUDIENCES = {
 }
 _NEAREST_HALLS = 3
 _EMPTY_NOTICE = "请输入事项名称、关键词或拼音，例如“出生登记”“公积金”“csdj”"
+_EMPTY_NOTICE_EN = "Type the name of a service, a few key words or pinyin, e.g. 出生登记, passport, csdj"
+_NEAREST_NOTICE = "没有完全匹配的事项，您是不是要找：{}？"
+_NEAREST_NOTICE_EN = "No service matches exactly. Did you mean: {}?"
+_NONE_NOTICE = "没有找到相关事项，请换个说法，或拨打 12345 咨询"
+_NONE_NOTICE_EN = "No service found. Try other words, or call 12345 for help"
+_NOTICE_NAMES = 3
+_MAX_MISS_DAYS = 90
 
 _encoder = msgspec.json.Encoder()
 
@@ -116,9 +135,28 @@ def _sorted_halls(
 
 
 class CatalogueService:
-    def __init__(self, mirror: CatalogueMirror, guides: GuideCache) -> None:
+    def __init__(self, mirror: CatalogueMirror, guides: GuideCache, misses: SearchMisses) -> None:
         self.mirror = mirror
         self.guides = guides
+        self.misses = misses
+        self._anonymiser: tuple[int, Anonymiser] | None = None
+        self._anonymised: VersionedLRU = VersionedLRU(8192)
+
+    def _anonymise(self, snapshot: Snapshot, raw: str, normalized: str) -> str | None:
+        key = (raw, normalized)
+        cached: tuple[str | None] | None = self._anonymised.get(key, snapshot.version)
+        if cached is None:
+            cached = (self._anonymise_now(snapshot, raw, normalized),)
+            self._anonymised.put(key, snapshot.version, cached)
+        return cached[0]
+
+    def _anonymise_now(self, snapshot: Snapshot, raw: str, normalized: str) -> str | None:
+        if self._anonymiser is None or self._anonymiser[0] != snapshot.version:
+            index = snapshot.index
+            words = {*index.texts, *index.dictionary.synonyms, *index.dictionary.stopwords}
+            words |= {v for vs in index.dictionary.synonyms.values() for v in vs}
+            self._anonymiser = (snapshot.version, Anonymiser(set(index.postings), words, index.segment))
+        return self._anonymiser[1].anonymise(raw, normalized)
 
     # --- reading the snapshot ---
 
@@ -179,6 +217,7 @@ class CatalogueService:
         topic: str | None,
         limit: int,
         cursor: str | None,
+        english: bool = False,
     ) -> SearchPage:
         raw = q or ""
         if len(raw) > MAX_QUERY_CHARS:
@@ -195,11 +234,26 @@ class CatalogueService:
         normalized = normalize(raw)
         info = QueryInfo(text=raw, normalized=normalized)
         if not normalized and not (who or topic):
-            info.notice = _EMPTY_NOTICE
+            info.notice = _EMPTY_NOTICE_EN if english else _EMPTY_NOTICE
+            info.match = "none"
             return SearchPage(items=[], next_cursor=None, query=info, freshness=self._freshness())
         # Implemented by the resident's own region: the county (or the city, for a city).
         chain = (resident,) if resident else ()
-        hits = snapshot.index.search(normalized, region_chain=chain, audience=who, theme=topic)
+        found = blend(
+            snapshot.index, snapshot.semantic, normalized, region_chain=chain, audience=who, theme=topic
+        )
+        hits = found.hits
+        if normalized:
+            if not hits:
+                info.match = "none"
+                info.notice = _NONE_NOTICE_EN if english else _NONE_NOTICE
+            elif found.nearest:
+                info.match = "nearest"
+                names = "、".join(h.doc.name for h in hits[:_NOTICE_NAMES])
+                info.notice = (_NEAREST_NOTICE_EN if english else _NEAREST_NOTICE).format(names)
+            if not found.confident and not cursor:
+                outcome = "zero" if not hits else "low"
+                self.misses.record(self._anonymise(snapshot, raw, normalized), outcome)
         shown, following = offset_page(hits, limit, cursor)
         items = []
         for h in shown:
@@ -222,6 +276,24 @@ class CatalogueService:
                 )
             )
         return SearchPage(items=items, next_cursor=following, query=info, freshness=self._freshness())
+
+    async def search_misses(self, days: int, limit: int, cursor: str | None) -> SearchMissPage:
+        """Staff: the failed searches of the last `days` days (anonymised; see misses.py)."""
+        if not 1 <= days <= _MAX_MISS_DAYS:
+            raise _bad(f"days: between 1 and {_MAX_MISS_DAYS}")
+        await self.misses.flush()  # this process's latest counts too
+        rows, withheld, since = await self.misses.export(days)
+        items = [
+            SearchMiss(
+                query=r["query"],
+                zero_results=r["zero"],
+                low_confidence=r["low"],
+                last_day=r["last_day"].isoformat(),
+            )
+            for r in rows
+        ]
+        shown, following = offset_page(items, limit, cursor)
+        return SearchMissPage(since=since.isoformat(), withheld=withheld, items=shown, next_cursor=following)
 
     def suggest(self, q: str | None, limit: int) -> SuggestPage:
         raw = q or ""

@@ -94,6 +94,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     catalogue_sync_page: int = 1000
     catalogue_sync_call_timeout_s: float = 30.0
     catalogue_index_poll_s: float = 2.0
+    # Catalogue search's semantic fallback (bff/catalogue/semantic.py): load the bundled embedding
+    # model at start (in the background). False: lexical search only.
+    search_semantic: bool = True
+    # Failed searches (anonymised counts, bff/catalogue/misses.py): how often each API process adds
+    # its counts to PostgreSQL, and how many days are kept.
+    search_misses_flush_s: float = 10.0
+    search_misses_keep_days: int = 90
 
     # Identity (auth/). Upstreams: WeChat and the provincial identity provider (sandbox in dev).
     wechat_url: str = "http://127.0.0.1:8100/wechat"
