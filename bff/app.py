@@ -16,6 +16,7 @@ from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
+from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.platform.edge import Edge
 from bff.platform.logs import configure_logging, get_logger
@@ -42,6 +43,8 @@ API_ROUTES = [
     RatingController,
     UploadController,
     CaseWebhookController,
+    MessageController,
+    PushReceiptController,
 ]
 
 

@@ -14,6 +14,7 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdempotencyStore
+from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.ratings.service import RatingService
 from bff.uploads.service import UploadService
@@ -53,6 +54,10 @@ def provide_ratings(state: State) -> RatingService:
     return root(state).ratings
 
 
+def provide_messages(state: State) -> MessageService:
+    return root(state).messages
+
+
 def provide_health(state: State) -> Health:
     r = root(state)
     return Health(r.pool, r.redis, r.upstreams)
@@ -68,5 +73,6 @@ def dependencies() -> dict[str, Any]:
         "appointments": Provide(provide_appointments, sync_to_thread=False),
         "cases": Provide(provide_cases, sync_to_thread=False),
         "ratings": Provide(provide_ratings, sync_to_thread=False),
+        "messages": Provide(provide_messages, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -26,10 +26,12 @@ from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
+from adapters.pushgw.client import PushGatewayClient
 from adapters.ratings.client import RatingClient
+from adapters.sms.client import SmsClient
 from adapters.wechat.client import WeChatClient
 from adapters.wechat.token import AccessTokenCache
-from auth import crypto, keys
+from auth import crypto, keys, persons
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
@@ -40,12 +42,20 @@ from bff.catalogue.mirror import CatalogueMirror
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.idempotency import IdempotencyStore
+from bff.messages.service import MessageService
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.redis import create_redis
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingService
 from bff.uploads.service import UploadService
+from push.channels.apppush import AppPushChannel
+from push.channels.sms import SmsChannel
+from push.channels.wechat import WeChatSubscribeChannel
+from push.consumer import Consumer
+from push.ledger import Ledger
+from push.notifier import Notifier
+from push.relay import Relay
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,16 @@ class Job:
     name: str
     interval: float
     budget: float
+    run: Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A long-running loop of the worker, restarted if it fails: `leader_only` ones (the outbox
+    relay) run in the leader only, the others (stream consumers) in every worker."""
+
+    name: str
+    leader_only: bool
     run: Callable[[], Awaitable[object]]
 
 
@@ -85,6 +105,8 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "ratings": Upstream("ratings", settings.ratings_url, policy(settings)),
         "wechat": Upstream("wechat", settings.wechat_url, policy(settings)),
         "idp": Upstream("idp", settings.idp_url, policy(settings)),
+        "pushgw": Upstream("pushgw", settings.pushgw_url, policy(settings)),
+        "sms": Upstream("sms", settings.sms_url, policy(settings)),
     }
 
 
@@ -158,7 +180,12 @@ class Root:
     appointments: AppointmentService
     cases: CaseService
     ratings: RatingService
+    notifier: Notifier
+    relay: Relay
+    consumer: Consumer
+    messages: MessageService
     jobs: list[Job] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)
 
 
 def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, Upstream]) -> Root:
@@ -231,6 +258,58 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     ratings = RatingService(pool, rating_client, cases)
     cases.ratings = ratings  # the case view's port onto ratings (ratings depends on cases)
 
+    # Notifications: outbox -> relay -> stream -> consumers -> channels (WeChat through the one client).
+    pii = auth.crypto
+
+    async def phone_of(person_id: str) -> str | None:
+        person = await persons.load(pool, pii, person_id)
+        return person.phone if person else None
+
+    callback = settings.push_callback_base_url.rstrip("/")
+    notifier = Notifier(
+        pool,
+        redis,
+        [
+            WeChatSubscribeChannel(wechat, state=settings.wechat_miniprogram_state),
+            AppPushChannel(
+                PushGatewayClient(
+                    ups["pushgw"],
+                    settings.pushgw_app_key,
+                    settings.pushgw_secret,
+                    f"{callback}/api/v1/push/receipts" if callback else None,
+                )
+            ),
+            SmsChannel(
+                SmsClient(ups["sms"], settings.sms_access_key_id, settings.sms_secret, settings.sms_sign_name)
+            ),
+        ],
+        phone_of,
+        lease_s=settings.push_lease_s,
+    )
+    assert settings.database_url
+    relay = Relay(
+        pool,
+        redis,
+        settings.database_url,
+        poll_s=settings.push_relay_poll_s,
+        republish_after_s=settings.push_republish_after_s,
+    )
+    consumer = Consumer(
+        redis,
+        notifier,
+        concurrency=settings.push_consumer_concurrency,
+        claim_idle_s=settings.push_claim_idle_s,
+    )
+    messages = MessageService(
+        pool,
+        redis,
+        Ledger(pool),
+        notifier,
+        pushgw_secret=settings.pushgw_secret,
+        sms_secret=settings.sms_secret,
+        heartbeat_s=settings.push_sse_heartbeat_s,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -240,6 +319,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.
         Job("catalogue_sync", interval=5.0, budget=900.0, run=catalogue_sync.tick),
+    ]
+    loops = [
+        Loop("push_relay", leader_only=True, run=relay.run),
+        Loop("push_consumer", leader_only=False, run=consumer.run),
     ]
     return Root(
         settings=settings,
@@ -256,7 +339,12 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
         cases=cases,
         ratings=ratings,
+        notifier=notifier,
+        relay=relay,
+        consumer=consumer,
+        messages=messages,
         jobs=jobs,
+        loops=loops,
     )
 
 

@@ -1,5 +1,7 @@
 """What each outbox topic carries: one typed payload per topic, so that a consumer can decode
-what a producer wrote without guessing (camelCase, as the payloads are also shown in the inbox)."""
+what a producer wrote without guessing (camelCase, as the payloads are also shown in the inbox).
+
+A new topic is a payload here and a template in `push/templates.py`; nothing else changes."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Literal
 
 import msgspec
 
-Topic = Literal["case.changed"]
+Topic = Literal["case.changed", "appointment.changed", "appointment.reminder"]
 
 
 class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -22,4 +24,29 @@ class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     occurred_at: str
 
 
-PAYLOADS: dict[str, type[msgspec.Struct]] = {"case.changed": CaseChanged}
+class AppointmentChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A booking was confirmed, moved or cancelled (`event`: booked, rescheduled, cancelled)."""
+
+    appointment_id: str
+    item_name: str
+    hall_name: str
+    starts_at: str  # ISO-8601 with offset
+    ticket: str
+    event: str
+
+
+class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """The day before an appointment."""
+
+    appointment_id: str
+    item_name: str
+    hall_name: str
+    starts_at: str
+    ticket: str
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    "case.changed": CaseChanged,
+    "appointment.changed": AppointmentChanged,
+    "appointment.reminder": AppointmentReminder,
+}

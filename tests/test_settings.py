@@ -69,4 +69,10 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)
     real = {**keys, "WECHAT_SECRET": "w", "IDP_CLIENT_SECRET": "i", "CASE_WEBHOOK_SECRET": "c"}
+    # The push providers' sandbox keys are refused too, each by name.
+    push = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
+    for name in push:
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**real, **{k: v for k, v in push.items() if k != name}}, None)
+    real.update(push)
     assert load_settings(real, None).env == "prod"
