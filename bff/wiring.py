@@ -315,6 +315,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
+        # The day-before reminder (each booking once: the outbox de-duplicates by booking).
+        Job("appointments_remind", interval=600.0, budget=120.0, run=appointments.remind_tomorrow),
         # Idempotency records past their keep time (>= 24 h, API.md).
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
         # The worker ticks often; the sync runs at `catalogue_sync_interval_s`.

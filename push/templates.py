@@ -146,6 +146,24 @@ def _case_data(f: dict[str, str]) -> dict[str, str]:
     }
 
 
+def _booking_data(f: dict[str, str]) -> dict[str, str]:
+    return {
+        "thing1": thing(f"事项{f['itemCode']}"),
+        "thing2": thing(f["hallId"]),
+        "time3": f["startsAtText"],
+        "character_string4": ascii_string(f["bookingNo"]),
+    }
+
+
+def _booking_sms(f: dict[str, str]) -> dict[str, str]:
+    return {
+        "time": f["startsAtText"],
+        "hall": f["hallId"],
+        "item": f"事项{f['itemCode']}",
+        "ticket": f["bookingNo"] or "-",
+    }
+
+
 TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in [
@@ -187,30 +205,53 @@ TEMPLATES: dict[str, Template] = {
             sms_params=lambda f: {"item": f["itemName"], "caseNo": f["projectNo"], "status": f["statusZh"]},
         ),
         Template(
-            name="appointment.changed",
+            name="appointment.booked",
             version=1,
             category="appointments",
-            title={"zh": "预约成功", "en": "Appointment booked"},
+            title={"zh": "预约已确认", "en": "Appointment confirmed"},
             body={
-                "zh": "您已预约{startsAtText}在{hallName}办理{itemName}，预约号{ticket}。",
-                "en": "You are booked for {itemName} at {hallName}, {startsAtText}; ticket {ticket}.",
+                "zh": "您的预约（预约号{bookingNo}）已确认：{startsAtText}，请携带有效身份证件按时到场。",
+                "en": "Your appointment {bookingNo} is confirmed for {startsAtText}; bring your ID card.",
             },
             link="/appointments/{appointmentId}",
             wechat_template="sxBooking-0005-OneTimeTemplateAppointment05",
             wechat_page="pages/appointments/detail?id={appointmentId}",
-            wechat_data=lambda f: {
-                "thing1": thing(f["itemName"]),
-                "thing2": thing(f["hallName"]),
-                "time3": f["startsAtText"],
-                "character_string4": ascii_string(f["ticket"]),
-            },
+            wechat_data=_booking_data,
             sms_template="SMS_460100003",
-            sms_params=lambda f: {
-                "time": f["startsAtText"],
-                "hall": f["hallName"],
-                "item": f["itemName"],
-                "ticket": f["ticket"],
+            sms_params=_booking_sms,
+        ),
+        Template(
+            name="appointment.rescheduled",
+            version=1,
+            category="appointments",
+            title={"zh": "预约已改期", "en": "Appointment moved"},
+            body={
+                "zh": "您的预约已改至{startsAtText}（预约号{bookingNo}），请按时到场。",
+                "en": "Your appointment is moved to {startsAtText} (booking {bookingNo}).",
             },
+            link="/appointments/{appointmentId}",
+            wechat_template="sxBooking-0005-OneTimeTemplateAppointment05",
+            wechat_page="pages/appointments/detail?id={appointmentId}",
+            wechat_data=_booking_data,
+            sms_template="SMS_460100003",
+            sms_params=_booking_sms,
+        ),
+        Template(
+            # No registered WeChat or SMS template fits a cancellation: inbox and app push only.
+            name="appointment.cancelled",
+            version=1,
+            category="appointments",
+            title={"zh": "预约已取消", "en": "Appointment cancelled"},
+            body={
+                "zh": "您{startsAtText}的预约（预约号{bookingNo}）已取消。",
+                "en": "Your appointment of {startsAtText} (booking {bookingNo}) is cancelled.",
+            },
+            link="/appointments/{appointmentId}",
+            wechat_template="",
+            wechat_page="",
+            wechat_data=lambda f: {},
+            sms_template="",
+            sms_params=lambda f: {},
         ),
         Template(
             name="appointment.reminder",
@@ -218,19 +259,23 @@ TEMPLATES: dict[str, Template] = {
             category="appointments",
             title={"zh": "明天有预约", "en": "Appointment tomorrow"},
             body={
-                "zh": "您预约的{itemName}将于明天{startsAtClock}在{hallName}办理，请按时到场。",
-                "en": "Reminder: {itemName} at {hallName} tomorrow at {startsAtClock}.",
+                "zh": "您预约的事项将于明天{startsAtClock}办理（预约号{bookingNo}），请按时到场。",
+                "en": "Reminder: your appointment {bookingNo} is tomorrow at {startsAtClock}.",
             },
             link="/appointments/{appointmentId}",
             wechat_template="sxReminder-0006-OneTimeTemplateTomorrow0006",
             wechat_page="pages/appointments/detail?id={appointmentId}",
             wechat_data=lambda f: {
-                "thing1": thing(f["itemName"]),
+                "thing1": thing(f"事项{f['itemCode']}"),
                 "time2": f["startsAtText"],
                 "thing3": "请携带有效身份证件按时到场",
             },
             sms_template="SMS_460100004",
-            sms_params=lambda f: {"item": f["itemName"], "time": f["startsAtClock"], "hall": f["hallName"]},
+            sms_params=lambda f: {
+                "item": f"事项{f['itemCode']}",
+                "time": f["startsAtClock"],
+                "hall": f["hallId"],
+            },
         ),
     ]
 }
@@ -240,6 +285,8 @@ def template_for(topic: str, payload: Mapping[str, Any]) -> Template:
     """The template of a topic; case changes pick theirs by event (a 补正 request is action needed)."""
     if topic == "case.changed" and payload.get("event") == "supplement_requested":
         return TEMPLATES["case.supplement_requested"]
+    if topic == "appointment.changed":
+        return TEMPLATES[f"appointment.{payload.get('event', 'booked')}"]
     if topic in TEMPLATES:
         return TEMPLATES[topic]
     raise KeyError(f"no template for topic {topic}")
@@ -280,5 +327,5 @@ def render(topic: str, payload: Mapping[str, Any], lang: Lang) -> Rendered:
         wechat_page=template.wechat_page.format(**f),
         wechat_data={key: {"value": value} for key, value in template.wechat_data(f).items()},
         sms_template=template.sms_template,
-        sms_params=fit_sms(template.sms_template, template.sms_params(f)),
+        sms_params=fit_sms(template.sms_template, template.sms_params(f)) if template.sms_template else {},
     )

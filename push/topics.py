@@ -25,13 +25,14 @@ class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
 
 
 class AppointmentChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
-    """A booking was confirmed, moved or cancelled (`event`: booked, rescheduled, cancelled)."""
+    """A booking was confirmed, moved or cancelled (`event`: booked, rescheduled, cancelled).
+    Codes, not names: the appointments domain holds no catalogue names."""
 
     appointment_id: str
-    item_name: str
-    hall_name: str
-    starts_at: str  # ISO-8601 with offset
-    ticket: str
+    item_code: str
+    hall_id: str
+    starts_at: str  # ISO-8601, China time
+    booking_no: str
     event: str
 
 
@@ -39,10 +40,10 @@ class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=T
     """The day before an appointment."""
 
     appointment_id: str
-    item_name: str
-    hall_name: str
+    item_code: str
+    hall_id: str
     starts_at: str
-    ticket: str
+    booking_no: str
 
 
 PAYLOADS: dict[str, type[msgspec.Struct]] = {

@@ -30,7 +30,17 @@ from push.stream import GROUP, STREAM, claimed_entries, ensure_group
 from push.topics import CaseChanged
 from tests.auth_helpers import login_resident
 from tests.conftest import free_port, make_settings
-from tests.test_journey_helpers import advance, apply, auth, bookable_item, deliver, key, upstream_urls
+from tests.test_journey_helpers import (
+    advance,
+    apply,
+    auth,
+    book,
+    bookable_item,
+    deliver,
+    first_slot,
+    key,
+    upstream_urls,
+)
 
 SUPPLEMENT_TMPL = "sxSupplement-0003-OneTimeTemplateBuZheng003"
 PROGRESS_TMPL = "sxCaseProgress-0001-LongTermGovServiceTmpl01"
@@ -629,3 +639,53 @@ async def test_messages_are_private_and_paged(
     assert {m["id"] for m in first["items"] + rest["items"]} == {str(n["id"]) for n in made}
     stranger = await app_client.get(f"/api/v1/messages/{made[0]['id']}", headers=auth(other))
     assert stranger.status_code == 404 and stranger.json()["code"] == "message_not_found"
+
+
+# --- event sources: bookings -------------------------------------------------------------------
+
+
+async def test_bookings_and_cancellations_are_announced_and_the_day_before_reminder_is_sent_once(
+    app_client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    who = await login_resident(app_client, sandbox)
+    token = await install_app(app_client, sandbox, who)
+    item = await bookable_item(db)
+    booked = await book(app_client, who, await first_slot(app_client, who, item))
+    appointment_id = booked["id"]
+    cancel = await app_client.post(f"/api/v1/appointments/{appointment_id}/cancel", headers=auth(who, key()))
+    assert cancel.status_code == 200, cancel.text
+    rows = await db.fetch(
+        "SELECT id, topic, payload->>'event' AS event FROM bff.outbox WHERE payload->>'appointmentId' = $1 ORDER BY id",
+        appointment_id,
+    )
+    assert [(r["topic"], r["event"]) for r in rows] == [
+        ("appointment.changed", "booked"),
+        ("appointment.changed", "cancelled"),
+    ]
+    # The day-before reminder: a booking starting tomorrow gets exactly one, however often the job runs.
+    root = app_client.app.state.root  # type: ignore[attr-defined]
+    again = await book(app_client, who, await first_slot(app_client, who, item))
+    await db.execute(
+        """
+        UPDATE bff.appointments SET starts_at = date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')
+               AT TIME ZONE 'Asia/Shanghai' + interval '1 day 10 hours' WHERE id = $1
+        """,
+        uuid.UUID(again["id"]),
+    )
+    assert await root.appointments.remind_tomorrow() >= 1
+    await root.appointments.remind_tomorrow()
+    reminders = await db.fetch(
+        "SELECT id FROM bff.outbox WHERE topic = 'appointment.reminder' AND payload->>'appointmentId' = $1",
+        again["id"],
+    )
+    assert len(reminders) == 1
+    async with pipeline(app_client):
+        made = [await notification(db, r["id"]) for r in [*rows, *reminders]]
+    assert [n["template"] for n in made] == [
+        "appointment.booked",
+        "appointment.cancelled",
+        "appointment.reminder",
+    ]
+    assert all(n["link"].startswith("/appointments/") for n in made)
+    # No consent, one app: an app push each (the second booking's own confirmation too).
+    assert len(await push_sent(sandbox, token)) == 4

@@ -18,6 +18,8 @@ class SmsChannel(ChannelClient):
         self.client = client
 
     async def available(self, conn: Any, recipient: Recipient, rendered: Rendered) -> str | None:
+        if not rendered.sms_template:
+            return "no_template"
         return None  # whether a number exists is known only when it is decrypted, at send time
 
     async def send(self, conn: Any, recipient: Recipient, rendered: Rendered, send_key: str) -> Outcome:

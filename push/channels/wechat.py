@@ -29,6 +29,8 @@ class WeChatSubscribeChannel(ChannelClient):
         self.state = state
 
     async def available(self, conn: Any, recipient: Recipient, rendered: Rendered) -> str | None:
+        if not rendered.wechat_template:
+            return "no_template"
         if recipient.openid is None:
             return "no_wechat_binding"
         ok = await conn.fetchval(
