@@ -209,12 +209,20 @@ class Notifier:
                 return None
             # An exception leaves the lease to lapse: the sweep retries after `lease_s`.
             final, next_at = await self._run(conn, n)
-            await conn.execute(
-                "UPDATE bff.notifications SET status = $2, next_at = $3, updated_at = now() WHERE id = $1",
+            written = await conn.fetchval(
+                """
+                UPDATE bff.notifications SET status = $2, next_at = $3, updated_at = now()
+                WHERE id = $1 AND updated_at = $4 RETURNING 1
+                """,
                 nid,
                 final,
                 next_at,
+                n["updated_at"],
             )
+            if written is None:
+                # A receipt landed while this worker held the lease: look again at once (the
+                # sweep decides from the attempts as they are now).
+                await conn.execute("UPDATE bff.notifications SET next_at = now() WHERE id = $1", nid)
             return final
 
     async def _run(self, conn: Any, n: asyncpg.Record) -> tuple[str, datetime | None]:
@@ -288,6 +296,12 @@ class Notifier:
             outcome = await channel.send(conn, recipient, rendered, send_key)
             await self._finish(conn, attempt_id, outcome)
             OUTCOMES.labels(name, outcome.status).inc()
+            # The provider's receipt may have come back before the answer was recorded: it wins.
+            after = await conn.fetchval(
+                "SELECT status FROM bff.notification_attempts WHERE id = $1", attempt_id
+            )
+            if after != outcome.status and after in (status.DELIVERED, status.PERMANENT_FAILURE):
+                outcome = Outcome(after, provider_ref=outcome.provider_ref)
             if outcome.status in (status.DELIVERED, status.SENDING):
                 LAG.labels(name).observe(max(0.0, (self.now() - event_at).total_seconds()))
                 return outcome.status, None
@@ -314,7 +328,7 @@ class Notifier:
                 reason = $4, target = coalesce($5, target), sent_at = CASE WHEN $2 IN ('sending', 'delivered') THEN now() ELSE sent_at END,
                 finished_at = CASE WHEN $2 IN ('delivered', 'permanent-failure', 'technical-failure')
                                    THEN now() ELSE NULL END
-            WHERE id = $1
+            WHERE id = $1 AND finished_at IS NULL
             """,
             attempt_id,
             outcome.status,
@@ -323,19 +337,24 @@ class Notifier:
             outcome.target,
         )
 
-    async def receipt(self, channel: Channel, provider_ref: str, delivered: bool, reason: str | None) -> bool:
-        """A provider's receipt: the attempt ends; a failed one lets the notification fall back."""
+    async def receipt(
+        self, channel: Channel, send_key: str, provider_ref: str, delivered: bool, reason: str | None
+    ) -> bool:
+        """A provider's receipt, matched by our send key (it may arrive before the send's answer
+        was recorded): the attempt ends; a failed one lets the notification fall back."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
-                UPDATE bff.notification_attempts SET status = $3, reason = coalesce($4, reason), finished_at = now()
-                WHERE channel = $1 AND provider_ref = $2 AND status = 'sending'
+                UPDATE bff.notification_attempts SET status = $3, reason = coalesce($4, reason), finished_at = now(),
+                    provider_ref = coalesce(provider_ref, $5)
+                WHERE channel = $1 AND send_key = $2 AND status = 'sending' AND finished_at IS NULL
                 RETURNING notification_id, target
                 """,
                 channel,
-                provider_ref,
+                send_key,
                 status.DELIVERED if delivered else status.PERMANENT_FAILURE,
                 reason,
+                provider_ref,
             )
             if row is None:
                 return False  # unknown or already final: a repeated receipt

@@ -349,7 +349,7 @@ async def test_signed_receipts_end_attempts_and_a_failed_push_falls_back(
         receipt = msgspec.json.encode(
             {
                 "message_id": app["provider_ref"],
-                "request_id": "x",
+                "request_id": app["send_key"] + ":abc",
                 "status": "failed",
                 "reason": "UNREGISTERED",
                 "at": "2026-12-01T00:00:00Z",
@@ -379,7 +379,14 @@ async def test_signed_receipts_end_attempts_and_a_failed_push_falls_back(
         assert await db.fetchval("SELECT pruned_at IS NOT NULL FROM bff.push_devices WHERE token = $1", token)
         # The SMS report (signed like the requests) ends it: delivered.
         report = msgspec.json.encode(
-            [{"biz_id": tried["sms"]["provider_ref"], "success": True, "err_code": "DELIVERED"}]
+            [
+                {
+                    "biz_id": tried["sms"]["provider_ref"],
+                    "out_id": tried["sms"]["send_key"],
+                    "success": True,
+                    "err_code": "DELIVERED",
+                }
+            ]
         )
         sign = (
             "sha256="

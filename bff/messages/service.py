@@ -321,13 +321,20 @@ class MessageService:
 
     async def push_receipt(self, headers: Mapping[str, str], body: bytes) -> ReceiptOut:
         receipt = pushgw_callback.verify(headers, body, secret=self._pushgw_secret)
+        # Our request_id is "<send key>:<token hash>".
+        send_key = receipt.request_id.rsplit(":", 1)[0]
         applied = await self.notifier.receipt(
-            "app", receipt.message_id, receipt.status == "delivered", receipt.reason
+            "app", send_key, receipt.message_id, receipt.status == "delivered", receipt.reason
         )
         return ReceiptOut(outcome="applied" if applied else "duplicate")
 
     async def sms_reports(self, headers: Mapping[str, str], body: bytes) -> None:
         for report in sms_callback.verify(headers, body, secret=self._sms_secret):
-            await self.notifier.receipt(
-                "sms", report.biz_id, report.success, None if report.success else report.err_code
-            )
+            if report.out_id:  # our send key; reports of sends without one are not ours
+                await self.notifier.receipt(
+                    "sms",
+                    report.out_id,
+                    report.biz_id,
+                    report.success,
+                    None if report.success else report.err_code,
+                )
