@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Sequence
 
 import asyncpg
+from prometheus_client import start_http_server
 
 from adapters import context
 from bff.platform.logs import configure_logging, get_logger
@@ -54,6 +55,8 @@ async def run_worker(
     configure_logging(settings.log_level, settings.log_json)
     assert settings.database_url
     stop = stop or asyncio.Event()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     async with open_root(settings) as root:
         jobs = [*root.jobs, *extra_jobs]
         lock_conn = await asyncpg.connect(settings.database_url, timeout=settings.db_connect_timeout_s)

@@ -696,3 +696,36 @@ async def test_bookings_and_cancellations_are_announced_and_the_day_before_remin
     assert all(n["link"].startswith("/appointments/") for n in made)
     # No consent, one app: an app push each (the second booking's own confirmation too).
     assert len(await push_sent(sandbox, token)) == 4
+
+
+async def test_the_worker_runs_the_pipeline_and_serves_its_push_metrics(
+    services: Any,
+    sandbox_url: str,
+    sandbox: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    app_client: httpx.AsyncClient,
+) -> None:
+    from bff.worker import run_worker
+
+    who = await login_resident(app_client, sandbox)
+    await install_app(app_client, sandbox, who)
+    port = free_port()
+    settings = make_settings(services, sandbox_url, **overrides(sandbox_url), worker_metrics_port=port)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop=stop))
+    try:
+        n = await notification(db, await event(db, who["person_id"]), seconds=20)
+        assert n["status"] == "sending"
+        async with httpx.AsyncClient() as http:
+            text = ""
+            for _ in range(50):
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                if "sx_push_stream_length " in text:
+                    break
+                await asyncio.sleep(0.2)
+        assert 'sx_push_outcomes_total{channel="app",status="sending"}' in text
+        assert 'sx_push_lag_seconds_count{channel="app"}' in text
+        assert "sx_push_stream_length " in text and "sx_push_outbox_unpublished " in text
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 20)

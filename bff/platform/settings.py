@@ -146,6 +146,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     push_lease_s: float = 30.0
     push_consumer_concurrency: int = 16
     push_sse_heartbeat_s: float = 15.0
+    # The worker's own /metrics (push stream length, lag, outcomes) on this port; 0: not served.
+    worker_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url"):
