@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 import uuid
 from typing import Any
 
@@ -52,9 +51,10 @@ class Consumer:
         async with self._slots:
             try:
                 with context.budget(60.0):
-                    nid = await self.notifier.accept(int(fields[b"id"]))
-                    if nid is not None:
-                        await self.notifier.advance(nid)
+                    accepted = await self.notifier.accept(int(fields[b"id"]))
+                    if accepted is not None:
+                        nid, made = accepted
+                        await self.notifier.advance(nid, owned=made)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -85,18 +85,32 @@ class Consumer:
         return await self._process(claimed_entries(reply))
 
     async def run(self) -> None:
-        """Until cancelled. Claims and the notifier's sweep (retries, quiet hours, lapsed leases)
-        run every `sweep_s` between reads."""
+        """Until cancelled: reads, and beside them (never holding them up) a sweeper that claims
+        dead consumers' entries and runs the notifier's sweep (retries, quiet hours, lapsed leases)."""
         await self._ready()
-        last_sweep = 0.0
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            await self._read()
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.claim()
+                with context.budget(30.0):
+                    await self.notifier.due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: S110 - Redis or PostgreSQL away: the next round tries again
+                pass
+
+    async def _read(self) -> None:
         while True:
             try:
                 await self.once()
-                if time.monotonic() - last_sweep >= self.sweep_s:
-                    last_sweep = time.monotonic()
-                    await self.claim()
-                    with context.budget(30.0):
-                        await self.notifier.due()
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:

@@ -17,6 +17,7 @@ Exactly one user-visible message per event:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -77,8 +78,9 @@ class Notifier:
 
     # --- materialise ---
 
-    async def accept(self, outbox_id: int) -> uuid.UUID | None:
-        """The notification of an outbox row (made once), the row marked finished; None if gone."""
+    async def accept(self, outbox_id: int) -> tuple[uuid.UUID, bool] | None:
+        """The notification of an outbox row (made once), the row marked finished; None if gone.
+        True with it when this call made it: the caller then holds its lease (`advance(owned=True)`)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, topic, person_id, payload, delivered_at FROM bff.outbox WHERE id = $1", outbox_id
@@ -93,7 +95,7 @@ class Notifier:
             if existing is not None:
                 if row["delivered_at"] is None:
                     await conn.execute("UPDATE bff.outbox SET delivered_at = now() WHERE id = $1", outbox_id)
-                return existing  # type: ignore[no-any-return]
+                return existing, False
             settings = await conn.fetchrow(
                 "SELECT lang FROM bff.notification_settings WHERE person_id = $1", row["person_id"]
             )
@@ -114,7 +116,8 @@ class Notifier:
                 """
                 INSERT INTO bff.notifications (id, outbox_id, person_id, topic, category, urgent, template,
                     template_version, lang, title, body, link, in_inbox, status, next_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'created', now())
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'created',
+                        now() + make_interval(secs => $14))
                 ON CONFLICT (outbox_id, person_id) DO NOTHING RETURNING seq
                 """,
                 nid,
@@ -130,13 +133,15 @@ class Notifier:
                 rendered.body,
                 rendered.link,
                 in_inbox,
+                self.lease_s,
             )
             if inserted is None:  # a concurrent consumer made it first
-                return await conn.fetchval(  # type: ignore[no-any-return]
+                other: uuid.UUID = await conn.fetchval(
                     "SELECT id FROM bff.notifications WHERE outbox_id = $1 AND person_id = $2",
                     outbox_id,
                     row["person_id"],
                 )
+                return other, False
             if in_inbox:
                 await conn.execute(
                     """
@@ -153,7 +158,7 @@ class Notifier:
             # Live updates are best effort: the inbox has it, and SSE resumes from it.
             with contextlib.suppress(Exception):
                 await self.redis.publish(live_channel(row["person_id"]), str(inserted))
-        return nid
+        return nid, True
 
     # --- orchestrate ---
 
@@ -192,19 +197,22 @@ class Notifier:
         }
         return [c for c in EXTERNAL if c not in off and c in self.channels]
 
-    async def advance(self, nid: uuid.UUID) -> str | None:
+    async def advance(self, nid: uuid.UUID, *, owned: bool = False) -> str | None:
         """Run the notification's channels as far as they go now; its status, or None if another
-        worker holds it (or it is not due)."""
+        worker holds it (or it is not due). `owned`: the caller just made it and holds its lease."""
         async with self.pool.acquire() as conn:
-            n = await conn.fetchrow(
-                """
-                UPDATE bff.notifications SET next_at = now() + make_interval(secs => $2), updated_at = now()
-                WHERE id = $1 AND next_at IS NOT NULL AND next_at <= now()
-                RETURNING *
-                """,
-                nid,
-                self.lease_s,
-            )
+            if owned:
+                n = await conn.fetchrow("SELECT * FROM bff.notifications WHERE id = $1", nid)
+            else:
+                n = await conn.fetchrow(
+                    """
+                    UPDATE bff.notifications SET next_at = now() + make_interval(secs => $2), updated_at = now()
+                    WHERE id = $1 AND next_at IS NOT NULL AND next_at <= now()
+                    RETURNING *
+                    """,
+                    nid,
+                    self.lease_s,
+                )
             if n is None:
                 return None
             # An exception leaves the lease to lapse: the sweep retries after `lease_s`.
@@ -381,16 +389,18 @@ class Notifier:
         await self.advance(row["notification_id"])
         return True
 
-    async def due(self, limit: int = 200) -> int:
+    async def due(self, limit: int = 200, concurrency: int = 16) -> int:
         """The sweep: notifications whose retry time, quiet hours or a dead worker's lease has passed."""
         ids = await self.pool.fetch(
             "SELECT id FROM bff.notifications WHERE next_at <= now() ORDER BY next_at LIMIT $1", limit
         )
-        done = 0
-        for r in ids:
-            if await self.advance(r["id"]) is not None:
-                done += 1
-        return done
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(nid: uuid.UUID) -> bool:
+            async with slots:
+                return await self.advance(nid) is not None
+
+        return sum(await asyncio.gather(*(one(r["id"]) for r in ids)))
 
 
 __all__ = ["CATEGORIES", "Notifier", "Rendered", "in_quiet_hours", "live_channel"]

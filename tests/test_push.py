@@ -606,13 +606,16 @@ async def test_a_wechat_send_that_may_have_gone_out_is_never_sent_again(
     await sub_consent(app_client, sandbox, who, {PROGRESS_TMPL: "accept"})
     root = app_client.app.state.root  # type: ignore[attr-defined]
     row = await event(db, who["person_id"], "step", "in_progress")
-    nid = await root.notifier.accept(row)
+    nid, made = await root.notifier.accept(row)
+    assert made
     # A worker recorded the attempt and died before WeChat's answer was recorded.
     await db.execute(
         "INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries) VALUES ($1, 'wechat', $2, 'sending', 1)",
         nid,
         f"{nid}:wechat",
     )
+    assert await root.notifier.advance(nid) is None  # its lease still holds
+    await db.execute("UPDATE bff.notifications SET next_at = now() WHERE id = $1", nid)  # lapsed
     assert await root.notifier.advance(nid) == "technical-failure"
     assert await wechat_requests(sandbox, who["openid"]) == []
     assert (await attempts(db, nid))["wechat"]["reason"] == "unknown_outcome"
