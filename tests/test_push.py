@@ -732,3 +732,40 @@ async def test_the_worker_runs_the_pipeline_and_serves_its_push_metrics(
     finally:
         stop.set()
         await asyncio.wait_for(worker, 20)
+
+
+async def test_sse_resumes_after_last_event_id_and_sends_heartbeats(
+    app_client: httpx.AsyncClient,
+    sandbox: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    services: Any,
+    sandbox_url: str,
+) -> None:
+    who = await login_resident(app_client, sandbox)
+    async with pipeline(app_client):
+        made = [
+            await notification(db, await event(db, who["person_id"], "step", "in_progress"), final=False)
+            for _ in range(3)
+        ]
+    async with served(overrides(sandbox_url, push_sse_heartbeat_s=0.2), services, sandbox_url) as other:
+        lines: list[str] = []
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(10, read=5)) as http,
+            http.stream(
+                "GET",
+                f"{other}/api/v1/messages/stream",
+                headers={**auth(who), "Last-Event-ID": str(made[0]["seq"])},
+            ) as response,
+        ):
+            assert response.headers["cache-control"] == "no-store"
+            started = time.monotonic()
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if (
+                    sum(1 for x in lines if x.startswith(": heartbeat")) >= 2
+                    or time.monotonic() - started > 5
+                ):
+                    break
+    ids = [x.removeprefix("id:").strip() for x in lines if x.startswith("id:")]
+    assert ids == [str(made[1]["seq"]), str(made[2]["seq"])]  # only what came after the one it had
+    assert sum(1 for x in lines if x.startswith(": heartbeat")) >= 2
