@@ -124,6 +124,10 @@ def test_prod_requires_real_keys() -> None:
         wechat_secret="real-wechat-secret",
         idp_client_secret="real-idp-secret",
         case_webhook_secret="real-webhook-secret",
+        pushgw_app_key="real-app-key",
+        pushgw_secret="real-pushgw-secret",
+        sms_access_key_id="real-sms-key",
+        sms_secret="real-sms-secret",
     )
     with pytest.raises(msgspec.ValidationError, match="auth_access_ttl_s"):
         Settings(auth_access_ttl_s=601)
