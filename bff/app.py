@@ -18,6 +18,7 @@ from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
+from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
 from bff.platform.edge import Edge
@@ -51,6 +52,8 @@ API_ROUTES = [
     AddressController,
     DeliveryController,
     DeliveryWebhookController,
+    MessageController,
+    PushReceiptController,
 ]
 
 

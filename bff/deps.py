@@ -16,6 +16,7 @@ from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
+from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
 from bff.ratings.service import RatingService
@@ -68,6 +69,10 @@ def provide_delivery(state: State) -> DeliveryService:
     return root(state).delivery
 
 
+def provide_messages(state: State) -> MessageService:
+    return root(state).messages
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -85,5 +90,6 @@ def dependencies() -> dict[str, Any]:
         "payments": Provide(provide_payments, sync_to_thread=False),
         "addresses": Provide(provide_addresses, sync_to_thread=False),
         "delivery": Provide(provide_delivery, sync_to_thread=False),
+        "messages": Provide(provide_messages, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -29,12 +29,14 @@ from adapters.catalogue.client import CatalogueClient
 from adapters.courier.client import CourierClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
+from adapters.pushgw.client import PushGatewayClient
 from adapters.ratings.client import RatingClient
+from adapters.sms.client import SmsClient
 from adapters.wechat.client import WeChatClient
 from adapters.wechat.token import AccessTokenCache
 from adapters.wechatpay import crypto as wechatpay_crypto
 from adapters.wechatpay.client import WeChatPayClient
-from auth import crypto, keys
+from auth import crypto, keys, persons
 from auth.audit import AuditAnchor
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
@@ -50,6 +52,7 @@ from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
+from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
 from bff.platform import paging
@@ -60,6 +63,13 @@ from bff.platform.redis import create_redis
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingService
 from bff.uploads.service import UploadService
+from push.channels.apppush import AppPushChannel
+from push.channels.sms import SmsChannel
+from push.channels.wechat import WeChatSubscribeChannel
+from push.consumer import Consumer
+from push.ledger import Ledger
+from push.notifier import Notifier
+from push.relay import Relay
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,16 @@ class Job:
     name: str
     interval: float
     budget: float
+    run: Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A long-running loop of the worker, restarted if it fails: `leader_only` ones (the outbox
+    relay) run in the leader only, the others (stream consumers) in every worker."""
+
+    name: str
+    leader_only: bool
     run: Callable[[], Awaitable[object]]
 
 
@@ -101,6 +121,8 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "idp": Upstream("idp", settings.idp_url, policy(settings)),
         "wechatpay": Upstream("wechatpay", settings.wechatpay_url, policy(settings)),
         "courier": Upstream("courier", settings.courier_url, policy(settings)),
+        "pushgw": Upstream("pushgw", settings.pushgw_url, policy(settings)),
+        "sms": Upstream("sms", settings.sms_url, policy(settings)),
     }
 
 
@@ -207,7 +229,12 @@ class Root:
     payments: PaymentService
     addresses: AddressService
     delivery: DeliveryService
+    notifier: Notifier
+    relay: Relay
+    consumer: Consumer
+    messages: MessageService
     jobs: list[Job] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)
 
 
 def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, Upstream]) -> Root:
@@ -338,6 +365,58 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
     cases.deliveries = delivery  # the case timeline's port onto shipments (delivery depends on cases)
 
+    # Notifications: outbox -> relay -> stream -> consumers -> channels (WeChat through the one client).
+    pii = auth.crypto
+
+    async def phone_of(person_id: str) -> str | None:
+        person = await persons.load(pool, pii, person_id)
+        return person.phone if person else None
+
+    callback = settings.push_callback_base_url.rstrip("/")
+    notifier = Notifier(
+        pool,
+        redis,
+        [
+            WeChatSubscribeChannel(wechat, state=settings.wechat_miniprogram_state),
+            AppPushChannel(
+                PushGatewayClient(
+                    ups["pushgw"],
+                    settings.pushgw_app_key,
+                    settings.pushgw_secret,
+                    f"{callback}/api/v1/push/receipts" if callback else None,
+                )
+            ),
+            SmsChannel(
+                SmsClient(ups["sms"], settings.sms_access_key_id, settings.sms_secret, settings.sms_sign_name)
+            ),
+        ],
+        phone_of,
+        lease_s=settings.push_lease_s,
+    )
+    assert settings.database_url
+    relay = Relay(
+        pool,
+        redis,
+        settings.database_url,
+        poll_s=settings.push_relay_poll_s,
+        republish_after_s=settings.push_republish_after_s,
+    )
+    consumer = Consumer(
+        redis,
+        notifier,
+        concurrency=settings.push_consumer_concurrency,
+        claim_idle_s=settings.push_claim_idle_s,
+    )
+    messages = MessageService(
+        pool,
+        redis,
+        Ledger(pool),
+        notifier,
+        pushgw_secret=settings.pushgw_secret,
+        sms_secret=settings.sms_secret,
+        heartbeat_s=settings.push_sse_heartbeat_s,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -348,6 +427,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("cases_resolve_submitting", interval=60.0, budget=60.0, run=cases.resolve_submitting),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
+        # The day-before reminder (each booking once: the outbox de-duplicates by booking).
+        Job("appointments_remind", interval=600.0, budget=120.0, run=appointments.remind_tomorrow),
         # Idempotency records past their keep time (>= 24 h, API.md).
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
         Job("uploads_expire", interval=600.0, budget=120.0, run=uploads.expire),
@@ -365,6 +446,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("payments_refunds", interval=5.0, budget=60.0, run=payments.submit_refunds),
         # Yesterday's trade bill against the ledger, once a day (checked hourly).
         Job("payments_bill_check", interval=3600.0, budget=300.0, run=payments.bill_tick),
+    ]
+    loops = [
+        Loop("push_relay", leader_only=True, run=relay.run),
+        Loop("push_consumer", leader_only=False, run=consumer.run),
     ]
     return Root(
         settings=settings,
@@ -388,7 +473,12 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         payments=payments,
         addresses=addresses,
         delivery=delivery,
+        notifier=notifier,
+        relay=relay,
+        consumer=consumer,
+        messages=messages,
         jobs=jobs,
+        loops=loops,
     )
 
 

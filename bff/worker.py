@@ -2,7 +2,8 @@
 
 Every job runs only in the worker that holds the leader advisory lock (on a dedicated
 connection: a pooled one would drop the lock on release); the others stand by and take over
-within one tick when the leader dies. The jobs use the root's upstreams, so their breakers see
+within one tick when the leader dies. Long-running loops (`root.loops`) are kept alive (restarted
+a second after a failure): the stream consumers in every worker, the outbox relay in the leader. The jobs use the root's upstreams, so their breakers see
 every run's calls and stay open across runs when an upstream is down.
 """
 
@@ -13,12 +14,13 @@ import contextlib
 from collections.abc import Sequence
 
 import asyncpg
+from prometheus_client import start_http_server
 
 from adapters import context
 from bff.platform.db import session_url
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.settings import Settings
-from bff.wiring import Job, open_root
+from bff.wiring import Job, Loop, open_root
 
 log = get_logger("bff.worker")
 _LEADER_KEY = 0x5358_574B_5200  # "SXWKR"
@@ -42,6 +44,17 @@ async def _job_loop(job: Job, stopping: asyncio.Event) -> None:
             await asyncio.wait_for(stopping.wait(), timeout=job.interval)
 
 
+async def _keep(loop: Loop) -> None:
+    while True:
+        try:
+            await loop.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("loop_failed", loop=loop.name, error=type(exc).__name__, detail=str(exc)[:200])
+        await asyncio.sleep(1.0)
+
+
 async def run_worker(
     settings: Settings, *, stop: asyncio.Event | None = None, extra_jobs: Sequence[Job] = ()
 ) -> None:
@@ -49,16 +62,21 @@ async def run_worker(
     configure_logging(settings.log_level, settings.log_json)
     assert settings.database_url
     stop = stop or asyncio.Event()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     async with open_root(settings) as root:
         jobs = [*root.jobs, *extra_jobs]
         # The leader lock is a session lock: it needs a connection of its own, never through PgBouncer.
         lock_conn = await asyncpg.connect(session_url(settings), timeout=settings.db_connect_timeout_s)
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(_keep(loop)) for loop in root.loops if not loop.leader_only
+        ]
         try:
             while not stop.is_set():
                 if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
                     log.info("worker_leader", jobs=[job.name for job in jobs])
-                    tasks = [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
+                    tasks += [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
+                    tasks += [asyncio.create_task(_keep(loop)) for loop in root.loops if loop.leader_only]
                     await stop.wait()
                 else:
                     with contextlib.suppress(TimeoutError):

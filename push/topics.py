@@ -1,5 +1,7 @@
 """What each outbox topic carries: one typed payload per topic, so that a consumer can decode
-what a producer wrote without guessing (camelCase, as the payloads are also shown in the inbox)."""
+what a producer wrote without guessing (camelCase, as the payloads are also shown in the inbox).
+
+A new topic is a payload here and a template in `push/templates.py`; nothing else changes."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from typing import Literal
 
 import msgspec
 
-Topic = Literal["case.changed", "payment.changed", "delivery.changed"]
+Topic = Literal[
+    "case.changed", "payment.changed", "delivery.changed", "appointment.changed", "appointment.reminder"
+]
 
 
 class CaseChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
@@ -46,8 +50,32 @@ class DeliveryChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True)
     occurred_at: str
 
 
+class AppointmentChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A booking was confirmed, moved or cancelled (`event`: booked, rescheduled, cancelled).
+    Codes, not names: the appointments domain holds no catalogue names."""
+
+    appointment_id: str
+    item_code: str
+    hall_id: str
+    starts_at: str  # ISO-8601, China time
+    booking_no: str
+    event: str
+
+
+class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """The day before an appointment."""
+
+    appointment_id: str
+    item_code: str
+    hall_id: str
+    starts_at: str
+    booking_no: str
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "case.changed": CaseChanged,
     "payment.changed": PaymentChanged,
     "delivery.changed": DeliveryChanged,
+    "appointment.changed": AppointmentChanged,
+    "appointment.reminder": AppointmentReminder,
 }

@@ -138,6 +138,10 @@ def test_prod_requires_real_keys() -> None:
         wechatpay_apiv3_key="real-apiv3-key-0123456789abcdefg",
         wechatpay_merchant_key_file="/run/secrets/wechatpay_key.pem",
         courier_webhook_secret="real-courier-secret",
+        pushgw_app_key="real-app-key",
+        pushgw_secret="real-pushgw-secret",
+        sms_access_key_id="real-sms-key",
+        sms_secret="real-sms-secret",
     )
     with pytest.raises(msgspec.ValidationError, match="auth_access_ttl_s"):
         Settings(auth_access_ttl_s=601)

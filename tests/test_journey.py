@@ -232,7 +232,7 @@ async def test_resident_journey(bff, sandbox, db) -> None:
 
     # The resident heard about each change once, through the outbox (their own submission excluded).
     topics = await db.fetch(
-        "SELECT payload ->> 'event' AS event FROM bff.outbox WHERE person_id = $1 ORDER BY id",
+        "SELECT payload ->> 'event' AS event FROM bff.outbox WHERE person_id = $1 AND topic = 'case.changed' ORDER BY id",
         who["person_id"],
     )
     assert [r["event"] for r in topics] == [

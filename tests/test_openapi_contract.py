@@ -36,7 +36,13 @@ MUTATING = {"post", "put", "patch", "delete"}
 # ending a session is idempotent by itself).
 NO_IDEMPOTENCY_KEY_PREFIXES = ("/api/v1/auth/", "/api/v1/staff/kiosks", "/api/v1/me/sessions/")
 # Upstream webhooks de-duplicate by their own event ids.
-WEBHOOKS = {"/api/v1/case-events", "/api/v1/payments/wechat/notify", "/api/v1/deliveries/courier/notify"}
+WEBHOOKS = {
+    "/api/v1/case-events",
+    "/api/v1/payments/wechat/notify",
+    "/api/v1/deliveries/courier/notify",
+    "/api/v1/push/receipts",
+    "/api/v1/push/sms-reports",
+}
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_COMPONENT = "Problem"
 PROBLEM_FIELDS = {"type", "title", "status", "code", "traceId", "detail"}

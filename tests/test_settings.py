@@ -81,6 +81,12 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
         load_settings(real, None)
     real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
+    # The push providers' sandbox keys are refused too, each by name.
+    push = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
+    for name in push:
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**real, **{k: v for k, v in push.items() if k != name}}, None)
+    real.update(push)
     assert load_settings(real, None).env == "prod"
 
 

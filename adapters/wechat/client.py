@@ -15,6 +15,7 @@ from adapters.wechat.schemas import (
     CodeSession,
     PhoneNumberReply,
     StableToken,
+    SubscribeSent,
     VerifyIdReply,
     VerifyInfoReply,
 )
@@ -120,6 +121,32 @@ class WeChatClient:
                 continue
             return answer
         raise BadUpstreamAnswer("wechat rejected a freshly refreshed access token")
+
+    async def send_subscribe_message(
+        self,
+        *,
+        openid: str,
+        template_id: str,
+        data: dict[str, dict[str, str]],
+        page: str | None = None,
+        lang: str = "zh_CN",
+        state: str = "formal",
+    ) -> SubscribeSent:
+        """One subscribe message (订阅消息). WeChat takes no send key: a repeat sends again, so the
+        caller records the attempt before calling and never repeats one whose outcome is unknown
+        (this call is never retried; an exception here means "maybe sent")."""
+        body: dict[str, object] = {
+            "touser": openid,
+            "template_id": template_id,
+            "data": data,
+            "miniprogram_state": state,
+            "lang": lang,
+        }
+        if page:
+            body["page"] = page
+        answer = await self._with_token("/cgi-bin/message/subscribe/send", body, SubscribeSent)
+        assert isinstance(answer, SubscribeSent)
+        return answer
 
     async def phone_number(self, code: str) -> str:
         answer = await self._with_token("/wxa/business/getuserphonenumber", {"code": code}, PhoneNumberReply)

@@ -59,3 +59,11 @@ class VerifyInfoReply(msgspec.Struct, frozen=True):
 
 # queryverifyinfo: 10000 is the only success; anything else is a failed or abandoned check.
 VERIFY_OK = 10000
+
+
+class SubscribeSent(msgspec.Struct, frozen=True):
+    """subscribe/send's answer: errcode 0 with the msgid, or an errcode (43101: refused or used up)."""
+
+    errcode: int = 0
+    errmsg: str = ""
+    msgid: int | None = None

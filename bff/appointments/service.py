@@ -40,6 +40,8 @@ from bff.idempotency import IdemContext, Recorded
 from bff.platform.access import owned, parse_uuid
 from bff.platform.clock import CHINA
 from bff.platform.paging import keyset_after, keyset_page
+from push import outbox
+from push.topics import AppointmentChanged, AppointmentReminder
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -634,15 +636,18 @@ class AppointmentService:
         except IN_DOUBT as exc:
             await self._answered_failure(appointment_id, exc, fresh=fresh)
             raise _in_doubt(exc, "booked") from None
-        await self.pool.execute(
-            """
-            UPDATE bff.appointments SET status = 'booked', booking_no = $2, told_failed_at = NULL,
-                   updated_at = now()
-            WHERE id = $1 AND status = 'pending'
-            """,
-            appointment_id,
-            booking.booking_no,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            booked = await conn.fetchrow(
+                """
+                UPDATE bff.appointments SET status = 'booked', booking_no = $2, told_failed_at = NULL,
+                       updated_at = now()
+                WHERE id = $1 AND status = 'pending' RETURNING *
+                """,
+                appointment_id,
+                booking.booking_no,
+            )
+            if booked is not None:
+                await _announce(conn, booked, "booked")
         return booking
 
     async def _fail(self, appointment_id: uuid.UUID) -> None:
@@ -749,6 +754,8 @@ class AppointmentService:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._cancelled(conn, row["id"])
             updated = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", row["id"])
+            if updated is not None and updated["status"] == "cancelled" and row["status"] != "cancelled":
+                await _announce(conn, updated, "cancelled")
             return await ctx.finish(conn, await self.out(updated))
 
     @staticmethod
@@ -849,16 +856,17 @@ class AppointmentService:
         async with self.pool.acquire() as conn, conn.transaction():
             # Only the first to settle the pending row releases the old one (a retry and the
             # resolver may both have the answer; the row lock orders them).
-            moved = await conn.fetchval(
+            moved = await conn.fetchrow(
                 """
                 UPDATE bff.appointments SET status = 'booked', booking_no = $2, told_failed_at = NULL,
                        updated_at = now()
-                WHERE id = $1 AND status = 'pending' RETURNING 1
+                WHERE id = $1 AND status = 'pending' RETURNING *
                 """,
                 new_id,
                 booking.booking_no,
             )
             if moved is not None:
+                await _announce(conn, moved, "rescheduled")
                 await conn.execute(
                     "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1",
                     old_id,
@@ -1034,9 +1042,58 @@ class AppointmentService:
             except (*IN_DOUBT, BookingRefused):
                 pass  # it lapses at its TTL there; ours counts nothing already
 
+    async def remind_tomorrow(self, limit: int = 500) -> int:
+        """The job: a reminder for every booking that starts tomorrow (China time), once each."""
+        tomorrow = datetime.now(CHINA).date() + timedelta(days=1)
+        start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=CHINA)
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.appointments WHERE status = 'booked' AND starts_at >= $1 AND starts_at < $2
+            ORDER BY starts_at LIMIT $3
+            """,
+            start,
+            start + timedelta(days=1),
+            limit,
+        )
+        told = 0
+        for row in rows:
+            async with self.pool.acquire() as conn, conn.transaction():
+                told += await outbox.enqueue(
+                    conn,
+                    "appointment.reminder",
+                    row["person_id"],
+                    f"appointment-reminder:{row['id']}",
+                    AppointmentReminder(
+                        appointment_id=str(row["id"]),
+                        item_code=row["item_code"],
+                        hall_id=row["hall_id"],
+                        starts_at=row["starts_at"].astimezone(CHINA).isoformat(),
+                        booking_no=row["booking_no"] or "",
+                    ),
+                )
+        return told
+
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+async def _announce(conn: Conn, row: asyncpg.Record, event: str) -> None:
+    """Tell the resident (push/) in the transaction that changed the booking."""
+    await outbox.enqueue(
+        conn,
+        "appointment.changed",
+        row["person_id"],
+        f"appointment:{row['id']}:{event}",
+        AppointmentChanged(
+            appointment_id=str(row["id"]),
+            item_code=row["item_code"],
+            hall_id=row["hall_id"],
+            starts_at=row["starts_at"].astimezone(CHINA).isoformat(),
+            booking_no=row["booking_no"] or "",
+            event=event,
+        ),
+    )
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -127,6 +127,7 @@ class Snapshot:
         for name, code in self.item_names.items():
             out.setdefault(code, name)
         return out
+
     # The guides' own text per item (conditions, FAQ questions) and, once the model is loaded, the
     # item embeddings (bff/catalogue/semantic.py); None: search answers lexically.
     guide_texts: dict[str, list[str]] = field(default_factory=dict)

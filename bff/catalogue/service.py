@@ -257,8 +257,8 @@ class CatalogueService:
         shown, following = offset_page(hits, limit, cursor)
         items = []
         for h in shown:
-            found = snapshot.implementation(h.doc.code, resident) if resident else None
-            truth = RegionTruth(*found) if found else None
+            place = snapshot.implementation(h.doc.code, resident) if resident else None
+            truth = RegionTruth(*place) if place else None
             items.append(
                 SearchItem(
                     code=h.doc.code,

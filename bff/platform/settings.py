@@ -197,6 +197,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     courier_feed_lookback: int = 50
     address_max_per_person: int = 10
 
+    # Notifications (push/, issue 12). Providers are the sandbox in dev.
+    pushgw_url: str = "http://127.0.0.1:8100/pushgw"
+    pushgw_app_key: str = "sandbox-pushgw-app"
+    pushgw_secret: str = "sandbox-pushgw-secret"  # noqa: S105 - the sandbox's; set in prod
+    sms_url: str = "http://127.0.0.1:8100/sms"
+    sms_access_key_id: str = "sandbox-sms-key"
+    sms_secret: str = "sandbox-sms-secret"  # noqa: S105 - the sandbox's; set in prod
+    sms_sign_name: str = "三湘政务"
+    # Our public base URL the push gateway posts receipts to (empty: no receipts asked for).
+    push_callback_base_url: str = ""
+    wechat_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
+    push_relay_poll_s: float = 1.0
+    push_republish_after_s: float = 30.0
+    push_claim_idle_s: float = 15.0
+    push_lease_s: float = 30.0
+    push_consumer_concurrency: int = 16
+    push_sse_heartbeat_s: float = 15.0
+    # The worker's own /metrics (push stream length, lag, outcomes) on this port; 0: not served.
+    worker_metrics_port: int = 0
+
     def __post_init__(self) -> None:
         for name in ("database_url", "redis_url", "database_direct_url"):
             value = getattr(self, name)
@@ -235,6 +255,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "case_webhook_secret",
                 "wechatpay_apiv3_key",
                 "courier_webhook_secret",
+                "pushgw_app_key",
+                "pushgw_secret",
+                "sms_access_key_id",
+                "sms_secret",
             ):
                 if getattr(self, name).startswith("sandbox-"):
                     raise msgspec.ValidationError(f"Required in prod (not the sandbox's) - at `$.{name}`")

@@ -1,0 +1,37 @@
+"""Verifying the push gateway's receipts: HMAC-SHA256 over `timestamp.body` under the app secret,
+the timestamp within 5 minutes, then the body decoded as one receipt."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from adapters.errors import ProblemError
+from adapters.pushgw.client import sign
+
+WINDOW_S = 300
+
+
+class PushReceipt(msgspec.Struct, frozen=True):
+    message_id: str
+    request_id: str
+    status: Literal["delivered", "failed"]
+    at: str
+    reason: str | None = None
+
+
+def verify(headers: Mapping[str, str], body: bytes, *, secret: str, now: float | None = None) -> PushReceipt:
+    timestamp = headers.get("x-pushgw-timestamp", "")
+    moment = time.time() if now is None else now
+    if not timestamp.isdigit() or abs(moment - int(timestamp)) > WINDOW_S:
+        raise ProblemError("timestamp missing or outside the window", status=401, code="webhook_rejected")
+    if not hmac.compare_digest(sign(secret, timestamp, body), headers.get("x-pushgw-signature", "")):
+        raise ProblemError("bad signature", status=401, code="webhook_rejected")
+    try:
+        return msgspec.json.decode(body, type=PushReceipt)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raise ProblemError("not a push receipt", status=400, code="validation_failed") from None

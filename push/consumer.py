@@ -1,0 +1,132 @@
+"""A stream consumer: runs in every `sanxiang worker` (not only the leader), one consumer name per
+process, all in one group, so entries are shared out between workers.
+
+Each entry names an outbox row; handling it makes the notification (idempotently) and runs its
+channels (`Notifier`), then the entry is acknowledged. A worker killed mid-entry leaves it pending:
+another worker claims it with XAUTOCLAIM once it has been idle `claim_idle_s`. A Redis that lost
+the group (restart without persistence) gets it made again; the relay re-publishes what the outbox
+says was not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from adapters import context
+from push.notifier import Notifier
+from push.stream import GROUP, STREAM, claimed_entries, ensure_group
+
+
+class Consumer:
+    def __init__(
+        self,
+        redis: Redis,
+        notifier: Notifier,
+        *,
+        batch: int = 64,
+        concurrency: int = 16,
+        block_ms: int = 1000,
+        claim_idle_s: float = 15.0,
+        sweep_s: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.notifier = notifier
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.sweep_s = sweep_s
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        async with self._slots:
+            try:
+                with context.budget(60.0):
+                    accepted = await self.notifier.accept(int(fields[b"id"]))
+                    if accepted is not None:
+                        nid, made = accepted
+                        await self.notifier.advance(nid, owned=made)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                return False  # stays pending; claimed again after claim_idle_s
+            return True
+
+    async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        if not entries:
+            return 0
+        results = await asyncio.gather(*(self.handle(eid, f) for eid, f in entries))
+        done = [eid for (eid, _), ok in zip(entries, results, strict=True) if ok]
+        if done:
+            await self.redis.xack(STREAM, GROUP, *done)
+        return len(done)
+
+    async def once(self) -> int:
+        """One read (new entries, or a claim of dead consumers' ones); how many were finished."""
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, self.name, {STREAM: ">"}, count=self.batch, block=self.block_ms
+        )
+        entries = [e for _, items in reply or [] for e in items if e[1] is not None]
+        return await self._process(entries)
+
+    async def claim(self) -> int:
+        reply = await self.redis.xautoclaim(
+            STREAM, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch
+        )
+        return await self._process(claimed_entries(reply))
+
+    async def run(self) -> None:
+        """Until cancelled: reads, and beside them (never holding them up) a sweeper that claims
+        dead consumers' entries and runs the notifier's sweep (retries, quiet hours, lapsed leases)."""
+        await self._ready()
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            await self._read()
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.claim()
+                with context.budget(30.0):
+                    await self.notifier.due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: S110 - Redis or PostgreSQL away: the next round tries again
+                pass
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    await self._ready()
+                else:
+                    await asyncio.sleep(0.5)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await asyncio.sleep(0.5)  # Redis restarting: the outbox keeps everything meanwhile
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _ready(self) -> None:
+        while True:
+            try:
+                await ensure_group(self.redis)
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await asyncio.sleep(0.5)

@@ -1,0 +1,331 @@
+"""Versioned texts: one `Template` per outbox topic (and case event), in zh and en.
+
+A template turns a topic's payload into what each channel shows: the inbox title and body in the
+resident's language, the deep link, a WeChat subscribe message (template id + keyword values that
+obey WeChat's per-type rules) and an SMS (a template registered with the carrier + its variables,
+each at most 35 characters, the whole text kept to one 70-character segment where the item name
+can be shortened). None carries personal data: payloads hold case numbers and item names only.
+
+Bump `version` when a text changes: every notification records the version it was rendered with.
+A new topic (payments, deliveries …) plugs in by adding a template to `TEMPLATES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+Lang = Literal["zh", "en"]
+Category = Literal["action_needed", "case_progress", "appointments", "payments", "delivery", "other"]
+CATEGORIES: tuple[Category, ...] = (
+    "action_needed",
+    "case_progress",
+    "appointments",
+    "payments",
+    "delivery",
+    "other",
+)
+# Categories whose messages always reach the inbox and ignore quiet hours (DOMAIN.md).
+URGENT: frozenset[str] = frozenset({"action_needed"})
+CHINA = timezone(timedelta(hours=8))
+SMS_SIGN = "三湘政务"
+SMS_SEGMENT = 70
+SMS_PARAM_MAX = 35
+# The texts of our templates registered with the SMS provider (the provider fills the variables).
+SMS_TEXTS = {
+    "SMS_460100001": "您申请的${item}（办件编号${caseNo}）需要补正材料，请于${deadline}前登录三湘政务小程序处理。",
+    "SMS_460100002": "您申请的${item}（办件编号${caseNo}）当前状态：${status}。详情请登录三湘政务小程序查看。",
+    "SMS_460100003": "您已成功预约${time}在${hall}办理${item}，预约号${ticket}，请携带有效身份证件按时到场。",
+    "SMS_460100004": "温馨提醒：您预约的${item}将于明天${time}在${hall}办理，请按时到场；如需取消请提前在小程序中操作。",
+}
+# How long a resident is given to answer a 补正 request when the case system names no date.
+SUPPLEMENT_DAYS = 20
+
+STATUS_ZH = {
+    "submitted": "已提交",
+    "pre_accepted": "预受理",
+    "accepted": "已受理",
+    "not_accepted": "不予受理",
+    "in_progress": "办理中",
+    "awaiting_supplement": "待补正",
+    "special_procedure": "特别程序",
+    "concluded": "已办结",
+    "delivering": "寄递中",
+    "delivered": "已送达",
+    "rated": "已评价",
+}
+STATUS_EN = {
+    "submitted": "submitted",
+    "pre_accepted": "pre-accepted",
+    "accepted": "accepted",
+    "not_accepted": "not accepted",
+    "in_progress": "in progress",
+    "awaiting_supplement": "awaiting documents",
+    "special_procedure": "special procedure",
+    "concluded": "concluded",
+    "delivering": "being delivered",
+    "delivered": "delivered",
+    "rated": "rated",
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template: str
+    version: int
+    category: Category
+    urgent: bool
+    lang: Lang
+    title: str
+    body: str
+    link: str  # the app's route, e.g. /cases/<id>
+    wechat_template: str
+    wechat_page: str
+    wechat_data: dict[str, dict[str, str]]
+    sms_template: str
+    sms_params: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    version: int
+    category: Category
+    title: Mapping[Lang, str]
+    body: Mapping[Lang, str]
+    link: str
+    wechat_template: str
+    wechat_page: str
+    wechat_data: Callable[[dict[str, str]], dict[str, str]]
+    sms_template: str
+    sms_params: Callable[[dict[str, str]], dict[str, str]]
+
+
+def thing(text: str, limit: int = 20) -> str:
+    """WeChat `thing`: at most 20 characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def ascii_string(text: str, limit: int = 32) -> str:
+    """WeChat `character_string`: printable ASCII, at most 32."""
+    cleaned = "".join(c for c in text if "!" <= c <= "~")
+    return (cleaned or "-")[:limit]
+
+
+def china_time(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).astimezone(CHINA)
+
+
+def _fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The payload's values as display strings, plus derived ones the texts use."""
+    out = {k: "" if v is None else str(v) for k, v in payload.items()}
+    for key in ("occurredAt", "startsAt"):
+        if out.get(key):
+            at = china_time(out[key])
+            out[key + "Text"] = at.strftime("%Y-%m-%d %H:%M")
+            out[key + "Clock"] = at.strftime("%H:%M")
+            out[key + "Date"] = at.strftime("%Y-%m-%d")
+    if out.get("occurredAt"):
+        out["deadline"] = (china_time(out["occurredAt"]) + timedelta(days=SUPPLEMENT_DAYS)).strftime(
+            "%Y-%m-%d"
+        )
+    if out.get("status"):
+        out["statusZh"] = STATUS_ZH.get(out["status"], "有更新")
+        out["statusEn"] = STATUS_EN.get(out["status"], "updated")
+    return out
+
+
+def _case_data(f: dict[str, str]) -> dict[str, str]:
+    return {
+        "thing1": thing(f["itemName"]),
+        "character_string2": ascii_string(f["projectNo"]),
+        "phrase3": f["statusZh"][:5],
+        "time4": f["occurredAtText"],
+    }
+
+
+def _booking_data(f: dict[str, str]) -> dict[str, str]:
+    return {
+        "thing1": thing(f"事项{f['itemCode']}"),
+        "thing2": thing(f["hallId"]),
+        "time3": f["startsAtText"],
+        "character_string4": ascii_string(f["bookingNo"]),
+    }
+
+
+def _booking_sms(f: dict[str, str]) -> dict[str, str]:
+    return {
+        "time": f["startsAtText"],
+        "hall": f["hallId"],
+        "item": f"事项{f['itemCode']}",
+        "ticket": f["bookingNo"] or "-",
+    }
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in [
+        Template(
+            name="case.supplement_requested",
+            version=1,
+            category="action_needed",
+            title={"zh": "请补正材料", "en": "Documents needed"},
+            body={
+                "zh": "您申请的{itemName}（办件编号{projectNo}）需要补正材料，请于{deadline}前处理。",
+                "en": "Your application {projectNo} ({itemName}) needs more documents; please reply by {deadline}.",
+            },
+            link="/cases/{caseId}",
+            wechat_template="sxSupplement-0003-OneTimeTemplateBuZheng003",
+            wechat_page="pages/cases/detail?id={caseId}",
+            wechat_data=lambda f: {
+                "thing1": thing(f["itemName"]),
+                "character_string2": ascii_string(f["projectNo"]),
+                "thing3": "请登录小程序查看补正要求",
+                "date4": f["deadline"],
+            },
+            sms_template="SMS_460100001",
+            sms_params=lambda f: {"item": f["itemName"], "caseNo": f["projectNo"], "deadline": f["deadline"]},
+        ),
+        Template(
+            name="case.changed",
+            version=1,
+            category="case_progress",
+            title={"zh": "办件进度更新", "en": "Application update"},
+            body={
+                "zh": "您申请的{itemName}（办件编号{projectNo}）当前状态：{statusZh}。",
+                "en": "Your application {projectNo} ({itemName}) is now {statusEn}.",
+            },
+            link="/cases/{caseId}",
+            wechat_template="sxCaseProgress-0001-LongTermGovServiceTmpl01",
+            wechat_page="pages/cases/detail?id={caseId}",
+            wechat_data=_case_data,
+            sms_template="SMS_460100002",
+            sms_params=lambda f: {"item": f["itemName"], "caseNo": f["projectNo"], "status": f["statusZh"]},
+        ),
+        Template(
+            name="appointment.booked",
+            version=1,
+            category="appointments",
+            title={"zh": "预约已确认", "en": "Appointment confirmed"},
+            body={
+                "zh": "您的预约（预约号{bookingNo}）已确认：{startsAtText}，请携带有效身份证件按时到场。",
+                "en": "Your appointment {bookingNo} is confirmed for {startsAtText}; bring your ID card.",
+            },
+            link="/appointments/{appointmentId}",
+            wechat_template="sxBooking-0005-OneTimeTemplateAppointment05",
+            wechat_page="pages/appointments/detail?id={appointmentId}",
+            wechat_data=_booking_data,
+            sms_template="SMS_460100003",
+            sms_params=_booking_sms,
+        ),
+        Template(
+            name="appointment.rescheduled",
+            version=1,
+            category="appointments",
+            title={"zh": "预约已改期", "en": "Appointment moved"},
+            body={
+                "zh": "您的预约已改至{startsAtText}（预约号{bookingNo}），请按时到场。",
+                "en": "Your appointment is moved to {startsAtText} (booking {bookingNo}).",
+            },
+            link="/appointments/{appointmentId}",
+            wechat_template="sxBooking-0005-OneTimeTemplateAppointment05",
+            wechat_page="pages/appointments/detail?id={appointmentId}",
+            wechat_data=_booking_data,
+            sms_template="SMS_460100003",
+            sms_params=_booking_sms,
+        ),
+        Template(
+            # No registered WeChat or SMS template fits a cancellation: inbox and app push only.
+            name="appointment.cancelled",
+            version=1,
+            category="appointments",
+            title={"zh": "预约已取消", "en": "Appointment cancelled"},
+            body={
+                "zh": "您{startsAtText}的预约（预约号{bookingNo}）已取消。",
+                "en": "Your appointment of {startsAtText} (booking {bookingNo}) is cancelled.",
+            },
+            link="/appointments/{appointmentId}",
+            wechat_template="",
+            wechat_page="",
+            wechat_data=lambda f: {},
+            sms_template="",
+            sms_params=lambda f: {},
+        ),
+        Template(
+            name="appointment.reminder",
+            version=1,
+            category="appointments",
+            title={"zh": "明天有预约", "en": "Appointment tomorrow"},
+            body={
+                "zh": "您预约的事项将于明天{startsAtClock}办理（预约号{bookingNo}），请按时到场。",
+                "en": "Reminder: your appointment {bookingNo} is tomorrow at {startsAtClock}.",
+            },
+            link="/appointments/{appointmentId}",
+            wechat_template="sxReminder-0006-OneTimeTemplateTomorrow0006",
+            wechat_page="pages/appointments/detail?id={appointmentId}",
+            wechat_data=lambda f: {
+                "thing1": thing(f"事项{f['itemCode']}"),
+                "time2": f["startsAtText"],
+                "thing3": "请携带有效身份证件按时到场",
+            },
+            sms_template="SMS_460100004",
+            sms_params=lambda f: {
+                "item": f"事项{f['itemCode']}",
+                "time": f["startsAtClock"],
+                "hall": f["hallId"],
+            },
+        ),
+    ]
+}
+
+
+def template_for(topic: str, payload: Mapping[str, Any]) -> Template:
+    """The template of a topic; case changes pick theirs by event (a 补正 request is action needed)."""
+    if topic == "case.changed" and payload.get("event") == "supplement_requested":
+        return TEMPLATES["case.supplement_requested"]
+    if topic == "appointment.changed":
+        return TEMPLATES[f"appointment.{payload.get('event', 'booked')}"]
+    if topic in TEMPLATES:
+        return TEMPLATES[topic]
+    raise KeyError(f"no template for topic {topic}")
+
+
+def sms_text(code: str, params: Mapping[str, str]) -> str:
+    text = SMS_TEXTS[code]
+    for key, value in params.items():
+        text = text.replace("${" + key + "}", value)
+    return f"【{SMS_SIGN}】{text}"
+
+
+def fit_sms(code: str, params: dict[str, str], shorten: str = "item") -> dict[str, str]:
+    """Each variable at most 35 characters; the shortenable one cut so the text stays one segment."""
+    fitted = {k: v if len(v) <= SMS_PARAM_MAX else v[: SMS_PARAM_MAX - 1] + "…" for k, v in params.items()}
+    over = len(sms_text(code, fitted)) - SMS_SEGMENT
+    if over > 0 and shorten in fitted:
+        value = fitted[shorten]
+        keep = max(6, len(value) - over - 1)
+        if keep < len(value):
+            fitted[shorten] = value[:keep] + "…"
+    return fitted
+
+
+def render(topic: str, payload: Mapping[str, Any], lang: Lang) -> Rendered:
+    template = template_for(topic, payload)
+    f = _fields(payload)
+    return Rendered(
+        template=template.name,
+        version=template.version,
+        category=template.category,
+        urgent=template.category in URGENT,
+        lang=lang,
+        title=template.title[lang],
+        body=template.body[lang].format(**f),
+        link=template.link.format(**f),
+        wechat_template=template.wechat_template,
+        wechat_page=template.wechat_page.format(**f),
+        wechat_data={key: {"value": value} for key, value in template.wechat_data(f).items()},
+        sms_template=template.sms_template,
+        sms_params=fit_sms(template.sms_template, template.sms_params(f)) if template.sms_template else {},
+    )
