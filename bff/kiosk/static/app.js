@@ -482,13 +482,19 @@ SCREENS.apply = async (args) => {
     el("button", { type: "button", class: "key wide", onclick: () => typed(phone.slice(0, -1)) }, t("del")));
   const materials = item.materials.filter((m) => m.required && m.elicenceType);
   const forms = item.materials.filter((m) => m.required && isForm(m));
+  const done = args.uploaded || (args.uploaded = {}); // survives a retry: the form is uploaded once
   const submit = async () => {
     try {
       const uploaded = [];
       for (const m of forms) {
+        if (done[m.name]) {
+          uploaded.push({ name: m.name, uploadId: done[m.name] });
+          continue;
+        }
         const pdf = formPdf([`Application form filled in at a hall kiosk`, `Item: ${item.code}`, `Region: ${item.regionCode}`,
           `Contact phone: ${phone.slice(0, 3)}****${phone.slice(7)}`]);
         const up = await api("POST", `/api/v1/uploads?${query({ name: "application-form.pdf" })}`, { action: `form:${item.code}:${m.name}`, raw: pdf, type: "application/pdf" });
+        done[m.name] = up.id;
         uploaded.push({ name: m.name, uploadId: up.id });
       }
       const detail = await api("POST", "/api/v1/cases", {
