@@ -28,9 +28,11 @@ from tests.auth_helpers import login_resident, new_resident, staff_headers
 from tests.conftest import free_port, make_settings, start_process, stop_process, sync_once, wait_http
 from tests.test_journey_helpers import (
     advance,
+    application,
     auth,
     book,
     bookable_item,
+    key,
     open_days,
     serve_env,
 )
@@ -264,6 +266,15 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
     booked_item = await bookable_item(db)
     day = (await open_days(api, phone, booked_item))[0]
     appointment = await book(api, phone, day["slots"][0]["slotId"])
+    # A case applied for online earlier, now concluded: rated at the kiosk on the online indicators.
+    earlier = await bookable_item(db, main_only=True)
+    applied = await api.post(
+        "/api/v1/cases", json=await application(api, phone, earlier), headers=auth(phone, key())
+    )
+    assert applied.status_code == 201, applied.text
+    online_case = applied.json()["case"]
+    await advance(sandbox, online_case["projectNo"], "accept", opinion="材料齐全，予以受理")
+    await advance(sandbox, online_case["projectNo"], "conclude", result_code="0", licence_no="湘证2026000998")
     item = await kiosk_item(db)
     # The booking system's clock stands ten minutes before the slot: check-in is open "today".
     starts = datetime.fromisoformat(day["slots"][0]["startsAt"])
@@ -382,6 +393,26 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 rated = (await api.get(f"/api/v1/cases/{kiosk_case['id']}", headers=auth(phone))).json()
                 assert rated["ratingId"] is not None
 
+                # The online case: the hall set is refused, the BFF names the online set, the screen
+                # asks exactly those (整体满意度 kept) and the rating goes through.
+                await kiosk.tap("回首页", "home")
+                await kiosk.tap("评价服务", "rate")
+                await page.get_by_role(
+                    "button", name=re.compile(re.escape(online_case["projectNo"]))
+                ).first.click()
+                await kiosk.settled("rateCase")
+                for indicator in ("整体满意度", "服务效率", "服务水平", "服务态度"):
+                    await kiosk.tap(f"{indicator}：满意", "rateCase", role="radio")
+                await kiosk.tap("提交评价", "rateCase")
+                await page.get_by_role("radio", name="平台操作性：满意").wait_for()
+                assert await page.get_by_role("radio", name="服务态度：满意").count() == 0
+                for indicator in ("办事效率", "办事指南精确度", "办事便捷度", "平台操作性"):
+                    await kiosk.tap(f"{indicator}：满意", "rateCase", role="radio")
+                await kiosk.check_accessible("online rating")
+                await kiosk.tap("提交评价", "rated")
+                rated = (await api.get(f"/api/v1/cases/{online_case['id']}", headers=auth(phone))).json()
+                assert rated["ratingId"] is not None
+
                 # Every request went to the BFF or the bridge; every state change carried a key; every
                 # authenticated API call was signed; elder mode was told to the API.
                 hosts = {re.match(r"^https?://[^/]+", r.url).group(0) for r in kiosk.requests}  # type: ignore[union-attr]
@@ -412,6 +443,7 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                     ticket,
                     number,
                     kiosk_case["projectNo"],
+                    online_case["projectNo"],
                     item["name"],
                 ]
                 assert await kiosk.personal_leftovers(secrets) == []
@@ -428,6 +460,8 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 assert await kiosk.personal_leftovers(secrets) == []
                 logout = [r for r in kiosk.requests if r.url.endswith("/api/v1/auth/logout")]
                 assert logout, "the wipe ends the session at the BFF too"
+                ended = await logout[0].response()
+                assert ended is not None and ended.status == 200, ended and await ended.text()
             finally:
                 await context.close()
     finally:

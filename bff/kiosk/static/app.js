@@ -546,9 +546,12 @@ SCREENS.rate = async () => {
 
 SCREENS.rateCase = async (args) => {
   const chosen = args.chosen || {};
+  // The hall's national indicators; a case applied online is rated on the online set, which the BFF
+  // names when it refuses (422 indicators_invalid with `expected`): the screen then asks those.
+  const indicators = args.indicators || HALL_INDICATORS;
   const status = el("div", { "aria-live": "polite" });
-  const rows = HALL_INDICATORS.map((name, i) => {
-    const label = TEXTS[state.lang].indicators[name];
+  const rows = indicators.map((name, i) => {
+    const label = TEXTS[state.lang].indicators[name] || name;
     return el("div", { class: "rating-row" },
       el("span", { class: "rating-label", id: `ind-${i}` }, label),
       el("div", { role: "radiogroup", "aria-labelledby": `ind-${i}`, class: "levels" },
@@ -559,17 +562,22 @@ SCREENS.rateCase = async (args) => {
         }, t("levels")[level - 1]))));
   });
   const submit = async () => {
-    if (HALL_INDICATORS.some((name) => !chosen[name])) {
+    if (indicators.some((name) => !chosen[name])) {
       status.replaceChildren(el("p", { role: "alert" }, t("rateMissing")));
       return;
     }
     try {
       await api("POST", `/api/v1/cases/${encodeURIComponent(args.case.id)}/rating`, {
         action: `rate:${args.case.id}`,
-        body: { level: chosen["整体满意度"], indicators: chosen },
+        body: { level: chosen["整体满意度"], indicators: Object.fromEntries(indicators.map((n) => [n, chosen[n]])) },
       });
       show("rated", { name: args.case.itemName, level: chosen["整体满意度"] });
     } catch (error) {
+      const expected = error instanceof ApiError && error.problem.code === "indicators_invalid" && (error.problem.extensions || {}).expected;
+      if (Array.isArray(expected) && !args.indicators) {
+        show("rateCase", { ...args, indicators: expected, chosen: { "整体满意度": chosen["整体满意度"] } });
+        return;
+      }
       status.replaceChildren(problemBox(error, submit));
     }
   };
