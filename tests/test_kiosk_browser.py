@@ -187,6 +187,28 @@ async def kiosk_item(db: Any) -> dict[str, str]:
     return {"code": row["catalog_code"], "region": row["region_code"], "name": row["name"]}
 
 
+# WCAG 2 contrast of each visible text node's colour against the first opaque background behind it.
+CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (e) => {
+    for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length === 3 || c[3] === 1) return c; }
+    return [255, 255, 255];
+  };
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const e = n.parentElement;
+    if (!n.textContent.trim() || !e || e.offsetParent === null || e.closest('[hidden]')) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) out.push(`${n.textContent.trim().slice(0, 20)} ${ratio.toFixed(2)}`);
+  }
+  return out;
+}"""
+
+
 class Browser:
     """One kiosk page in Chromium, with every request it makes recorded."""
 
@@ -228,6 +250,8 @@ class Browser:
                 .map(([t, r]) => `${t} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
         )
         assert small == [], f"{where}: touch targets under 48 px: {small}"
+        low = await self.page.evaluate(CONTRAST_JS)
+        assert low == [], f"{where}: text below WCAG AA contrast (4.5:1): {low}"
 
     async def shots(self, name: str, screen: str) -> None:
         """zh, en and elder screenshots of the current screen (the switches re-render it)."""
@@ -378,6 +402,13 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 ).json()
                 assert done["status"] == "checked_in" and done["ticketNo"] == ticket
                 await kiosk.shots("check-in", "ticket")
+                # Printed, the receipt is the ticket alone: no header, switches or buttons.
+                await page.emulate_media(media="print")
+                printed = await page.evaluate(
+                    """() => [...document.querySelectorAll('header, button')].filter(e => e.offsetParent !== null).length"""
+                )
+                assert printed == 0 and await page.locator(".ticket").is_visible()
+                await page.emulate_media(media="screen")
 
                 # Rate the concluded case with the hall indicators.
                 await kiosk.tap("回首页", "home")
