@@ -483,6 +483,7 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 )
                 assert storage[:3] == [0, 0, ""], storage
                 assert storage[4] == f"{url}/kiosk/"
+                assert storage[3] == 2, "the page never pushes history entries (about:blank, /kiosk/)"
                 assert await context.cookies() == []
                 await page.go_back()
                 assert await kiosk.personal_leftovers(secrets) == []
