@@ -458,11 +458,22 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 assert signed and all(r.headers.get("x-kiosk-signature") for r in signed)
                 assert any(r.headers.get("x-ui-mode") == "elder" for r in calls)
 
-                # Idle: the countdown, then the wipe.
+                # Idle (the session's lifetime, AUTH_KIOSK_IDLE_S): the countdown; 继续使用 keeps the
+                # session (the page refreshes its token, signed, once half its life is gone).
                 idle = 180
                 await page.clock.fast_forward((idle - 10) * 1000)
                 await page.wait_for_selector("#idle:not([hidden])")
                 assert "秒后将自动退出" in await page.locator("#idle-text").inner_text()
+                await kiosk.check_accessible("idle countdown")
+                await kiosk.tap("继续使用")
+                assert await page.locator("#idle").is_hidden()
+                await kiosk.tap("回首页", "home")
+                await kiosk.tap("预约取号", "appointments")
+                refreshed = [r for r in kiosk.requests if r.url.endswith("/api/v1/auth/refresh")]
+                assert refreshed and (await refreshed[-1].response()).status == 200  # type: ignore[union-attr]
+                # Then nobody touches it: the countdown runs out and the page wipes itself.
+                await page.clock.fast_forward((idle - 10) * 1000)
+                await page.wait_for_selector("#idle:not([hidden])")
                 await page.clock.fast_forward(15_000)
                 await kiosk.settled("login")
                 secrets = [
