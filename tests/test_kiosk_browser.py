@@ -217,6 +217,17 @@ class Browser:
         self.origins = origins
         self.requests: list[Any] = []
         page.on("request", lambda request: self.requests.append(request))  # noqa: PLW0108 - Playwright needs a plain function
+        # Script errors and policy (CSP) violations; refused API calls are logged as failed loads.
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda m: (
+                self.errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
 
     async def settled(self, screen: str | None = None) -> None:
         await self.page.wait_for_function(
@@ -501,6 +512,7 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 await page.go_forward()
                 await kiosk.settled("login")
                 assert await kiosk.personal_leftovers(secrets) == []
+                assert kiosk.errors == []
                 logout = [r for r in kiosk.requests if r.url.endswith("/api/v1/auth/logout")]
                 assert logout, "the wipe ends the session at the BFF too"
                 ended = await logout[0].response()
