@@ -100,14 +100,8 @@ def run_dev(tmp_path: Path, env_overrides: dict[str, str], *, logged_in: bool = 
         bridge = f"http://127.0.0.1:{bridge_port}"
         assert f"{api}/kiosk/?bridge={bridge}" in banner, banner
         assert httpx.get(f"{api}/kiosk/", timeout=10).status_code == 200
-        signed = httpx.post(f"{bridge}/bridge/login", json={}, headers={"Origin": api}, timeout=10).json()
         if logged_in:  # (where the per-IP login limit was filled on purpose, it answers 429)
-            login = httpx.post(
-                f"{api}{signed['path']}",
-                content=signed["body"],
-                headers={**signed["headers"], "Content-Type": "application/json"},
-                timeout=10,
-            )
+            login = httpx.post(f"{bridge}/bridge/login", json={}, headers={"Origin": api}, timeout=10)
             assert login.status_code == 200 and login.json()["channel"] == "kiosk", login.text
         children = descendants(proc.pid)
         assert len(children) >= 4  # sandbox, worker, API, kiosk bridge (and embedded servers when used)

@@ -217,6 +217,8 @@ class Browser:
         self.origins = origins
         self.requests: list[Any] = []
         page.on("request", lambda request: self.requests.append(request))  # noqa: PLW0108 - Playwright needs a plain function
+        self.bridge_logins: list[str] = []  # what the bridge answered the page's login taps
+        page.on("response", self._on_response)
         # Script errors and policy (CSP) violations; refused API calls are logged as failed loads.
         self.errors: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -228,6 +230,10 @@ class Browser:
                 else None
             ),
         )
+
+    async def _on_response(self, response: Any) -> None:
+        if response.url.endswith("/bridge/login") and response.request.method == "POST":
+            self.bridge_logins.append(await response.text())
 
     async def settled(self, screen: str | None = None) -> None:
         await self.page.wait_for_function(
@@ -513,6 +519,12 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 await kiosk.settled("login")
                 assert await kiosk.personal_leftovers(secrets) == []
                 assert kiosk.errors == []
+                # The card read never reached the page: not in anything it sent or got from the bridge.
+                for request in kiosk.requests:
+                    assert resident["id_card_number"] not in (request.post_data or "")
+                assert len(kiosk.bridge_logins) == 3  # no card, no face match, then the session
+                assert all(resident["id_card_number"] not in body for body in kiosk.bridge_logins)
+                assert "accessToken" in kiosk.bridge_logins[-1]
                 logout = [r for r in kiosk.requests if r.url.endswith("/api/v1/auth/logout")]
                 assert logout, "the wipe ends the session at the BFF too"
                 ended = await logout[0].response()

@@ -1,4 +1,4 @@
-"""`python -m sandbox.kiosk_bridge --port P --kiosk-id ID --allow-origin http://127.0.0.1:8000`."""
+"""`python -m sandbox.kiosk_bridge --port P --kiosk-id ID --allow-origin http://127.0.0.1:8000 [--bff-url U]`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main() -> None:
     parser.add_argument(
         "--allow-origin", action="append", default=None, help="the kiosk page's origin (repeatable)"
     )
+    parser.add_argument("--bff-url", default=None, help="where to send the login (default: the page origin)")
     parser.add_argument(
         "--key-file", default=os.environ.get("KIOSK_KEY_FILE"), help="base64 raw Ed25519 private key"
     )
@@ -32,7 +33,7 @@ def main() -> None:
 
     origins = args.allow_origin or ["http://127.0.0.1:8000"]
     uvicorn.run(
-        create_bridge_app(args.kiosk_id, key, origins),
+        create_bridge_app(args.kiosk_id, key, origins, args.bff_url),
         host=args.host,
         port=args.port,
         log_level="warning",

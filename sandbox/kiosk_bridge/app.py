@@ -6,9 +6,10 @@ BFF. Here the card "in the reader" and the face score are set through `/_control
 at start (or read from a file). The page never sees the key; it gets:
 
 - `GET /bridge/status` -> `{"kioskId", "cardPresent"}`;
-- `POST /bridge/login` -> the card read plus a fresh face match as the exact body of
-  `POST /api/v1/auth/kiosk/login`, and that request's signature headers (the page posts it as is,
-  then forgets it); 409 `no_card` when the reader is empty, 422 `face_not_matched` below the score;
+- `POST /bridge/login` -> reads the card, takes a fresh face match, signs `POST
+  /api/v1/auth/kiosk/login` with them and sends it to the BFF itself, answering the BFF's answer as is
+  (the short kiosk session, or its problem document): the card read never reaches the page. 409
+  `no_card` when the reader is empty, 502 `bff_unreachable` when the BFF does not answer;
 - `POST /bridge/sign` `{"method", "path", "body"}` -> the four `X-Kiosk-*` headers for exactly that
   request. Only `/api/v1/` paths, never staff routes, only from the configured page origin (CORS and an
   `Origin` check), bodies up to 64 KiB.
@@ -25,6 +26,7 @@ import secrets
 import time
 from typing import Any
 
+import aiohttp
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -55,8 +57,9 @@ class SignIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class Bridge:
-    def __init__(self, kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list[str]) -> None:
+    def __init__(self, kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list[str], bff_url: str) -> None:
         self.kiosk_id = kiosk_id
+        self.bff_url = bff_url.rstrip("/")
         self.key = key
         self.allow_origins = allow_origins
         self.card: Card | None = None
@@ -85,8 +88,11 @@ def _refuse(status: int, code: str, detail: str) -> Response[dict[str, Any]]:
     return Response({"code": code, "detail": detail}, status_code=status)
 
 
-def create_bridge_app(kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list[str]) -> Litestar:
-    bridge = Bridge(kiosk_id, key, allow_origins)
+def create_bridge_app(
+    kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list[str], bff_url: str | None = None
+) -> Litestar:
+    """`bff_url`: where the bridge sends the login it signs (default: the first page origin)."""
+    bridge = Bridge(kiosk_id, key, allow_origins, bff_url or allow_origins[0])
 
     def origin_ok(request: Request[Any, Any, Any]) -> bool:
         origin = request.headers.get("origin")
@@ -97,7 +103,7 @@ def create_bridge_app(kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list
         return {"kioskId": bridge.kiosk_id, "cardPresent": bridge.card is not None}
 
     @post("/bridge/login", status_code=200)
-    async def login(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    async def login(request: Request[Any, Any, Any]) -> Response[Any]:
         if not origin_ok(request):
             return _refuse(403, "origin_refused", "only the kiosk page may use the bridge")
         if bridge.card is None:
@@ -120,10 +126,22 @@ def create_bridge_app(kiosk_id: str, key: Ed25519PrivateKey, allow_origins: list
         }
         body = msgspec.json.encode(payload)
         path = "/api/v1/auth/kiosk/login"
-        return Response(
-            {"path": path, "body": body.decode(), "headers": bridge.headers("POST", path, body)},
-            headers={"Cache-Control": "no-store"},
-        )
+        headers = {
+            **bridge.headers("POST", path, body),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Language": request.headers.get("accept-language", "zh-CN")[:64],
+        }
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+                session.post(bridge.bff_url + path, data=body, headers=headers) as answer,
+            ):
+                content, status = await answer.read(), answer.status
+                media = answer.headers.get("Content-Type", "application/json")
+        except (aiohttp.ClientError, TimeoutError):
+            return _refuse(502, "bff_unreachable", "the BFF did not answer")
+        return Response(content, status_code=status, media_type=media, headers={"Cache-Control": "no-store"})
 
     @post("/bridge/sign", status_code=200)
     async def sign(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:

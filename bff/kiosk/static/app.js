@@ -1,8 +1,8 @@
 // The hall kiosk's web app. Plain ES modules, no build step, no third-party fetches.
 //
 // What this page holds: a short kiosk session (access + refresh token, in memory only) and what the
-// current screen shows. What it never holds: the device key (the local bridge signs each request), the
-// full ID number or the card read beyond the one login request. Nothing is written to localStorage,
+// current screen shows. What it never holds: the device key (the local bridge signs each request) and
+// the card read (the bridge sends the login itself; the page sees only masked names and numbers). Nothing is written to localStorage,
 // sessionStorage, cookies or the URL; the idle timer (the session's own lifetime) wipes the rest.
 import { TEXTS } from "./i18n.js";
 
@@ -266,16 +266,19 @@ SCREENS.login = async () => {
     start.disabled = true;
     status.textContent = t("loginBusy");
     try {
-      const read = await bridge("/bridge/login", {});
-      const response = await fetch(read.path, {
+      // The bridge reads the card, matches the face, signs the login and sends it to the BFF; the page
+      // gets the BFF's answer (the kiosk session) and never sees the card read.
+      const response = await fetch(`${BRIDGE}/bridge/login`, {
         method: "POST",
-        headers: { ...read.headers, "Content-Type": "application/json", Accept: "application/json",
-          "Accept-Language": state.lang === "en" ? "en" : "zh-CN" },
-        body: read.body,
+        headers: { "Content-Type": "application/json", "Accept-Language": state.lang === "en" ? "en" : "zh-CN" },
+        body: "{}",
         credentials: "omit",
         cache: "no-store",
       });
       const data = await response.json().catch(() => ({}));
+      if (data.code === "no_card" || data.code === "bff_unreachable" || data.code === "origin_refused") {
+        throw Object.assign(new Error(data.code), { code: data.code });
+      }
       if (!response.ok) throw new ApiError(response.status, data);
       state.session = { token: data.accessToken, refresh: data.refreshToken, expiresIn: data.expiresIn, issuedAt: Date.now() };
       const me = await api("GET", "/api/v1/me");
