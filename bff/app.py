@@ -18,6 +18,7 @@ from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
+from bff.kiosk import kiosk_router
 from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
@@ -80,7 +81,15 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
                 await root.catalogue_mirror.stop()
 
     app = Litestar(
-        route_handlers=[Router(path="/api/v1", route_handlers=API_ROUTES), healthz, readyz, metrics, jwks],
+        route_handlers=[
+            Router(path="/api/v1", route_handlers=API_ROUTES),
+            healthz,
+            readyz,
+            metrics,
+            jwks,
+            # The hall kiosk's web app (static; not in the OpenAPI document).
+            kiosk_router(settings.kiosk_bridge_url),
+        ],
         lifespan=[lifespan],
         # Handlers that take `principal` authenticate before their body is parsed.
         guards=[require_principal_if_declared],

@@ -160,6 +160,7 @@ def cmd_dev(settings: Settings) -> None:
 
     embedded: EmbeddedServers | None = None
     children: list[subprocess.Popen[bytes]] = []
+    extras: list[subprocess.Popen[bytes]] = []  # stopped with the rest; their exit stops nothing
 
     def shutdown(*_: object) -> None:
         raise KeyboardInterrupt
@@ -191,13 +192,17 @@ def cmd_dev(settings: Settings) -> None:
         children.append(api)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_http(f"{api_url}/readyz", 60, api)
-        print(_banner(settings, env, api_url, sandbox_url), flush=True)  # noqa: T201
+        bridge, kiosk_line = _demo_kiosk(settings, env, api_url, sandbox_url)
+        if bridge is not None:
+            extras.append(bridge)
+        print(_banner(settings, env, api_url, sandbox_url) + kiosk_line, flush=True)  # noqa: T201
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         print("a component stopped; shutting down", file=sys.stderr)  # noqa: T201
     except KeyboardInterrupt:
         pass
     finally:
+        children = children + extras
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
@@ -208,6 +213,83 @@ def cmd_dev(settings: Settings) -> None:
                 child.kill()
         if embedded is not None:
             embedded.stop()
+
+
+DEMO_KIOSK = "kiosk-demo-01"
+
+
+def _demo_kiosk(
+    settings: Settings, env: dict[str, str], api_url: str, sandbox_url: str
+) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """The kiosk web app's demo: the simulated device bridge on KIOSK_BRIDGE_URL with a key kept in
+    the data folder, registered as staff would, and a fresh level-3 resident's card in its reader.
+    A bridge that cannot start (its port taken) costs only this line of the banner."""
+    import base64
+    import json
+    from urllib.parse import urlsplit
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    port = urlsplit(settings.kiosk_bridge_url).port or 8765
+    bridge_url = f"http://127.0.0.1:{port}"
+    key_file = Path(settings.data_dir) / f"{DEMO_KIOSK}.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        raw = Ed25519PrivateKey.generate().private_bytes_raw()
+        key_file.write_bytes(base64.b64encode(raw))
+        key_file.chmod(0o600)
+    cmd = [sys.executable, "-m", "sandbox.kiosk_bridge", "--port", str(port), "--kiosk-id", DEMO_KIOSK]
+    cmd += ["--allow-origin", api_url, "--key-file", str(key_file)]
+    bridge = subprocess.Popen(cmd, env=env)  # noqa: S603
+    try:
+        _wait_http(f"{bridge_url}/bridge/status", 20, bridge)
+
+        def call(method: str, url: str, body: object | None = None) -> dict[str, str]:
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(  # noqa: S310 - our loopback URLs
+                url, data=data, method=method, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                result: dict[str, str] = json.loads(response.read())
+                return result
+
+        public_key = call("GET", f"{bridge_url}/_control/public-key")["publicKey"]
+        asyncio.run(_register_demo_kiosk(env, base64.b64decode(public_key)))
+        resident = call("POST", f"{sandbox_url}/_control/idp/residents", {"level": 3})
+        card = {"name": resident["name"], "idNumber": resident["id_card_number"]}
+        call("PUT", f"{bridge_url}/_control/card", card)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if bridge.poll() is None:
+            bridge.terminate()
+        return (
+            None,
+            f"  kiosk      not started ({type(exc).__name__}: {exc}); see README 'The kiosk web app'\n",
+        )
+    return bridge, (
+        f"  kiosk      {api_url}/kiosk/?bridge={bridge_url}\n"
+        f"             (simulated device bridge; a demo ID card is in its reader: tap 开始识别)\n"
+    )
+
+
+async def _register_demo_kiosk(env: dict[str, str], public_key: bytes) -> None:
+    """Register the demo kiosk's key through the same use case staff call (audited), once."""
+    from adapters.errors import ProblemError
+    from auth import kiosks
+    from auth.principal import Principal
+    from bff.wiring import open_root
+
+    staff = Principal(person_id="staff:dev", channel="staff", level=3, session_id="dev", jti="dev")
+    async with open_root(load_settings(env, dotenv=None)) as root:
+        with contextlib.suppress(ProblemError):  # kiosk_exists: registered by an earlier `dev`
+            await kiosks.register(
+                root.auth,
+                staff,
+                kiosk_id=DEMO_KIOSK,
+                name="演示自助终端",
+                hall_id="hall-430102-01",
+                algorithm="ed25519",
+                public_key=public_key,
+            )
 
 
 def _sync_catalogue(env: dict[str, str]) -> None:

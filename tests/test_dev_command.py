@@ -49,13 +49,14 @@ def descendants(pid: int) -> set[int]:
 
 def run_dev(tmp_path: Path, env_overrides: dict[str, str], *, logged_in: bool = True) -> str:
     """Run `sanxiang dev`, check it serves and stops cleanly; returns the banner."""
-    api_port, sandbox_port = free_port(), free_port()
+    api_port, sandbox_port, bridge_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         API_PORT=str(api_port),
         SANDBOX_PORT=str(sandbox_port),
         DATA_DIR=str(tmp_path),
         SANDBOX_CATALOGUE_SCALE="demo",
+        KIOSK_BRIDGE_URL=f"http://127.0.0.1:{bridge_port}",
         **env_overrides,
     )
     log_path = tmp_path / "dev.log"
@@ -94,8 +95,16 @@ def run_dev(tmp_path: Path, env_overrides: dict[str, str], *, logged_in: bool = 
             me = httpx.get(f"{api}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert me.status_code == 200, me.text
             assert me.json()["level"] == 3
+        # The kiosk demo: its page, the simulated bridge with a card in the reader, its key
+        # registered (the bridge's signed login is accepted).
+        bridge = f"http://127.0.0.1:{bridge_port}"
+        assert f"{api}/kiosk/?bridge={bridge}" in banner, banner
+        assert httpx.get(f"{api}/kiosk/", timeout=10).status_code == 200
+        if logged_in:  # (where the per-IP login limit was filled on purpose, it answers 429)
+            login = httpx.post(f"{bridge}/bridge/login", json={}, headers={"Origin": api}, timeout=10)
+            assert login.status_code == 200 and login.json()["channel"] == "kiosk", login.text
         children = descendants(proc.pid)
-        assert len(children) >= 3  # sandbox, worker, API (and embedded servers when used)
+        assert len(children) >= 4  # sandbox, worker, API, kiosk bridge (and embedded servers when used)
         state_path = tmp_path / "embedded" / STATE_FILE
         servers: list[int] = []
         if state_path.exists():

@@ -128,6 +128,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     auth_kiosk_absolute_s: int = 900
     auth_kiosk_clock_skew_s: int = 300
     auth_kiosk_face_min_score: float = 0.85
+    # The kiosk page's local device bridge (holds the device key, reads the card, signs requests): the
+    # page's Content-Security-Policy lets it connect here and nowhere else but the BFF itself.
+    kiosk_bridge_url: str = "http://127.0.0.1:8765"
     auth_rate_window_s: int = 60
     # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs; "*" any; "none").
     trusted_proxies: str = "127.0.0.1"

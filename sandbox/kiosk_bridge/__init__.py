@@ -1,0 +1,1 @@
+"""A simulated kiosk device bridge: the local daemon a hall kiosk runs beside its browser."""
