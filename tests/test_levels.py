@@ -115,9 +115,12 @@ async def test_every_route_refuses_a_session_one_level_too_low_and_admits_one_at
             assert problem["stepUp"]["method"] == "idp_reauthentication"
             checked += 1
         if level.startswith("L"):
-            ok = await client.request(
-                method, url, content=body, headers={**headers, **token(client, int(level[1]))}
-            )
+            at = {**headers, **token(client, int(level[1]))}
+            if path.endswith("/stream"):
+                # A live stream never ends, and the in-process transport reads whole bodies: it is
+                # admitted at its level over real HTTP in tests/test_push.py (SSE on another replica).
+                continue
+            ok = await client.request(method, url, content=body, headers=at)
             assert ok.status_code != 500, (method, path, ok.text)
             assert ok.status_code == 401 or ok.json().get("code") != "step_up_required", (method, path)
         if level == "none":
