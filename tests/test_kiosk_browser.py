@@ -303,7 +303,7 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
     api = httpx.AsyncClient(base_url=url, timeout=30)
     resident = await new_resident(sandbox, level=3)
     # The resident booked on their phone; today at the hall they use the kiosk.
-    phone = await login_resident(api, sandbox, resident=resident)
+    phone = await login_resident(api, sandbox, resident=resident, level=3)
     booked_item = await bookable_item(db)
     day = (await open_days(api, phone, booked_item))[0]
     appointment = await book(api, phone, day["slots"][0]["slotId"])

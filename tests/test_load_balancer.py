@@ -34,7 +34,7 @@ async def test_a_rolling_restart_under_load_drops_nothing(
     make_client, sandbox, sandbox_url, replicas, db
 ) -> None:
     login = await make_client(**upstream_urls(sandbox_url))
-    who = await login_resident(login, sandbox)
+    who = await login_resident(login, sandbox, level=3)
     with haproxy(replicas.ports) as url:
         statuses: Counter[str] = Counter()
         odd: list[str] = []

@@ -550,7 +550,7 @@ SCREENS.rate = async () => {
 SCREENS.rateCase = async (args) => {
   const chosen = args.chosen || {};
   // The hall's national indicators; a case applied online is rated on the online set, which the BFF
-  // names when it refuses (422 indicators_invalid with `expected`): the screen then asks those.
+  // names when it refuses (422 indicators_invalid with its `expected` member): the screen then asks those.
   const indicators = args.indicators || HALL_INDICATORS;
   const status = el("div", { "aria-live": "polite" });
   const rows = indicators.map((name, i) => {
@@ -576,7 +576,7 @@ SCREENS.rateCase = async (args) => {
       });
       show("rated", { name: args.case.itemName, level: chosen["整体满意度"] });
     } catch (error) {
-      const expected = error instanceof ApiError && error.problem.code === "indicators_invalid" && (error.problem.extensions || {}).expected;
+      const expected = error instanceof ApiError && error.problem.code === "indicators_invalid" && error.problem.expected;
       if (Array.isArray(expected) && !args.indicators) {
         show("rateCase", { ...args, indicators: expected, chosen: { "整体满意度": chosen["整体满意度"] } });
         return;
