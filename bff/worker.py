@@ -68,20 +68,24 @@ async def run_worker(
         jobs = [*root.jobs, *extra_jobs]
         # The leader lock is a session lock: it needs a connection of its own, never through PgBouncer.
         lock_conn = await asyncpg.connect(session_url(settings), timeout=settings.db_connect_timeout_s)
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(_keep(loop)) for loop in root.loops if not loop.leader_only
-        ]
+        # Loops are cancelled at once on stop (a consumer's unacknowledged entries are redelivered);
+        # jobs get _FINISH_S to end their run.
+        loops = [asyncio.create_task(_keep(loop)) for loop in root.loops if not loop.leader_only]
+        tasks: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():
                 if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
                     log.info("worker_leader", jobs=[job.name for job in jobs])
-                    tasks += [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
-                    tasks += [asyncio.create_task(_keep(loop)) for loop in root.loops if loop.leader_only]
+                    tasks = [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
+                    loops += [asyncio.create_task(_keep(loop)) for loop in root.loops if loop.leader_only]
                     await stop.wait()
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=2.0)
         finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             # Running jobs finish their run (or are cancelled after _FINISH_S and roll back).
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=_FINISH_S)

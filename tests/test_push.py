@@ -230,7 +230,7 @@ async def test_a_supplement_request_reaches_inbox_sse_on_another_replica_and_wec
     services: Any,
     sandbox_url: str,
 ) -> None:
-    who = await login_resident(app_client, sandbox)
+    who = await login_resident(app_client, sandbox, level=3)
     await sub_consent(app_client, sandbox, who, {SUPPLEMENT_TMPL: "accept"})
     case = await apply(app_client, who, await bookable_item(db))
     project_no = case["case"]["projectNo"]
@@ -371,7 +371,7 @@ async def test_signed_receipts_end_attempts_and_a_failed_push_falls_back(
             content=receipt,
             headers={**headers, "X-Pushgw-Signature": "sha256=" + "0" * 64},
         )
-        assert forged.status_code == 401 and forged.json()["code"] == "webhook_rejected"
+        assert forged.status_code == 401 and forged.json()["code"] == "push_callback_rejected"
         first = await app_client.post(
             "/api/v1/push/receipts", content=receipt, headers={**headers, "X-Pushgw-Signature": good}
         )

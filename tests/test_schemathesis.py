@@ -88,7 +88,14 @@ def _document() -> dict[str, Any]:
 
 
 SCHEMA = schemathesis.openapi.from_dict(_document())
-OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
+# The message stream is an endless SSE response a generated example cannot finish reading; the push
+# tests drive it over real HTTP instead.
+NEVER_ENDING = {"GET /api/v1/messages/stream"}
+OPERATIONS = {
+    op.label: op
+    for op in (result.ok() for result in SCHEMA.get_all_operations())
+    if op.label not in NEVER_ENDING
+}
 
 
 @pytest.mark.parametrize("label", sorted(OPERATIONS))

@@ -57,6 +57,9 @@ def test_cli_stops_with_a_message_not_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+PUSH_KEYS = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
+
+
 def test_prod_refuses_the_sandbox_secrets() -> None:
     keys = {
         "ENV": "prod",
@@ -78,15 +81,14 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="COURIER_WEBHOOK_SECRET"):
         load_settings(real, None)
     real["COURIER_WEBHOOK_SECRET"] = "k"
+    # The push providers' sandbox keys are refused too, each by name.
+    for name in PUSH_KEYS:
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**real, **{k: v for k, v in PUSH_KEYS.items() if k != name}}, None)
+    real.update(PUSH_KEYS)
     with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
         load_settings(real, None)
     real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
-    # The push providers' sandbox keys are refused too, each by name.
-    push = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
-    for name in push:
-        with pytest.raises(SettingsError, match=name):
-            load_settings({**real, **{k: v for k, v in push.items() if k != name}}, None)
-    real.update(push)
     assert load_settings(real, None).env == "prod"
 
 
@@ -106,6 +108,7 @@ def test_prod_requires_a_cursor_key() -> None:
         "WECHATPAY_APIV3_KEY": "0123456789abcdef0123456789abcdef",
         "WECHATPAY_MERCHANT_KEY_FILE": "/run/secrets/wechatpay_key.pem",
         "COURIER_WEBHOOK_SECRET": "k",
+        **PUSH_KEYS,
     }
     with pytest.raises(SettingsError, match="CURSOR_KEY"):
         load_settings(keys, None)

@@ -28,9 +28,11 @@ def verify(headers: Mapping[str, str], body: bytes, *, secret: str, now: float |
     timestamp = headers.get("x-pushgw-timestamp", "")
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > WINDOW_S:
-        raise ProblemError("timestamp missing or outside the window", status=401, code="webhook_rejected")
+        raise ProblemError(
+            "timestamp missing or outside the window", status=401, code="push_callback_rejected"
+        )
     if not hmac.compare_digest(sign(secret, timestamp, body), headers.get("x-pushgw-signature", "")):
-        raise ProblemError("bad signature", status=401, code="webhook_rejected")
+        raise ProblemError("bad signature", status=401, code="push_callback_rejected")
     try:
         return msgspec.json.decode(body, type=PushReceipt)
     except (msgspec.ValidationError, msgspec.DecodeError):

@@ -13,6 +13,7 @@ import re
 import msgspec
 
 from adapters.errors import ProblemError
+from adapters.pii import mask_text
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import (
     CatalogueMirror,
@@ -232,7 +233,8 @@ class CatalogueService:
         if topic and topic not in {d.theme for d in snapshot.index.docs}:
             raise _bad("topic: unknown topic; see /api/v1/topics")
         normalized = normalize(raw)
-        info = QueryInfo(text=raw, normalized=normalized)
+        # The echo is masked: a resident who types an ID or phone number must not see it in the page.
+        info = QueryInfo(text=mask_text(raw), normalized=mask_text(normalized))
         if not normalized and not (who or topic):
             info.notice = _EMPTY_NOTICE_EN if english else _EMPTY_NOTICE
             info.match = "none"
@@ -304,7 +306,11 @@ class CatalogueService:
         page: SuggestPage | None = self.mirror.suggestions.get(key, snapshot.version)
         if page is None:
             normalized = normalize(raw)
-            info = QueryInfo(text=raw, normalized=normalized, notice=None if normalized else _EMPTY_NOTICE)
+            info = QueryInfo(
+                text=mask_text(raw),
+                normalized=mask_text(normalized),
+                notice=None if normalized else _EMPTY_NOTICE,
+            )
             found = snapshot.index.suggest(normalized, limit) if normalized else []
             page = SuggestPage(
                 items=[Suggestion(text=text, code=doc.code) for text, doc in found], query=info

@@ -13,6 +13,7 @@ define(
     __name__,
     {
         "message_not_found": (404, "未找到该消息", "No such message"),
+        "push_callback_rejected": (401, "推送回执校验失败", "The push or SMS gateway callback was rejected"),
         "wechat_not_bound": (
             409,
             "请在小程序中登录后再订阅消息",
