@@ -200,38 +200,40 @@ class Notifier:
     async def advance(self, nid: uuid.UUID, *, owned: bool = False) -> str | None:
         """Run the notification's channels as far as they go now; its status, or None if another
         worker holds it (or it is not due). `owned`: the caller just made it and holds its lease."""
-        async with self.pool.acquire() as conn:
-            if owned:
-                n = await conn.fetchrow("SELECT * FROM bff.notifications WHERE id = $1", nid)
-            else:
-                n = await conn.fetchrow(
-                    """
-                    UPDATE bff.notifications SET next_at = now() + make_interval(secs => $2), updated_at = now()
-                    WHERE id = $1 AND next_at IS NOT NULL AND next_at <= now()
-                    RETURNING *
-                    """,
-                    nid,
-                    self.lease_s,
-                )
-            if n is None:
-                return None
-            # An exception leaves the lease to lapse: the sweep retries after `lease_s`.
-            final, next_at = await self._run(conn, n)
-            written = await conn.fetchval(
+        # Statements go through the pool one by one: no connection is held across a provider's call,
+        # so a slow provider cannot use up the pool the worker's jobs share.
+        conn = self.pool
+        if owned:
+            n = await conn.fetchrow("SELECT * FROM bff.notifications WHERE id = $1", nid)
+        else:
+            n = await conn.fetchrow(
                 """
-                UPDATE bff.notifications SET status = $2, next_at = $3, updated_at = now()
-                WHERE id = $1 AND updated_at = $4 RETURNING 1
+                UPDATE bff.notifications SET next_at = now() + make_interval(secs => $2), updated_at = now()
+                WHERE id = $1 AND next_at IS NOT NULL AND next_at <= now()
+                RETURNING *
                 """,
                 nid,
-                final,
-                next_at,
-                n["updated_at"],
+                self.lease_s,
             )
-            if written is None:
-                # A receipt landed while this worker held the lease: look again at once (the
-                # sweep decides from the attempts as they are now).
-                await conn.execute("UPDATE bff.notifications SET next_at = now() WHERE id = $1", nid)
-            return final
+        if n is None:
+            return None
+        # An exception leaves the lease to lapse: the sweep retries after `lease_s`.
+        final, next_at = await self._run(conn, n)
+        written = await conn.fetchval(
+            """
+            UPDATE bff.notifications SET status = $2, next_at = $3, updated_at = now()
+            WHERE id = $1 AND updated_at = $4 RETURNING 1
+            """,
+            nid,
+            final,
+            next_at,
+            n["updated_at"],
+        )
+        if written is None:
+            # A receipt landed while this worker held the lease: look again at once (the
+            # sweep decides from the attempts as they are now).
+            await conn.execute("UPDATE bff.notifications SET next_at = now() WHERE id = $1", nid)
+        return final
 
     async def _run(self, conn: Any, n: asyncpg.Record) -> tuple[str, datetime | None]:
         now = self.now()
@@ -285,10 +287,10 @@ class Notifier:
             if reason is not None:
                 continue
             send_key = f"{n['id']}:{name}"
-            async with conn.transaction():
-                if not await channel.reserve(conn, recipient, rendered):
+            async with self.pool.acquire() as tx, tx.transaction():
+                if not await channel.reserve(tx, recipient, rendered):
                     continue
-                attempt_id = await conn.fetchval(
+                attempt_id = await tx.fetchval(
                     """
                     INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries)
                     VALUES ($1, $2, $3, 'sending', 1)

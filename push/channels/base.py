@@ -51,4 +51,4 @@ class ChannelClient(ABC):
 
     @abstractmethod
     async def send(self, conn: Any, recipient: Recipient, rendered: Rendered, send_key: str) -> Outcome:
-        """Send once under `send_key`. `conn` is a pooled connection (no open transaction)."""
+        """Send once under `send_key`. `conn` runs single statements (the pool: nothing is held across the call)."""
