@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import os
 import secrets
-import time
 import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-import aiohttp
 import asyncpg
 import asyncpg.pool
 import msgspec
@@ -26,12 +23,13 @@ from litestar import Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
+from sandbox.webhooks import SignedWebhooks
+
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 SECRET = os.environ.get("SANDBOX_CASE_WEBHOOK_SECRET", "sandbox-case-webhook-secret")
-RETRY_DELAYS = (0.0, 0.3, 1.0, 2.0, 5.0)
 STATUS_CODES = {
     "submitted": "01",
     "pre_accepted": "02",
@@ -45,15 +43,14 @@ STATUS_CODES = {
 RESULT_CODES = {"0", "1", "2", "3", "4", "5", "6"}
 PROCEDURES = {"检验", "检测", "鉴定", "专家评审", "听证", "招标", "拍卖", "公告"}
 STEPS = {"承办", "审核", "批准"}
-_tasks: set[asyncio.Task[None]] = set()
 
 
 def problem(status: int, error: str, message: str) -> Response[Any]:
     return Response({"error": error, "message": message}, status_code=status)
 
 
-def sign(timestamp: str, body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+WEBHOOKS = SignedWebhooks("Case", "sandbox.case_deliveries", SECRET)
+schedule = WEBHOOKS.schedule
 
 
 def event_json(row: asyncpg.Record | None) -> dict[str, Any]:
@@ -70,46 +67,6 @@ def event_json(row: asyncpg.Record | None) -> dict[str, Any]:
         "status_code": row["status_code"],
         "data": row["data"],
     }
-
-
-async def deliver(pool: asyncpg.Pool, url: str, event: dict[str, Any]) -> None:
-    body = msgspec.json.encode(event)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        for attempt, delay in enumerate(RETRY_DELAYS, start=1):
-            await asyncio.sleep(delay)
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "X-Case-Event-Id": event["event_id"],
-                "X-Case-Timestamp": timestamp,
-                "X-Case-Signature": "sha256=" + sign(timestamp, body),
-            }
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    outcome = f"http_{response.status}"
-                    ok = 200 <= response.status < 300
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                outcome, ok = type(exc).__name__, False
-            try:
-                await pool.execute(
-                    "INSERT INTO sandbox.case_deliveries (event_id, attempt, outcome) VALUES ($1, $2, $3)",
-                    event["event_id"],
-                    attempt,
-                    outcome,
-                )
-            except (asyncpg.PostgresError, OSError):
-                return  # shutting down
-            if ok:
-                return
-
-
-def schedule(pool: asyncpg.Pool, url: str | None, events: list[dict[str, Any]]) -> None:
-    if not url:
-        return
-    for event in events:
-        task = asyncio.create_task(deliver(pool, url, event))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
 
 
 async def emit(

@@ -12,17 +12,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import re
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import aiohttp
 import asyncpg
 import asyncpg.pool
 import msgspec
@@ -30,9 +26,10 @@ from litestar import Response, Router, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
+from sandbox.webhooks import SignedWebhooks
+
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 SECRET = os.environ.get("SANDBOX_COURIER_SECRET", "sandbox-courier-secret")
-RETRY_DELAYS = (0.0, 0.3, 1.0, 2.0, 5.0)
 Status = Literal["created", "picked_up", "in_transit", "out_for_delivery", "delivered", "failed", "returned"]
 # From each status, where an officer of the courier may move a shipment.
 NEXT: dict[str, set[str]] = {
@@ -62,7 +59,6 @@ DESCRIPTIONS = {
 }
 _PHONE = re.compile(r"^1\d{10}$")
 _REGION = re.compile(r"^\d{6}$")
-_tasks: set[asyncio.Task[None]] = set()
 
 
 class Config:
@@ -76,8 +72,10 @@ def problem(status: int, error: str, message: str) -> Response[Any]:
     return Response({"error": error, "message": message}, status_code=status)
 
 
-def sign(timestamp: str, body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+WEBHOOKS = SignedWebhooks(
+    "Courier", "sandbox.courier_deliveries", SECRET, dropped=lambda: CONFIG.drop_callbacks
+)
+schedule = WEBHOOKS.schedule
 
 
 class Sender(msgspec.Struct, forbid_unknown_fields=True):
@@ -148,51 +146,6 @@ async def add_event(
     )
     assert row is not None
     return {**event_json(row), "project_no": project_no}
-
-
-async def deliver(pool: asyncpg.Pool, url: str, event: dict[str, Any]) -> None:
-    body = msgspec.json.encode(event)
-    if CONFIG.drop_callbacks:
-        await pool.execute(
-            "INSERT INTO sandbox.courier_deliveries (event_id, attempt, outcome) VALUES ($1, 1, 'dropped')",
-            event["event_id"],
-        )
-        return
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        for attempt, delay in enumerate(RETRY_DELAYS, start=1):
-            await asyncio.sleep(delay)
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "X-Courier-Event-Id": event["event_id"],
-                "X-Courier-Timestamp": timestamp,
-                "X-Courier-Signature": "sha256=" + sign(timestamp, body),
-            }
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    outcome, ok = f"http_{response.status}", 200 <= response.status < 300
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                outcome, ok = type(exc).__name__, False
-            try:
-                await pool.execute(
-                    "INSERT INTO sandbox.courier_deliveries (event_id, attempt, outcome) VALUES ($1, $2, $3)",
-                    event["event_id"],
-                    attempt,
-                    outcome,
-                )
-            except (asyncpg.PostgresError, OSError):
-                return  # shutting down
-            if ok:
-                return
-
-
-def schedule(pool: asyncpg.Pool, url: str | None, events: list[dict[str, Any]]) -> None:
-    if not url:
-        return
-    for event in events:
-        task = asyncio.create_task(deliver(pool, url, event))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
 
 
 @post("/v1/shipments")

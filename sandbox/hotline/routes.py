@@ -34,12 +34,10 @@ import hmac
 import os
 import re
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
-import aiohttp
 import asyncpg
 import asyncpg.pool
 import msgspec
@@ -48,6 +46,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
 from sandbox.hotline import kb
+from sandbox.webhooks import SignedWebhooks
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 T = TypeVar("T")
@@ -55,7 +54,6 @@ CHINA = timezone(timedelta(hours=8))
 SECRET = os.environ.get("SANDBOX_HOTLINE_SECRET", "sandbox-hotline-secret")
 CHANNEL_KEY = os.environ.get("SANDBOX_HOTLINE_CHANNEL_KEY", "sandbox-hotline-channel-key")
 DEPT_KEY = os.environ.get("SANDBOX_HOTLINE_DEPT_KEY", "sandbox-hotline-dept-key")
-RETRY_DELAYS = (0.0, 0.3, 1.0, 2.0, 5.0)
 Kind = Literal["consultation", "complaint", "report", "suggestion", "praise"]
 WORKING_DAYS: dict[str, int] = {
     "consultation": 1,
@@ -80,7 +78,6 @@ MAX_CONTENT = 2000
 MAX_ATTACHMENTS = 9
 _PHONE = re.compile(r"^1\d{10}$")
 _REGION = re.compile(r"^\d{6}$")
-_tasks: set[asyncio.Task[None]] = set()
 
 
 class Config:
@@ -94,8 +91,10 @@ def problem(status: int, code: str, message: str) -> Response[Any]:
     return Response({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def sign(timestamp: str, body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+WEBHOOKS = SignedWebhooks(
+    "Hotline", "sandbox.hotline_deliveries", SECRET, dropped=lambda: CONFIG.drop_webhooks
+)
+schedule = WEBHOOKS.schedule
 
 
 def _authorised(request: Request[Any, Any, Any], key: str) -> bool:
@@ -174,51 +173,6 @@ async def emit(
     )
     assert row is not None
     return event_json(row)
-
-
-async def deliver(pool: asyncpg.Pool, url: str, event: dict[str, Any]) -> None:
-    body = msgspec.json.encode(event)
-    if CONFIG.drop_webhooks:
-        await pool.execute(
-            "INSERT INTO sandbox.hotline_deliveries (event_id, attempt, outcome) VALUES ($1, 1, 'dropped')",
-            event["event_id"],
-        )
-        return
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        for attempt, delay in enumerate(RETRY_DELAYS, start=1):
-            await asyncio.sleep(delay)
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "X-Hotline-Event-Id": event["event_id"],
-                "X-Hotline-Timestamp": timestamp,
-                "X-Hotline-Signature": "sha256=" + sign(timestamp, body),
-            }
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    outcome, ok = f"http_{response.status}", 200 <= response.status < 300
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                outcome, ok = type(exc).__name__, False
-            try:
-                await pool.execute(
-                    "INSERT INTO sandbox.hotline_deliveries (event_id, attempt, outcome) VALUES ($1, $2, $3)",
-                    event["event_id"],
-                    attempt,
-                    outcome,
-                )
-            except (asyncpg.PostgresError, OSError):
-                return  # shutting down
-            if ok:
-                return
-
-
-def schedule(pool: asyncpg.Pool, url: str | None, events: list[dict[str, Any]]) -> None:
-    if not url:
-        return
-    for event in events:
-        task = asyncio.create_task(deliver(pool, url, event))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
 
 
 def _mask_phone(phone: str) -> str:
