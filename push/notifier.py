@@ -246,9 +246,11 @@ class Notifier:
                 ends = in_quiet_hours(now, quiet["quiet_start"], quiet["quiet_end"])
                 if ends is not None:
                     return status.CREATED, ends
-        payload = await conn.fetchval("SELECT payload FROM bff.outbox WHERE id = $1", n["outbox_id"])
-        event_at = await conn.fetchval("SELECT created_at FROM bff.outbox WHERE id = $1", n["outbox_id"])
-        rendered = render(n["topic"], payload, n["lang"])
+        event = await conn.fetchrow(
+            "SELECT payload, created_at FROM bff.outbox WHERE id = $1", n["outbox_id"]
+        )
+        event_at = event["created_at"]
+        rendered = render(n["topic"], event["payload"], n["lang"])
         recipient = await self._recipient(conn, n["person_id"])
         attempts = {
             r["channel"]: r
