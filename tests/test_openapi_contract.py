@@ -35,14 +35,9 @@ MUTATING = {"post", "put", "patch", "delete"}
 # README decision: identity endpoints take no Idempotency-Key (a replay would keep tokens at rest;
 # ending a session is idempotent by itself).
 NO_IDEMPOTENCY_KEY_PREFIXES = ("/api/v1/auth/", "/api/v1/staff/kiosks", "/api/v1/me/sessions/")
-# Upstream webhooks de-duplicate by their own event ids.
-WEBHOOKS = {
-    "/api/v1/case-events",
-    "/api/v1/payments/wechat/notify",
-    "/api/v1/deliveries/courier/notify",
-    "/api/v1/push/receipts",
-    "/api/v1/push/sms-reports",
-}
+# Callbacks upstream systems send us are marked in the document with who signs them; they
+# de-duplicate by the sender's own event ids, so they take no Idempotency-Key.
+SIGNED_CALLBACK = "x-signed-callback"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_COMPONENT = "Problem"
 PROBLEM_FIELDS = {"type", "title", "status", "code", "traceId", "detail"}
@@ -252,7 +247,7 @@ def takes_idempotency_key(o: Operation) -> bool:
         o.is_api
         and o.method in MUTATING
         and not o.path.startswith(NO_IDEMPOTENCY_KEY_PREFIXES)
-        and o.path not in WEBHOOKS
+        and SIGNED_CALLBACK not in o.op
     )
 
 
@@ -584,6 +579,24 @@ def test_every_mutating_operation_declares_idempotency_key(
 # 5. Security
 
 
+def test_signed_callbacks_name_their_sender_and_require_their_signature_headers(
+    spec: dict[str, Any], operations: list[Operation]
+) -> None:
+    callbacks = [o for o in operations if SIGNED_CALLBACK in o.op]
+    assert callbacks, "no operation is marked as a signed callback"
+    offenders = []
+    for o in callbacks:
+        if o.method != "post" or not str(o.op[SIGNED_CALLBACK]).strip():
+            offenders.append(f"{o.name}: a callback is a POST naming its sender")
+        if o.op.get("security"):
+            offenders.append(f"{o.name}: a callback needs no login, its signature is the proof")
+        headers = [p for p in parameters(spec, o) if p.get("in") == "header"]
+        signed = [p for p in headers if "signature" in str(p.get("name", "")).lower()]
+        if not signed or not all(p.get("required") and p.get("schema") for p in headers):
+            offenders.append(f"{o.name}: signature headers missing, optional or untyped: {headers}")
+    expect_none(offenders, "signed callbacks the document does not describe as such")
+
+
 def test_security_schemes_describe_bearer_tokens_and_kiosk_signatures(spec: dict[str, Any]) -> None:
     declared = spec.get("components", {}).get("securitySchemes", {})
     assert schemes_of(spec, "bearer"), (
@@ -694,5 +707,6 @@ def test_print_contract_counts(spec: dict[str, Any], operations: list[Operation]
         f"\n  typed success responses: {len(typed)} of {len(successes)} (2xx other than 204, {API})"
         f"\n  operations declaring Idempotency-Key: {len(declaring)} of {len(keyed)} that must"
         f"\n  error responses declared as problem documents: {len(problems)} of {len(errors)}"
+        f"\n  signed callbacks (x-signed-callback): {sum(SIGNED_CALLBACK in o.op for o in api)}"
     )
     assert api, f"no operation under {API} in the document"

@@ -15,6 +15,7 @@ from adapters.errors import ProblemError
 
 TIMESTAMP = "x-case-timestamp"
 SIGNATURE = "x-case-signature"
+SIGNED_HEADERS = (TIMESTAMP, SIGNATURE)  # what the OpenAPI document lists as required
 
 
 class WebhookRejected(ProblemError):

@@ -17,6 +17,7 @@ from adapters.errors import ProblemError
 TIMESTAMP = "x-courier-timestamp"
 SIGNATURE = "x-courier-signature"
 EVENT_ID = "x-courier-event-id"
+SIGNED_HEADERS = (TIMESTAMP, SIGNATURE)  # what the OpenAPI document lists as required
 
 
 class CallbackRejected(ProblemError):

@@ -14,6 +14,9 @@ from adapters.errors import ProblemError
 from adapters.pushgw.client import sign
 
 WINDOW_S = 300
+TIMESTAMP = "x-pushgw-timestamp"
+SIGNATURE = "x-pushgw-signature"
+SIGNED_HEADERS = (TIMESTAMP, SIGNATURE)  # what the OpenAPI document lists as required
 
 
 class PushReceipt(msgspec.Struct, frozen=True):
@@ -25,13 +28,13 @@ class PushReceipt(msgspec.Struct, frozen=True):
 
 
 def verify(headers: Mapping[str, str], body: bytes, *, secret: str, now: float | None = None) -> PushReceipt:
-    timestamp = headers.get("x-pushgw-timestamp", "")
+    timestamp = headers.get(TIMESTAMP, "")
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > WINDOW_S:
         raise ProblemError(
             "timestamp missing or outside the window", status=401, code="push_callback_rejected"
         )
-    if not hmac.compare_digest(sign(secret, timestamp, body), headers.get("x-pushgw-signature", "")):
+    if not hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE, "")):
         raise ProblemError("bad signature", status=401, code="push_callback_rejected")
     try:
         return msgspec.json.decode(body, type=PushReceipt)

@@ -14,6 +14,9 @@ from adapters.errors import ProblemError
 from adapters.sms.client import sign
 
 WINDOW_S = 300
+TIMESTAMP = "x-sms-timestamp"
+SIGNATURE = "x-sms-signature"
+SIGNED_HEADERS = (TIMESTAMP, SIGNATURE)  # what the OpenAPI document lists as required
 ACK = {"code": 0, "msg": "成功"}
 
 
@@ -28,13 +31,13 @@ class SmsReport(msgspec.Struct, frozen=True):
 def verify(
     headers: Mapping[str, str], body: bytes, *, secret: str, now: float | None = None
 ) -> list[SmsReport]:
-    timestamp = headers.get("x-sms-timestamp", "")
+    timestamp = headers.get(TIMESTAMP, "")
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > WINDOW_S:
         raise ProblemError(
             "timestamp missing or outside the window", status=401, code="push_callback_rejected"
         )
-    if not hmac.compare_digest(sign(secret, timestamp, body), headers.get("x-sms-signature", "")):
+    if not hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE, "")):
         raise ProblemError("bad signature", status=401, code="push_callback_rejected")
     try:
         return msgspec.json.decode(body, type=list[SmsReport])

@@ -24,6 +24,9 @@ from adapters.wechatpay import crypto
 from adapters.wechatpay.client import PlatformCerts
 from adapters.wechatpay.schemas import Notification
 
+# What the OpenAPI document lists as required (WeChat Pay signs every notification with all four).
+SIGNED_HEADERS = ("wechatpay-timestamp", "wechatpay-nonce", "wechatpay-signature", "wechatpay-serial")
+
 Reason = Literal[
     "headers_missing",
     "stale_timestamp",
@@ -61,10 +64,8 @@ async def verify(
     window_s: int = 300,
     now: float | None = None,
 ) -> Verified:
-    timestamp = headers.get("wechatpay-timestamp", "")
-    nonce_ = headers.get("wechatpay-nonce", "")
-    signature = headers.get("wechatpay-signature", "")
-    serial = headers.get("wechatpay-serial", "").upper()
+    timestamp, nonce_, signature, serial = (headers.get(name, "") for name in SIGNED_HEADERS)
+    serial = serial.upper()
     if not (timestamp.isdigit() and nonce_ and signature and serial) or len(nonce_) > 64:
         raise NotificationRejected("headers_missing", "Wechatpay-* headers missing or malformed")
     moment = time.time() if now is None else now

@@ -9,11 +9,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
+from adapters.cases.callback import SIGNED_HEADERS as CASE_SIGNED
 from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, WebhookOutcome
 from bff.cases.service import CaseService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.platform.openapi import signed_callback
 from bff.platform.problems import english
 
 
@@ -87,6 +89,7 @@ class CaseWebhookController(Controller):
     @post(
         "",
         summary="Case system webhook (HMAC-SHA256 over timestamp.body)",
+        operation_class=signed_callback("the case system", CASE_SIGNED),
         status_code=200,
         exclude_from_auth=True,
     )

@@ -10,11 +10,13 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath
 
+from adapters.courier.callback import SIGNED_HEADERS as COURIER_SIGNED
 from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.delivery.schemas import CourierNotifyOutcome, DeliveryIn, DeliveryOut
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.platform.openapi import signed_callback
 from bff.platform.problems import PROBLEM_MEDIA_TYPE, Problem
 
 # Mailing reads the case and the address through their domains' ports: their 404s are this route's.
@@ -74,6 +76,7 @@ class DeliveryWebhookController(Controller):
     @post(
         "",
         summary="Courier status callback (HMAC-SHA256 over timestamp.body)",
+        operation_class=signed_callback("the courier", COURIER_SIGNED),
         status_code=200,
         exclude_from_auth=True,
     )

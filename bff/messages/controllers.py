@@ -12,6 +12,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from adapters.pushgw.callback import SIGNED_HEADERS as PUSHGW_SIGNED
+from adapters.sms.callback import SIGNED_HEADERS as SMS_SIGNED
 from auth.guards import channels, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
@@ -30,6 +32,7 @@ from bff.messages.schemas import (
     SubscriptionsOut,
 )
 from bff.messages.service import MessageService
+from bff.platform.openapi import signed_callback
 
 NO_STORE = {"Cache-Control": "no-store"}
 Limit = Annotated[int, QueryParameter(ge=1, le=50)]
@@ -163,6 +166,7 @@ class PushReceiptController(Controller):
     @post(
         "/push/receipts",
         summary="Push gateway receipt (HMAC-SHA256 over timestamp.body)",
+        operation_class=signed_callback("the push gateway", PUSHGW_SIGNED),
         status_code=200,
         exclude_from_auth=True,
     )
@@ -177,6 +181,7 @@ class PushReceiptController(Controller):
     @post(
         "/push/sms-reports",
         summary="SMS delivery reports (SmsReport, signed); answered {code: 0}",
+        operation_class=signed_callback("the SMS gateway", SMS_SIGNED),
         status_code=200,
         exclude_from_auth=True,
     )

@@ -9,11 +9,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath
 
+from adapters.wechatpay.callback import SIGNED_HEADERS as WECHATPAY_SIGNED
 from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.payments.schemas import PaymentOut
 from bff.payments.service import PaymentService
+from bff.platform.openapi import signed_callback
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -63,6 +65,7 @@ class PaymentNotifyController(Controller):
     @post(
         "",
         summary="WeChat Pay notification (signature, timestamp, nonce, AEAD; checked against our order)",
+        operation_class=signed_callback("WeChat Pay", WECHATPAY_SIGNED),
         status_code=204,
         exclude_from_auth=True,
     )

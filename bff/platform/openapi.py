@@ -7,21 +7,27 @@ its signature. What it cannot know is added here, once, from the app itself (nev
   machine codes the operation's domain can answer for that status (from the code registry);
 - the security requirement of every operation that needs a login (bearer access tokens; kiosk
   routes also the device-signature headers);
-- the request body of routes that take raw bytes (uploads).
+- the request body of routes that take raw bytes (uploads);
+- for the callbacks upstream systems send us, their signature headers (required) and the
+  `x-signed-callback` extension naming the sender, so client generators and readers know the
+  operation is not one the app calls (and takes no Idempotency-Key: the sender's event id is the key).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -102,6 +108,32 @@ class RawBodyOperation(Operation):
             description="The file's bytes (PDF, JPEG or PNG; the type is decided by the content).",
             required=True,
         )
+
+
+def signed_callback(sender: str, headers: Sequence[str]) -> type[Operation]:
+    """The operation class of a callback `sender` signs with `headers`.
+
+    The headers are documented as required here rather than declared on the handler: a missing one
+    must be the verifier's 401 (what the sender's retry logic expects), not the framework's 400."""
+    required = [
+        Parameter(
+            name=name,
+            param_in=ParamType.HEADER,
+            required=True,
+            schema=Schema(type=OpenAPIType.STRING),
+            description=f"Set by {sender}; checked before the body is read.",
+        )
+        for name in headers
+    ]
+
+    @dataclass
+    class SignedCallbackOperation(Operation):
+        signed_callback: str = field(default=sender, metadata={"alias": "x-signed-callback"})
+
+        def __post_init__(self) -> None:
+            self.parameters = [*(self.parameters or []), *required]
+
+    return SignedCallbackOperation
 
 
 _DEVICE_GUARDS = frozenset({kiosk_signed, kiosk_signed_if_sent})
