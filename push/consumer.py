@@ -14,8 +14,10 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -24,6 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from adapters import context
 from push.notifier import Notifier
 from push.stream import GROUP, STREAM, claimed_entries, ensure_group
+
+log = structlog.get_logger("push.consumer")
 
 
 class Consumer:
@@ -46,8 +50,11 @@ class Consumer:
         self.sweep_s = sweep_s
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(concurrency)
+        # Where the next XAUTOCLAIM scans from: restarting at 0-0 every time would, with more than
+        # `batch` entries failing over and over at the head of the list, never reach the rest.
+        self._claim_from: bytes | str = "0-0"
 
-    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         async with self._slots:
             try:
                 with context.budget(60.0):
@@ -57,18 +64,25 @@ class Consumer:
                         await self.notifier.advance(nid, owned=made)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                return False  # stays pending; claimed again after claim_idle_s
-            return True
+            except Exception as exc:
+                # Acknowledged all the same, nothing is lost: a row not yet accepted stays
+                # unfinished in the outbox and the relay publishes it again after
+                # republish_after_s; an accepted one is the sweep's once its lease lapses. Left
+                # pending, an entry that fails every time (a topic without a template) would be
+                # both claimed and republished again and again: the pending list would never stop
+                # growing, and it starved the claims of dead consumers' entries.
+                log.error(
+                    "push_entry_failed", outbox_id=fields.get(b"id", b"").decode(), error=type(exc).__name__
+                )
 
     async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        """Handle the entries, then acknowledge them; a worker killed before that leaves them
+        pending for another worker's claim."""
         if not entries:
             return 0
-        results = await asyncio.gather(*(self.handle(eid, f) for eid, f in entries))
-        done = [eid for (eid, _), ok in zip(entries, results, strict=True) if ok]
-        if done:
-            await self.redis.xack(STREAM, GROUP, *done)
-        return len(done)
+        await asyncio.gather(*(self.handle(eid, f) for eid, f in entries))
+        await self.redis.xack(STREAM, GROUP, *(eid for eid, _ in entries))
+        return len(entries)
 
     async def once(self) -> int:
         """One read (new entries, or a claim of dead consumers' ones); how many were finished."""
@@ -80,28 +94,38 @@ class Consumer:
 
     async def claim(self) -> int:
         reply = await self.redis.xautoclaim(
-            STREAM, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch
+            STREAM,
+            GROUP,
+            self.name,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_from,
+            count=self.batch,
         )
+        self._claim_from = reply[0] if reply else "0-0"  # 0-0 again once the scan went round
         return await self._process(claimed_entries(reply))
 
     async def run(self) -> None:
-        """Until cancelled: reads, and beside them (never holding them up) a sweeper that claims
-        dead consumers' entries and runs the notifier's sweep (retries, quiet hours, lapsed leases)."""
+        """Until cancelled: reads, and beside them (never holding them up, nor each other) a loop
+        that claims dead consumers' entries and one that runs the notifier's sweep (retries, quiet
+        hours, lapsed leases): a long sweep of many due notifications must not stall the claims."""
         await self._ready()
-        sweeper = asyncio.create_task(self._sweep())
+        beside = [asyncio.create_task(self._every(self.claim)), asyncio.create_task(self._every(self._due))]
         try:
             await self._read()
         finally:
-            sweeper.cancel()
-            await asyncio.gather(sweeper, return_exceptions=True)
+            for task in beside:
+                task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
 
-    async def _sweep(self) -> None:
+    async def _due(self) -> int:
+        with context.budget(30.0):
+            return await self.notifier.due()
+
+    async def _every(self, work: Callable[[], Awaitable[int]]) -> None:
         while True:
             await asyncio.sleep(self.sweep_s)
             try:
-                await self.claim()
-                with context.budget(30.0):
-                    await self.notifier.due()
+                await work()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: S110 - Redis or PostgreSQL away: the next round tries again

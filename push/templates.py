@@ -7,7 +7,8 @@ each at most 35 characters, the whole text kept to one 70-character segment wher
 can be shortened). None carries personal data: payloads hold case numbers and item names only.
 
 Bump `version` when a text changes: every notification records the version it was rendered with.
-A new topic (payments, deliveries …) plugs in by adding a template to `TEMPLATES`.
+A new topic plugs in by adding a template to `TEMPLATES` (a test renders every topic of
+`push.topics.PAYLOADS`, so a topic without one fails there, not in a worker).
 """
 
 from __future__ import annotations
@@ -70,6 +71,45 @@ STATUS_EN = {
     "rated": "rated",
 }
 
+PAYMENT_STATUS_ZH = {
+    "created": "待支付",
+    "paying": "支付中",
+    "paid": "已支付",
+    "closed": "已关闭",
+    "failed": "支付失败",
+    "refunding": "退款中",
+    "refunded": "已退款",
+    "partially_refunded": "部分退款",
+}
+PAYMENT_STATUS_EN = {
+    "created": "awaiting payment",
+    "paying": "being paid",
+    "paid": "paid",
+    "closed": "closed",
+    "failed": "not paid",
+    "refunding": "being refunded",
+    "refunded": "refunded",
+    "partially_refunded": "partly refunded",
+}
+DELIVERY_STATUS_ZH = {
+    "created": "已交寄",
+    "picked_up": "已揽收",
+    "in_transit": "运输中",
+    "out_for_delivery": "派送中",
+    "delivered": "已签收",
+    "failed": "投递失败",
+    "returned": "已退回",
+}
+DELIVERY_STATUS_EN = {
+    "created": "handed to the courier",
+    "picked_up": "picked up",
+    "in_transit": "in transit",
+    "out_for_delivery": "out for delivery",
+    "delivered": "delivered",
+    "failed": "not delivered",
+    "returned": "returned",
+}
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -101,6 +141,9 @@ class Template:
     wechat_data: Callable[[dict[str, str]], dict[str, str]]
     sms_template: str
     sms_params: Callable[[dict[str, str]], dict[str, str]]
+    # How `status` reads in each language (statusZh / statusEn in the texts): case statuses unless
+    # the topic has its own vocabulary.
+    statuses: tuple[Mapping[str, str], Mapping[str, str]] = (STATUS_ZH, STATUS_EN)
 
 
 def thing(text: str, limit: int = 20) -> str:
@@ -118,9 +161,15 @@ def china_time(iso: str) -> datetime:
     return datetime.fromisoformat(iso).astimezone(CHINA)
 
 
-def _fields(payload: Mapping[str, Any]) -> dict[str, str]:
+def _fields(
+    payload: Mapping[str, Any], statuses: tuple[Mapping[str, str], Mapping[str, str]]
+) -> dict[str, str]:
     """The payload's values as display strings, plus derived ones the texts use."""
     out = {k: "" if v is None else str(v) for k, v in payload.items()}
+    if isinstance(payload.get("amountFen"), int):
+        out["amountYuan"] = f"{payload['amountFen'] / 100:.2f}"
+    if "waybillNo" in out and not out["waybillNo"]:
+        out["waybillNo"] = "-"
     for key in ("occurredAt", "startsAt"):
         if out.get(key):
             at = china_time(out[key])
@@ -132,8 +181,8 @@ def _fields(payload: Mapping[str, Any]) -> dict[str, str]:
             "%Y-%m-%d"
         )
     if out.get("status"):
-        out["statusZh"] = STATUS_ZH.get(out["status"], "有更新")
-        out["statusEn"] = STATUS_EN.get(out["status"], "updated")
+        out["statusZh"] = statuses[0].get(out["status"], "有更新")
+        out["statusEn"] = statuses[1].get(out["status"], "updated")
     return out
 
 
@@ -277,6 +326,47 @@ TEMPLATES: dict[str, Template] = {
                 "hall": f["hallId"],
             },
         ),
+        Template(
+            # The registered fee template (缴费通知) asks for a payment; none confirms one, and no
+            # SMS template fits either: inbox and app push only.
+            name="payment.changed",
+            version=1,
+            category="payments",
+            title={"zh": "缴费状态更新", "en": "Payment update"},
+            body={
+                "zh": "您的办件缴费{amountYuan}元：{statusZh}。",
+                "en": "Your fee of CNY {amountYuan} is {statusEn}.",
+            },
+            link="/payments/{paymentId}",
+            wechat_template="",
+            wechat_page="",
+            wechat_data=lambda f: {},
+            sms_template="",
+            sms_params=lambda f: {},
+            statuses=(PAYMENT_STATUS_ZH, PAYMENT_STATUS_EN),
+        ),
+        Template(
+            # 证照寄递通知 is a long-term template; no SMS template is registered for shipments.
+            name="delivery.changed",
+            version=1,
+            category="delivery",
+            title={"zh": "办理结果寄递", "en": "Your result is on its way"},
+            body={
+                "zh": "您申请的{itemName}（办件编号{projectNo}）的办理结果{statusZh}，运单号{waybillNo}。",
+                "en": "The result of {projectNo} ({itemName}) is {statusEn}; waybill {waybillNo}.",
+            },
+            link="/deliveries/{deliveryId}",
+            wechat_template="sxShipment-0002-LongTermGovServiceTemplate2",
+            wechat_page="pages/deliveries/detail?id={deliveryId}",
+            wechat_data=lambda f: {
+                "thing1": thing(f["itemName"]),
+                "character_string2": ascii_string(f["waybillNo"]),
+                "phrase3": f["statusZh"][:5],
+            },
+            sms_template="",
+            sms_params=lambda f: {},
+            statuses=(DELIVERY_STATUS_ZH, DELIVERY_STATUS_EN),
+        ),
     ]
 }
 
@@ -313,7 +403,7 @@ def fit_sms(code: str, params: dict[str, str], shorten: str = "item") -> dict[st
 
 def render(topic: str, payload: Mapping[str, Any], lang: Lang) -> Rendered:
     template = template_for(topic, payload)
-    f = _fields(payload)
+    f = _fields(payload, template.statuses)
     return Rendered(
         template=template.name,
         version=template.version,

@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import httpx
@@ -24,10 +24,21 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
+from adapters.courier.schemas import CourierStatus
 from bff.app import create_app
+from bff.payments.schemas import PaymentStatus
 from push import outbox
 from push.stream import GROUP, STREAM, claimed_entries, ensure_group
-from push.topics import CaseChanged
+from push.templates import SMS_PARAM_MAX, SMS_SEGMENT, STATUS_ZH, render, sms_text
+from push.topics import (
+    PAYLOADS,
+    AppointmentChanged,
+    AppointmentReminder,
+    CaseChanged,
+    DeliveryChanged,
+    PaymentChanged,
+)
+from sandbox.wechat.routes import SUBSCRIBE_TEMPLATES, keyword_error
 from tests.auth_helpers import login_resident
 from tests.conftest import free_port, make_settings
 from tests.test_journey_helpers import (
@@ -44,6 +55,7 @@ from tests.test_journey_helpers import (
 
 SUPPLEMENT_TMPL = "sxSupplement-0003-OneTimeTemplateBuZheng003"
 PROGRESS_TMPL = "sxCaseProgress-0001-LongTermGovServiceTmpl01"
+SHIPMENT_TMPL = "sxShipment-0002-LongTermGovServiceTemplate2"
 
 
 def overrides(sandbox_url: str, **extra: Any) -> dict[str, Any]:
@@ -140,6 +152,101 @@ async def event(
         )
     row_id: int = await db.fetchval("SELECT id FROM bff.outbox WHERE dedup_key = $1", dedup)
     return row_id
+
+
+async def emit(db: asyncpg.Connection, person_id: str, payload: msgspec.Struct) -> int:
+    """Any topic's event written to the outbox the way its domain does, in a transaction."""
+    topic = next(t for t, kind in PAYLOADS.items() if isinstance(payload, kind))
+    dedup = f"test-{topic}:{uuid.uuid4()}"
+    await db.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    async with db.transaction():
+        await outbox.enqueue(db, topic, person_id, dedup, payload)  # type: ignore[arg-type]
+    row_id: int = await db.fetchval("SELECT id FROM bff.outbox WHERE dedup_key = $1", dedup)
+    return row_id
+
+
+def payment_changed(status: str) -> PaymentChanged:
+    return PaymentChanged(
+        payment_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        status=status,
+        amount_fen=1550,
+        refunded_fen=0,
+        occurred_at="2026-12-01T10:00:00+08:00",
+    )
+
+
+def delivery_changed(status: str, waybill_no: str | None = "SF1234567890") -> DeliveryChanged:
+    return DeliveryChanged(
+        delivery_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        project_no="4300002026120155495301",
+        item_name="中华人民共和国机动车驾驶证期满换证（含体检信息）",
+        waybill_no=waybill_no,
+        status=status,
+        place="430104 投递部",
+        occurred_at="2026-12-01T10:00:00+08:00",
+    )
+
+
+def every_event() -> list[msgspec.Struct]:
+    """One payload per topic and status (or event) its domain can write."""
+    at = "2026-12-03T09:00:00+08:00"
+    booking = {"appointment_id": str(uuid.uuid4()), "item_code": "016950108003", "hall_id": "H430000-01"}
+    made: list[msgspec.Struct] = [
+        CaseChanged(
+            case_id=str(uuid.uuid4()),
+            project_no="4300002026120155495301",
+            item_name="城乡居民基本养老保险参保登记",
+            event=kind,
+            status=status,
+            result=None,
+            occurred_at=at,
+        )
+        for status in STATUS_ZH
+        for kind in ("step", "supplement_requested")
+    ]
+    made += [
+        AppointmentChanged(**booking, starts_at=at, booking_no="BK1", event=e)
+        for e in ("booked", "rescheduled", "cancelled")
+    ]
+    made += [AppointmentReminder(**booking, starts_at=at, booking_no="BK1")]
+    made += [payment_changed(status) for status in get_args(PaymentStatus)]
+    made += [delivery_changed(status) for status in get_args(CourierStatus)]
+    made += [delivery_changed("created", waybill_no=None)]
+    return made
+
+
+def test_every_topic_and_status_renders_in_both_languages_within_the_providers_rules() -> None:
+    events = every_event()
+    assert {type(e) for e in events} == set(PAYLOADS.values()), "a topic is missing from this test"
+    offenders = []
+    for e in events:
+        topic = next(t for t, kind in PAYLOADS.items() if isinstance(e, kind))
+        payload = msgspec.to_builtins(e)
+        for lang in ("zh", "en"):
+            r = render(topic, payload, lang)  # type: ignore[arg-type]
+            text = f"{r.title} {r.body}"
+            if "{" in text or "有更新" in text or " updated" in text or not r.link.startswith("/"):
+                offenders.append(f"{topic} {payload.get('status')} {lang}: {text} -> {r.link}")
+        if r.wechat_template:
+            template = SUBSCRIBE_TEMPLATES[r.wechat_template]
+            if set(r.wechat_data) != set(template.keywords):
+                offenders.append(f"{topic}: keywords {sorted(r.wechat_data)} for {r.wechat_template}")
+            offenders += [
+                f"{topic} {payload.get('status')}: {why}"
+                for key, value in r.wechat_data.items()
+                if (why := keyword_error(key, value))
+            ]
+        if r.sms_template:
+            # Every variable within the carrier's 35; over one segment only once the item name is
+            # cut as short as it may be (a 22-digit case number leaves the 补正 text no room).
+            text = sms_text(r.sms_template, r.sms_params)
+            if any(len(v) > SMS_PARAM_MAX for v in r.sms_params.values()) or (
+                len(text) > SMS_SEGMENT and len(r.sms_params.get("item", "")) > 7
+            ):
+                offenders.append(f"{topic}: SMS {len(text)} characters: {text}")
+    assert offenders == [], "\n".join(offenders)
 
 
 async def notification(
@@ -587,6 +694,52 @@ async def test_a_republished_event_and_a_reclaimed_entry_send_nothing_twice(
     assert len(requests) == 1
 
 
+async def test_fees_and_shipments_reach_the_resident_and_a_row_that_cannot_render_holds_up_nothing(
+    app_client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection, redis: Redis
+) -> None:
+    who = await login_resident(app_client, sandbox)
+    token = await install_app(app_client, sandbox, who)
+    await sub_consent(app_client, sandbox, who, {SHIPMENT_TMPL: "accept"})
+    # A producer's bug: a row its template cannot render. It fails on every try, and must neither
+    # pile up in the stream's pending list nor keep anyone else's message waiting.
+    broken = await db.fetchval(
+        """
+        INSERT INTO bff.outbox (topic, person_id, dedup_key, payload)
+        VALUES ('case.changed', $1, $2, '{"event": "step"}'::jsonb) RETURNING id
+        """,
+        who["person_id"],
+        f"test-broken:{uuid.uuid4()}",
+    )
+    try:
+        async with pipeline(app_client):
+            fee, parcel = payment_changed("paid"), delivery_changed("out_for_delivery")
+            paid = await notification(db, await emit(db, who["person_id"], fee))
+            shipped = await notification(db, await emit(db, who["person_id"], parcel))
+            # Tried again as the outbox says (republished every 2 s here), never left pending.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                tried = await db.fetchval("SELECT published_at FROM bff.outbox WHERE id = $1", broken)
+                pending = (await redis.xpending(STREAM, GROUP))["pending"]
+                if pending == 0 and tried > await db.fetchval("SELECT now() - interval '2 seconds'"):
+                    break
+                await asyncio.sleep(0.2)
+            assert pending == 0, await redis.xpending(STREAM, GROUP)
+            assert await db.fetchval("SELECT delivered_at FROM bff.outbox WHERE id = $1", broken) is None
+    finally:
+        await db.execute("DELETE FROM bff.outbox WHERE id = $1", broken)
+    assert (paid["category"], paid["link"]) == ("payments", f"/payments/{fee.payment_id}")
+    assert "15.50" in paid["body"] and "已支付" in paid["body"]
+    channels = await attempts(db, paid["id"])
+    assert "wechat" not in channels and channels["app"]["status"] == "sending"  # no WeChat template fits
+    # The shipment went by WeChat (the first channel that takes it ends the search): one app push.
+    assert [m["title"] for m in await push_sent(sandbox, token)] == [paid["title"]]
+    assert (shipped["category"], shipped["link"]) == ("delivery", f"/deliveries/{parcel.delivery_id}")
+    assert "派送中" in shipped["body"] and parcel.project_no in shipped["body"]
+    sent = [m for m in await wechat_sent(sandbox, who["openid"]) if m["templateId"] == SHIPMENT_TMPL]
+    assert [m["data"]["phrase3"]["value"] for m in sent] == ["派送中"]
+    assert (await attempts(db, shipped["id"]))["wechat"]["status"] == "delivered"
+
+
 async def test_redis_losing_the_stream_loses_nothing(
     app_client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection, redis: Redis
 ) -> None:
@@ -774,3 +927,6 @@ async def test_sse_resumes_after_last_event_id_and_sends_heartbeats(
     ids = [x.removeprefix("id:").strip() for x in lines if x.startswith("id:")]
     assert ids == [str(made[1]["seq"]), str(made[2]["seq"])]  # only what came after the one it had
     assert sum(1 for x in lines if x.startswith(": heartbeat")) >= 2
+    # A heartbeat is a comment only: a data line would reach the app as an empty message event.
+    data = [x.removeprefix("data:").strip() for x in lines if x.startswith("data:")]
+    assert len(data) == len(ids) and all(json.loads(d)["id"] for d in data), data

@@ -18,6 +18,8 @@ from adapters.cases.client import CaseClient
 from adapters.cases.schemas import CaseEvent
 from bff.platform.feeds import read_from
 from bff.platform.logs import get_logger
+from push import outbox
+from push.topics import CaseChanged
 
 # A plain or a pooled connection: both run the same statements.
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -120,22 +122,20 @@ async def apply_event(conn: Conn, event: CaseEvent, via: str, hook: CaseEventHoo
         event.project_no,
     )
     if advanced and event.type in NOTIFY:
-        await conn.execute(
-            """
-            INSERT INTO bff.outbox (topic, person_id, dedup_key, payload)
-            VALUES ('case.changed', $1, $2, $3) ON CONFLICT (dedup_key) DO NOTHING
-            """,
+        await outbox.enqueue(
+            conn,
+            "case.changed",
             case["person_id"],
             f"case-event:{event.event_id}",
-            {
-                "caseId": str(case["id"]),
-                "projectNo": event.project_no,
-                "itemName": case["item_name"],
-                "event": event.type,
-                "status": status,
-                "result": result,
-                "occurredAt": event.occurred_at.isoformat(),
-            },
+            CaseChanged(
+                case_id=str(case["id"]),
+                project_no=event.project_no,
+                item_name=case["item_name"],
+                event=event.type,
+                status=status,
+                result=result,
+                occurred_at=event.occurred_at.isoformat(),
+            ),
         )
     return "applied"
 

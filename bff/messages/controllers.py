@@ -74,7 +74,9 @@ class MessageController(Controller):
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             async for event_id, name, data in messages.live(principal, last_event_id):
                 if name == "heartbeat":
-                    yield ServerSentEventMessage(comment="heartbeat")
+                    # data=None: Litestar's default (an empty `data:` line) would make every
+                    # EventSource fire an empty "message" event with each heartbeat.
+                    yield ServerSentEventMessage(comment="heartbeat", data=None)
                 else:
                     yield ServerSentEventMessage(data=data, event=name, id=event_id)
 
