@@ -12,32 +12,22 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 import httpx
 from litestar import Litestar, get
 from litestar.di import NamedDependency, Provide
 
 from auth.guards import provide_principal, require_principal_if_declared
 from auth.principal import Principal
+from bench.scratch import scratch
 from bff.app import create_app
-from bff.platform.migrate import migrate
 from bff.platform.problems import EXCEPTION_HANDLERS
 from bff.platform.settings import Settings
 from tests.auth_helpers import login_resident, new_resident, wechat_code
-from tests.conftest import free_port
-
-
-def _db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 def _per_op_us(fn: Any, n: int) -> float:
@@ -71,26 +61,7 @@ async def guarded_route(principal: NamedDependency[Principal]) -> dict[str, str]
 
 
 async def run(admin_url: str, redis_url: str) -> None:
-    name = f"sx_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = _db(admin_url, name)
-    await migrate(database_url)
-    port = free_port()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port)],
-        env=dict(os.environ, DATABASE_URL=database_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sandbox_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{sandbox_url}/_control/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    async with scratch(admin_url) as (database_url, sandbox_url):
         settings = Settings(
             env="test",
             database_url=database_url,
@@ -193,11 +164,6 @@ async def run(admin_url: str, redis_url: str) -> None:
             for c in (client, sbx, p):
                 await c.aclose()
             await raw.close()
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:

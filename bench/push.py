@@ -10,34 +10,24 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from bff.platform.migrate import migrate
+from bench.scratch import scratch
 from bff.platform.settings import Settings
 from bff.wiring import open_root
 from push import outbox
 from push.consumer import Consumer
 from push.stream import STREAM
 from push.topics import CaseChanged
-from tests.conftest import free_port
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "3000"))
 PEOPLE = 200
 WORKERS = int(os.environ.get("BENCH_CONSUMERS", "2"))
-
-
-def _db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -76,26 +66,7 @@ async def floor(redis: Redis, n: int) -> tuple[float, float, float]:
 
 
 async def run(admin_url: str, redis_url: str) -> None:
-    name = f"sx_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = _db(admin_url, name)
-    await migrate(database_url)
-    port = free_port()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port)],
-        env=dict(os.environ, DATABASE_URL=database_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sandbox_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{sandbox_url}/_control/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    async with scratch(admin_url) as (database_url, sandbox_url):
         settings = Settings(
             env="test",
             database_url=database_url,
@@ -199,11 +170,6 @@ async def run(admin_url: str, redis_url: str) -> None:
             f"| event -> send p50 | {statistics.median(lags) * 1000:,.0f} ms | {floor_p50 * 1000:.1f} ms | – |"
         )
         print(f"| event -> send p99 | {pct(lags, 0.99) * 1000:,.0f} ms | {floor_p99 * 1000:.1f} ms | – |")
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":
