@@ -7,12 +7,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from tests.conftest import free_port
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def listen(handle: Handler) -> tuple[web.AppRunner, int]:
+    """A loopback server answering every POST with `handle`: (its runner, to clean up; its port)."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
 
 
 @dataclass
@@ -34,12 +48,7 @@ class Receiver:
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Receiver:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await listen(self._handle)
         self.url = f"http://127.0.0.1:{port}/hook"
         return self
 

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.conftest import AppFactory, free_port
+from tests.callback_receiver import listen
+from tests.conftest import AppFactory
 from tests.test_journey_helpers import advance, apply, auth, bookable_item, deliver, key, upstream_urls
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,12 +52,7 @@ class Relay:
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Relay:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._runner, port = await listen(self._handle)
         self.url = f"http://127.0.0.1:{port}{NOTIFY_PATH}"
         return self
 
