@@ -136,11 +136,12 @@ class Template:
     title: Mapping[Lang, str]
     body: Mapping[Lang, str]
     link: str
-    wechat_template: str
-    wechat_page: str
-    wechat_data: Callable[[dict[str, str]], dict[str, str]]
-    sms_template: str
-    sms_params: Callable[[dict[str, str]], dict[str, str]]
+    # Empty where no registered WeChat subscribe or SMS template fits: that channel is skipped.
+    wechat_template: str = ""
+    wechat_page: str = ""
+    wechat_data: Callable[[dict[str, str]], dict[str, str]] = lambda f: {}
+    sms_template: str = ""
+    sms_params: Callable[[dict[str, str]], dict[str, str]] = lambda f: {}
     # How `status` reads in each language (statusZh / statusEn in the texts): case statuses unless
     # the topic has its own vocabulary.
     statuses: tuple[Mapping[str, str], Mapping[str, str]] = (STATUS_ZH, STATUS_EN)
@@ -296,11 +297,6 @@ TEMPLATES: dict[str, Template] = {
                 "en": "Your appointment of {startsAtText} (booking {bookingNo}) is cancelled.",
             },
             link="/appointments/{appointmentId}",
-            wechat_template="",
-            wechat_page="",
-            wechat_data=lambda f: {},
-            sms_template="",
-            sms_params=lambda f: {},
         ),
         Template(
             name="appointment.reminder",
@@ -338,11 +334,6 @@ TEMPLATES: dict[str, Template] = {
                 "en": "Your fee of CNY {amountYuan} is {statusEn}.",
             },
             link="/payments/{paymentId}",
-            wechat_template="",
-            wechat_page="",
-            wechat_data=lambda f: {},
-            sms_template="",
-            sms_params=lambda f: {},
             statuses=(PAYMENT_STATUS_ZH, PAYMENT_STATUS_EN),
         ),
         Template(
@@ -363,8 +354,6 @@ TEMPLATES: dict[str, Template] = {
                 "character_string2": ascii_string(f["waybillNo"]),
                 "phrase3": f["statusZh"][:5],
             },
-            sms_template="",
-            sms_params=lambda f: {},
             statuses=(DELIVERY_STATUS_ZH, DELIVERY_STATUS_EN),
         ),
     ]
