@@ -96,7 +96,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _with_database(dsn: str, name: str) -> str:
+def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
@@ -133,7 +133,7 @@ def services() -> Iterator[Services]:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        database_url = _with_database(admin_url, name)
+        database_url = with_database(admin_url, name)
         await migrate(database_url)
         # Several suites may share one Redis: each takes its own database number.
         base = Redis.from_url(_with_redis_db(redis_url, 0))
@@ -488,7 +488,7 @@ def own_services(services: Services) -> Iterator[Services]:
 
     redis_url = asyncio.run(prepare())
     try:
-        yield Services(_with_database(services.admin_url, name), redis_url, services.admin_url)
+        yield Services(with_database(services.admin_url, name), redis_url, services.admin_url)
     finally:
 
         async def drop() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from auth.audit import AuditAnchor, _row_hash, record, verify_anchors, verify_chain
 from bff.platform.migrate import migrate
-from tests.conftest import _with_database
+from tests.conftest import with_database
 
 KEY = b"k" * 32
 
@@ -23,7 +23,7 @@ async def fresh(services: Any) -> AsyncIterator[asyncpg.Connection]:
     name = f"sx_audit_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(services.admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(services.admin_url, name)
+    url = with_database(services.admin_url, name)
     try:
         await migrate(url)
         conn = await asyncpg.connect(url)
@@ -180,7 +180,7 @@ async def test_a_rewritten_chain_is_found_by_the_anchor_and_a_forged_anchor_too(
 
 
 async def test_concurrent_writers_keep_every_chain_intact(services: Any, fresh) -> None:
-    url = _with_database(services.admin_url, await fresh.fetchval("SELECT current_database()"))
+    url = with_database(services.admin_url, await fresh.fetchval("SELECT current_database()"))
     pool = await asyncpg.create_pool(url, min_size=8, max_size=16)
     assert pool is not None
     try:

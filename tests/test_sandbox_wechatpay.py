@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Services, free_port, start_process, stop_process, wait_http
+from tests.conftest import Services, free_port, start_process, stop_process, wait_http, with_database
 
 REPO = Path(__file__).resolve().parents[1]
 MCHID = "1900000109"
@@ -560,7 +560,7 @@ async def test_delivery_goes_on_after_a_sandbox_restart(services: Services, rece
     name = f"sx_wxpay_restart_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(services.admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = services.admin_url.rsplit("/", 1)[0] + "/" + name
+    database_url = with_database(services.admin_url, name)  # a socket URL keeps its ?host=
     env = dict(os.environ, DATABASE_URL=database_url)
 
     def start() -> tuple[subprocess.Popen[bytes], str]:
