@@ -50,8 +50,8 @@ class Consumer:
         self.sweep_s = sweep_s
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(concurrency)
-        # Where the next XAUTOCLAIM scans from: restarting at 0-0 every time would, with more than
-        # `batch` entries failing over and over at the head of the list, never reach the rest.
+        # Where the next XAUTOCLAIM scans from: restarting at 0-0 every round, a pending list longer
+        # than `batch` (many dead consumers' entries) would be claimed from its head only.
         self._claim_from: bytes | str = "0-0"
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -85,7 +85,7 @@ class Consumer:
         return len(entries)
 
     async def once(self) -> int:
-        """One read (new entries, or a claim of dead consumers' ones); how many were finished."""
+        """One read of new entries; how many were handled."""
         reply: Any = await self.redis.xreadgroup(
             GROUP, self.name, {STREAM: ">"}, count=self.batch, block=self.block_ms
         )
