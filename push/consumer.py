@@ -50,9 +50,6 @@ class Consumer:
         self.sweep_s = sweep_s
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(concurrency)
-        # Where the next XAUTOCLAIM scans from: restarting at 0-0 every round, a pending list longer
-        # than `batch` (many dead consumers' entries) would be claimed from its head only.
-        self._claim_from: bytes | str = "0-0"
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         async with self._slots:
@@ -93,15 +90,11 @@ class Consumer:
         return await self._process(entries)
 
     async def claim(self) -> int:
+        # From the start each round: what a claim takes is acknowledged once handled, and an entry
+        # claimed but not yet handled is no longer idle, so the next round reaches the ones after it.
         reply = await self.redis.xautoclaim(
-            STREAM,
-            GROUP,
-            self.name,
-            min_idle_time=self.claim_idle_ms,
-            start_id=self._claim_from,
-            count=self.batch,
+            STREAM, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id="0-0", count=self.batch
         )
-        self._claim_from = reply[0] if reply else "0-0"  # 0-0 again once the scan went round
         return await self._process(claimed_entries(reply))
 
     async def run(self) -> None:
