@@ -383,7 +383,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
                     ups["pushgw"],
                     settings.pushgw_app_key,
                     settings.pushgw_secret,
-                    f"{callback}/api/v1/push/receipts" if callback else None,
+                    f"{callback}/api/v1/push/pushgw/notify" if callback else None,
                 )
             ),
             SmsChannel(

@@ -474,16 +474,16 @@ async def test_signed_receipts_end_attempts_and_a_failed_push_falls_back(
         )
         headers = {"Content-Type": "application/json", "X-Pushgw-Timestamp": stamp}
         forged = await app_client.post(
-            "/api/v1/push/receipts",
+            "/api/v1/push/pushgw/notify",
             content=receipt,
             headers={**headers, "X-Pushgw-Signature": "sha256=" + "0" * 64},
         )
         assert forged.status_code == 401 and forged.json()["code"] == "push_callback_rejected"
         first = await app_client.post(
-            "/api/v1/push/receipts", content=receipt, headers={**headers, "X-Pushgw-Signature": good}
+            "/api/v1/push/pushgw/notify", content=receipt, headers={**headers, "X-Pushgw-Signature": good}
         )
         repeat = await app_client.post(
-            "/api/v1/push/receipts", content=receipt, headers={**headers, "X-Pushgw-Signature": good}
+            "/api/v1/push/pushgw/notify", content=receipt, headers={**headers, "X-Pushgw-Signature": good}
         )
         assert first.json() == {"outcome": "applied"} and repeat.json() == {"outcome": "duplicate"}
         tried = await attempts(db, n["id"])
@@ -505,7 +505,7 @@ async def test_signed_receipts_end_attempts_and_a_failed_push_falls_back(
             + hmac.new(b"sandbox-sms-secret", stamp.encode() + b"." + report, hashlib.sha256).hexdigest()
         )
         acked = await app_client.post(
-            "/api/v1/push/sms-reports",
+            "/api/v1/push/sms/notify",
             content=report,
             headers={"Content-Type": "application/json", "X-Sms-Timestamp": stamp, "X-Sms-Signature": sign},
         )

@@ -166,8 +166,8 @@ class PushReceiptController(Controller):
     tags = ["messages"]
 
     @post(
-        "/push/receipts",
-        summary="Push gateway receipt (HMAC-SHA256 over timestamp.body)",
+        "/push/pushgw/notify",
+        summary="Push gateway receipt callback (HMAC-SHA256 over timestamp.body)",
         operation_class=signed_callback("the push gateway", PUSHGW_SIGNED),
         status_code=200,
         exclude_from_auth=True,
@@ -181,8 +181,8 @@ class PushReceiptController(Controller):
         return await messages.push_receipt(request.headers, await request.body())
 
     @post(
-        "/push/sms-reports",
-        summary="SMS delivery reports (SmsReport, signed); answered {code: 0}",
+        "/push/sms/notify",
+        summary="SMS delivery report callback (SmsReport array, signed); answered {code: 0}",
         operation_class=signed_callback("the SMS gateway", SMS_SIGNED),
         status_code=200,
         exclude_from_auth=True,
