@@ -12,6 +12,7 @@ Adding a domain is one block here (its upstream, client, service and jobs) and i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -497,4 +498,7 @@ async def open_root(settings: Settings) -> AsyncIterator[Root]:
         for upstream in ups.values():
             await upstream.close()
         await redis.aclose()
-        await pool.close()
+        # A graceful close waits for every connection to come back; one held by a task that is
+        # still unwinding must not keep the process from exiting (close terminates when cancelled).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.close(), timeout=5.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -29,6 +30,9 @@ _LEADER_KEY = 0x5358_574B_5200  # "SXWKR"
 # How long a stopping worker lets running jobs finish before it cancels them (a cancelled job's
 # transaction rolls back: what it held goes back to the next leader).
 _FINISH_S = 10.0
+# How long cancelled tasks get to unwind (a cancelled query is cancelled at the server, a
+# listener closed) before the worker stops waiting for them: a stop must not hang on one of them.
+_SETTLE_S = 5.0
 
 
 async def _job_loop(job: Job, stopping: asyncio.Event) -> None:
@@ -42,6 +46,12 @@ async def _job_loop(job: Job, stopping: asyncio.Event) -> None:
             log.warning("job_failed", job=job.name, error=type(exc).__name__, detail=str(exc)[:200])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=job.interval)
+
+
+async def _settle(tasks: Sequence[asyncio.Task[None]], what: str) -> None:
+    _, stuck = await asyncio.wait(tasks, timeout=_SETTLE_S)
+    if stuck:
+        log.warning("worker_stop_stuck", what=what, tasks=[t.get_name() for t in stuck])
 
 
 async def _keep(loop: Loop) -> None:
@@ -70,26 +80,37 @@ async def run_worker(
         lock_conn = await asyncpg.connect(session_url(settings), timeout=settings.db_connect_timeout_s)
         # Loops are cancelled at once on stop (a consumer's unacknowledged entries are redelivered);
         # jobs get _FINISH_S to end their run.
-        loops = [asyncio.create_task(_keep(loop)) for loop in root.loops if not loop.leader_only]
+        loops = [
+            asyncio.create_task(_keep(loop), name=loop.name) for loop in root.loops if not loop.leader_only
+        ]
         tasks: list[asyncio.Task[None]] = []
         try:
             while not stop.is_set():
                 if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
                     log.info("worker_leader", jobs=[job.name for job in jobs])
-                    tasks = [asyncio.create_task(_job_loop(job, stop)) for job in jobs]
-                    loops += [asyncio.create_task(_keep(loop)) for loop in root.loops if loop.leader_only]
+                    tasks = [asyncio.create_task(_job_loop(job, stop), name=job.name) for job in jobs]
+                    loops += [
+                        asyncio.create_task(_keep(loop), name=loop.name)
+                        for loop in root.loops
+                        if loop.leader_only
+                    ]
                     await stop.wait()
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=2.0)
         finally:
+            started = time.monotonic()
             for task in loops:
                 task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await _settle(loops, "loops")
             # Running jobs finish their run (or are cancelled after _FINISH_S and roll back).
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=_FINISH_S)
+                if pending:
+                    log.warning("worker_jobs_cancelled", jobs=[t.get_name() for t in pending])
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await lock_conn.close()
+                await _settle(tasks, "jobs")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lock_conn.close(), timeout=_SETTLE_S)
+            log.info("worker_stopped", ms=round((time.monotonic() - started) * 1000))

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 import time
 
 import asyncpg
 import httpx
+import pytest
 
-from tests.conftest import free_port, start_process, stop_process, wait_http
+from tests.conftest import SERVICE_LOGS, free_port, start_process, stop_process, wait_http
 from tests.test_journey_helpers import serve_env
 
 GRACE_S = 2.0
@@ -68,6 +70,7 @@ async def test_sigterm_drains_before_the_api_stops(services, sandbox_url, sandbo
 async def test_sigterm_stops_a_worker_and_frees_the_leader_lock(services, sandbox_url) -> None:
     env = serve_env(services, sandbox_url, free_port())
     proc = start_process([sys.executable, "-m", "bff.cli", "worker"], env, "bff-worker-term")
+    log = SERVICE_LOGS[-1]
     conn = await asyncpg.connect(services.database_url)
     try:
         deadline = time.monotonic() + 30
@@ -81,8 +84,13 @@ async def test_sigterm_stops_a_worker_and_frees_the_leader_lock(services, sandbo
             assert proc.poll() is None and time.monotonic() < deadline, "the worker never led"
             await asyncio.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 30) == 0
+        try:
+            code = await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("no exit within 30 s of SIGTERM; the worker's log ends:\n" + log.read_text()[-4000:])
+        assert code == 0
         assert await conn.fetchval(leader, key) == 0
+        assert "worker_stopped" in log.read_text()
     finally:
         await conn.close()
         stop_process(proc)
