@@ -22,6 +22,7 @@ class Person(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     id_number: str | None
     phone: str | None
+    ui_mode: str = "standard"
 
     def __repr__(self) -> str:
         return f"Person(id={self.id!r}, level={self.level})"
@@ -76,6 +77,7 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, crypto: PiiCrypto, perso
         name=crypto.decrypt("name", row["name_enc"]),
         id_number=crypto.decrypt("id_number", row["id_number_enc"]) if row["id_number_enc"] else None,
         phone=crypto.decrypt("phone", row["phone_enc"]) if row["phone_enc"] else None,
+        ui_mode=row["ui_mode"],
     )
 
 

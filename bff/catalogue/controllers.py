@@ -27,6 +27,7 @@ from bff.catalogue.schemas import (
 from bff.catalogue.service import CatalogueService
 from bff.platform.problems import english
 from bff.platform.responses import conditional
+from bff.platform.uimode import UiModeHeader, is_elder
 
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
@@ -54,6 +55,7 @@ class ItemController(Controller):
         topic: Annotated[str | None, QueryParameter(description="a topic name from /topics")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
         cursor: Annotated[str | None, QueryParameter()] = None,
+        ui_mode: UiModeHeader = None,
     ) -> SearchPage:
         return catalogue.search(
             q,
@@ -63,6 +65,7 @@ class ItemController(Controller):
             limit=limit,
             cursor=cursor,
             english=english(request.headers.get("accept-language", "")),
+            elder=is_elder(ui_mode),
         )
 
     @get("/suggest", summary="Type-ahead for the search box")
@@ -82,8 +85,11 @@ class ItemController(Controller):
         code: FromPath[str],
         region: Annotated[str | None, QueryParameter(description="6-digit region code")] = None,
         near: Annotated[str | None, QueryParameter(description="lat,lng: order halls by distance")] = None,
+        ui_mode: UiModeHeader = None,
     ) -> Response[GuideOut]:
-        guide = await catalogue.guide_response(_identifier(code, "code"), region, near)
+        guide = await catalogue.guide_response(
+            _identifier(code, "code"), region, near, elder=is_elder(ui_mode)
+        )
         return conditional(request.headers.get("if-none-match"), guide.etag, guide.body, GuideOut)
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from bff.platform.problems import define
 from bff.platform.schema import Camel
+from bff.platform.uimode import DisplayHint
 
 define(
     __name__,
@@ -145,6 +146,8 @@ class SearchItem(Camel):
     matched: str
     # With `region`: that region's truth; `online` and `department` above then say the same.
     in_region: RegionTruth | None = None
+    # 长辈版 only: a plain-language title to show beside the official name, where we have one.
+    plain_name: str | None = None
 
 
 class SearchPage(Camel):
@@ -152,6 +155,7 @@ class SearchPage(Camel):
     next_cursor: str | None
     query: QueryInfo
     freshness: Freshness
+    display: DisplayHint | None = None  # 长辈版 only
 
 
 class SearchMiss(Camel):
@@ -260,3 +264,6 @@ class GuideOut(Camel, omit_defaults=True):
     source: Literal["mirror", "library"] = "library"
     handling_items: list[HandlingItem] = []
     nearest_halls: list[HallCard] = []
+    # 长辈版 only: the plain-language title of the item (where we have one) and the large-type hint.
+    plain_name: str | None = None
+    display: DisplayHint | None = None

@@ -14,6 +14,7 @@ import msgspec
 
 from adapters.errors import ProblemError
 from adapters.pii import mask_text
+from bff.catalogue.elder import ELDER_HALLS, ELDER_PAGE, ElderCatalogue, elder_guide
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import (
     CatalogueMirror,
@@ -28,6 +29,7 @@ from bff.catalogue.misses import Anonymiser, SearchMisses
 from bff.catalogue.schemas import (
     Freshness,
     Guide,
+    GuideOut,
     HallCard,
     HallPage,
     HandlingItem,
@@ -47,9 +49,10 @@ from bff.catalogue.schemas import (
     Topic,
     TopicList,
 )
-from bff.catalogue.search import MAX_QUERY_CHARS, normalize
+from bff.catalogue.search import MAX_QUERY_CHARS, Hit, normalize
 from bff.catalogue.semantic import blend
 from bff.platform.paging import offset_page
+from bff.platform.uimode import ELDER_HINT
 
 _REGION = re.compile(r"^\d{6}$")
 _NEAR = re.compile(r"^\s*(-?\d{1,3}(?:\.\d{1,8})?)\s*,\s*(-?\d{1,3}(?:\.\d{1,8})?)\s*$")
@@ -140,6 +143,7 @@ class CatalogueService:
         self.mirror = mirror
         self.guides = guides
         self.misses = misses
+        self.elder = ElderCatalogue()
         self._anonymiser: tuple[int, Anonymiser] | None = None
         self._anonymised: VersionedLRU = VersionedLRU(8192)
 
@@ -219,6 +223,7 @@ class CatalogueService:
         limit: int,
         cursor: str | None,
         english: bool = False,
+        elder: bool = False,
     ) -> SearchPage:
         raw = q or ""
         if len(raw) > MAX_QUERY_CHARS:
@@ -235,16 +240,24 @@ class CatalogueService:
         normalized = normalize(raw)
         # The echo is masked: a resident who types an ID or phone number must not see it in the page.
         info = QueryInfo(text=mask_text(raw), normalized=mask_text(normalized))
-        if not normalized and not (who or topic):
+        if elder:
+            limit = min(limit, ELDER_PAGE)
+        if not normalized and not (who or topic) and not elder:
             info.notice = _EMPTY_NOTICE_EN if english else _EMPTY_NOTICE
             info.match = "none"
             return SearchPage(items=[], next_cursor=None, query=info, freshness=self._freshness())
         # Implemented by the resident's own region: the county (or the city, for a city).
         chain = (resident,) if resident else ()
-        found = blend(
-            snapshot.index, snapshot.semantic, normalized, region_chain=chain, audience=who, theme=topic
-        )
-        hits = found.hits
+        if elder and not normalized and not (who or topic):
+            # An elder's empty search box lists the common services: that is what most come for.
+            hits = self._common(snapshot, resident)
+        else:
+            found = blend(
+                snapshot.index, snapshot.semantic, normalized, region_chain=chain, audience=who, theme=topic
+            )
+            hits = found.hits
+            if elder and not normalized:
+                hits = sorted(hits, key=lambda h: self.elder.first(h.doc.name))
         if normalized:
             if not hits:
                 info.match = "none"
@@ -275,9 +288,24 @@ class CatalogueService:
                     handling_item_count=len(h.doc.scenarios),
                     matched=h.matched,
                     in_region=truth,
+                    plain_name=self.elder.plain.get(h.doc.name) if elder else None,
                 )
             )
-        return SearchPage(items=items, next_cursor=following, query=info, freshness=self._freshness())
+        return SearchPage(
+            items=items,
+            next_cursor=following,
+            query=info,
+            freshness=self._freshness(),
+            display=ELDER_HINT if elder else None,
+        )
+
+    def _common(self, snapshot: Snapshot, resident: str | None) -> list[Hit]:
+        by_name = {d.name: d for d in snapshot.index.docs}
+        return [
+            Hit(doc, 0.0, bool(resident and resident in doc.regions), "common")
+            for doc in (by_name.get(name) for name in self.elder.plain)
+            if doc is not None
+        ]
 
     async def search_misses(self, days: int, limit: int, cursor: str | None) -> SearchMissPage:
         """Staff: the failed searches of the last `days` days (anonymised; see misses.py)."""
@@ -320,23 +348,38 @@ class CatalogueService:
 
     # --- the guide ---
 
-    async def guide_response(self, code: str, region: str | None, near: str | None) -> GuideBody:
+    async def guide_response(
+        self, code: str, region: str | None, near: str | None, *, elder: bool = False
+    ) -> GuideBody:
         """The guide of `code` for a resident of `region`, as the guide route answers it."""
         snapshot = self.mirror.snapshot
         resident = self._region(snapshot, region)
         origin = _near(near)
         if snapshot.ready:
             status, as_of = self.mirror.freshness()
-            key = (code, resident, origin, status, as_of)
+            key = (code, resident, origin, status, as_of, elder)
             assembled: GuideBody | None = self.mirror.assembled.get(key, snapshot.version)
             if assembled is None:
-                assembled = await self._assemble(snapshot, code, resident, origin)
+                assembled = await self._assemble(snapshot, code, resident, origin, elder)
                 if assembled is not None:
                     self.mirror.assembled.put(key, snapshot.version, assembled)
             if assembled is not None:
                 return assembled
         reply = await self.guides.get(code, resident)
-        return GuideBody(reply.etag, reply.body)
+        if not elder:
+            return GuideBody(reply.etag, reply.body)
+        out = msgspec.json.decode(reply.body, type=GuideOut)
+        return self._elder_body(out, reply.etag)
+
+    def _elder_body(self, out: GuideOut, etag: str) -> GuideBody:
+        shaped = msgspec.structs.replace(
+            out,
+            item=elder_guide(out.item),
+            nearest_halls=out.nearest_halls[:ELDER_HALLS],
+            plain_name=self.elder.plain.get(out.item.name),
+            display=ELDER_HINT,
+        )
+        return GuideBody(guide_etag(etag.encode(), b"elder"), _encoder.encode(shaped))
 
     async def guide(self, code: str, region: str | None) -> Guide:
         """The guide itself, for another domain (applying, 补正): the mirror first, else the library."""
@@ -353,7 +396,12 @@ class CatalogueService:
         return msgspec.json.decode(reply.body, type=_Envelope).item
 
     async def _assemble(
-        self, snapshot: Snapshot, code: str, resident: str | None, origin: tuple[float, float] | None
+        self,
+        snapshot: Snapshot,
+        code: str,
+        resident: str | None,
+        origin: tuple[float, float] | None,
+        elder: bool,
     ) -> GuideBody | None:
         """The mirrored guide of `code` for a resident of `resident`; None when the mirror does not
         hold the item. The item part was shaped and encoded at sync time (kept as bytes, so a guide
@@ -371,6 +419,16 @@ class CatalogueService:
         handling = [HandlingItem(code=c, name=n) for c, n in (doc.scenarios if doc else [])]
         extra = _encoder.encode(handling), _encoder.encode(halls)
         etag = guide_etag(row.etag.encode(), *extra)
+        if elder:
+            # Decoded and shaped again only for 长辈版; the standard guide stays the bytes of the sync.
+            out = GuideOut(
+                freshness=self._freshness(),
+                item=msgspec.json.decode(row.body, type=Guide),
+                source="mirror",
+                handling_items=handling,
+                nearest_halls=halls,
+            )
+            return self._elder_body(out, etag)
         body = b"".join(
             (
                 b'{"freshness":',

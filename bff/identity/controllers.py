@@ -7,7 +7,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
@@ -30,9 +30,13 @@ from auth.issue import Tokens
 from auth.kiosk_login import KioskLogin
 from auth.principal import Principal
 from auth.runtime import AuthRuntime
+from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.identity import service
 from bff.identity.schemas import (
     AppLoginBody,
     BindingResponse,
+    DisplayPreferences,
+    DisplayPreferencesIn,
     FaceFinishBody,
     FaceStartResponse,
     KioskAttackView,
@@ -237,6 +241,23 @@ class MeController(Controller):
             phone=mask_phone(person.phone) if person.phone else None,
             level=person.level,
             session=SessionInfo(principal.session_id, principal.channel, principal.level),
+            ui_mode="elder" if person.ui_mode == "elder" else "standard",
+        )
+
+    @put("/display-preferences", summary="Save 长辈版 (elder mode) or the standard display, for every device")
+    async def put_display(
+        self,
+        auth: NamedDependency[AuthRuntime],
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        idempotency_key: IdempotencyKey,
+        data: Annotated[DisplayPreferencesIn, Body()],
+    ) -> Response[DisplayPreferences]:
+        return await idempotency.run(
+            request,
+            principal.person_id,
+            lambda ctx: service.save_ui_mode(auth.pool, ctx, principal.person_id, data.ui_mode),
         )
 
     @get("/sessions", summary="My live sessions on every channel")

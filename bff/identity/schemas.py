@@ -9,6 +9,7 @@ import msgspec
 
 from bff.platform.problems import define
 from bff.platform.schema import Camel, CamelIn
+from bff.platform.uimode import UiMode
 
 # The codes auth/ answers with (auth may not import bff, so they are defined here).
 define(
@@ -121,6 +122,16 @@ class MeResponse(Camel):
     phone: str | None
     level: int
     session: SessionInfo
+    # 长辈版 saved for every device: the app and the mini-program send it as `X-UI-Mode`.
+    ui_mode: UiMode = "standard"
+
+
+class DisplayPreferences(Camel):
+    ui_mode: UiMode
+
+
+class DisplayPreferencesIn(CamelIn):
+    ui_mode: UiMode
 
 
 class SessionView(Camel):

@@ -283,6 +283,8 @@ SCREENS.login = async () => {
       state.session = { token: data.accessToken, refresh: data.refreshToken, expiresIn: data.expiresIn, issuedAt: Date.now() };
       const me = await api("GET", "/api/v1/me");
       state.me = { name: me.name };
+      // A resident who saved 长辈版 (on the phone or here) gets it without looking for the switch.
+      if (me.uiMode === "elder") state.elder = true;
       touch();
       startTicker();
       show("home");
@@ -344,7 +346,7 @@ SCREENS.search = async (args) => {
       results.append(el("p", { class: "count" }, page.items.length ? t("results", page.items.length) : t("noResults")));
       results.append(el("ul", { class: "list" }, page.items.map((item) =>
         el("li", {}, el("button", { type: "button", class: "row", onclick: () => show("guide", { code: item.code, from: args }) },
-          el("span", { class: "row-title" }, item.name), state.elder ? null : el("span", { class: "row-sub secondary" }, item.department))))));
+          el("span", { class: "row-title" }, item.plainName || item.name), state.elder ? null : el("span", { class: "row-sub secondary" }, item.department))))));
     } catch (error) {
       results.append(problemBox(error, () => show("search", { ...args })));
     }
@@ -395,9 +397,10 @@ function formPdf(lines) {
 }
 
 SCREENS.guide = async (args) => {
-  let item;
+  let item, guide;
   try {
-    item = (await api("GET", `/api/v1/items/${encodeURIComponent(args.code)}?${query({ region: REGION })}`)).item;
+    guide = await api("GET", `/api/v1/items/${encodeURIComponent(args.code)}?${query({ region: REGION })}`);
+    item = guide.item;
   } catch (error) {
     return el("section", { class: "screen" }, heading(t("guide")), problemBox(error, () => show("guide", args)), nav(args.from && { screen: "search", args: args.from }));
   }
@@ -406,7 +409,8 @@ SCREENS.guide = async (args) => {
   return el(
     "section",
     { class: "screen guide receipt-able", "aria-labelledby": "screen-title" },
-    heading(item.name),
+    heading(guide.plainName || item.name),
+    guide.plainName ? el("p", { class: "official-name" }, item.name) : null,
     el("dl", { class: "facts" },
       el("dt", {}, t("department")), el("dd", {}, item.department),
       el("dt", {}, t("promised")), el("dd", {}, t("days", item.timeLimits.promisedWorkingDays)),
