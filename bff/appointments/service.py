@@ -23,7 +23,7 @@ import asyncpg.pool
 import msgspec
 
 from adapters.booking.client import BookingClient, BookingRefused
-from adapters.booking.schemas import Booking, Slot
+from adapters.booking.schemas import Booking, Hold, Slot
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
 from bff.appointments.schemas import (
@@ -370,7 +370,8 @@ class AppointmentService:
         a second hold of the same slot, more than `hold_quota` at once or `hold_day_quota` on one
         day. A hold the booking system did not confirm (503, lost answer) is released here at
         once: it keeps no seat and counts against no quota; a retry with the same key takes it
-        again (the booking system de-duplicates the request id)."""
+        again (the booking system de-duplicates the request id). One sent and not answered is
+        voided there by `resolve_pending`, so it keeps no seat upstream either."""
         hold_id = ctx.request_id
         existing = await self.pool.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
         if existing is None or (existing["released_at"] is not None and existing["upstream_hold_id"] is None):
@@ -396,7 +397,9 @@ class AppointmentService:
                 )
         assert existing is not None
         try:
-            held = await self.client.hold(str(hold_id), existing["slot_id"], person_id, self.hold_ttl_s)
+            held = await self.client.hold(
+                _hold_request_id(existing), existing["slot_id"], person_id, self.hold_ttl_s
+            )
         except BookingRefused as exc:
             await self.pool.execute(
                 "UPDATE bff.appointment_holds SET released_at = now() WHERE id = $1", hold_id
@@ -404,19 +407,21 @@ class AppointmentService:
             raise _refusal(exc) from None
         except IN_DOUBT as exc:
             # Not confirmed: give the seat and the quota back now. Should the booking system have
-            # made it, its hold lapses there at its TTL (or is taken up by a retry of this key).
+            # made it, a retry of this key takes it up, or the resolver voids it there.
             await self.pool.execute(
                 """
-                UPDATE bff.appointment_holds SET released_at = now()
+                UPDATE bff.appointment_holds SET released_at = now(),
+                       in_doubt_at = CASE WHEN $2 THEN in_doubt_at ELSE now() END
                 WHERE id = $1 AND upstream_hold_id IS NULL AND consumed_at IS NULL
                 """,
                 hold_id,
+                isinstance(exc, NotSent),
             )
             raise _in_doubt(exc, "held") from None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
-                UPDATE bff.appointment_holds SET upstream_hold_id = $2, released_at = NULL
+                UPDATE bff.appointment_holds SET upstream_hold_id = $2, released_at = NULL, in_doubt_at = NULL
                 WHERE id = $1 AND consumed_at IS NULL RETURNING *
                 """,
                 hold_id,
@@ -951,7 +956,7 @@ class AppointmentService:
             older_than_s,
             limit,
         )
-        done = 0
+        done = await self._void_holds(limit)
         for row in rows:
             try:
                 if row["status"] == "cancelling":
@@ -968,6 +973,55 @@ class AppointmentService:
             except ProblemError:
                 continue
         return done
+
+    async def _void_holds(self, limit: int) -> int:
+        """Holds answered 503 after they were sent: the booking system may have made them, and
+        would keep that seat from other residents until its TTL. Void the request there (a late
+        arrival is refused) and release what it made. No age is waited for: the resident was told
+        it failed, and the void settles a request still on its way."""
+        ids = await self.pool.fetch(
+            """
+            SELECT id FROM bff.appointment_holds
+            WHERE in_doubt_at IS NOT NULL AND released_at IS NOT NULL AND upstream_hold_id IS NULL
+            ORDER BY in_doubt_at LIMIT $1
+            """,
+            limit,
+        )
+        done = 0
+        for found in ids:
+            try:
+                done += await self._void_hold(found["id"])
+            except (*IN_DOUBT, BookingRefused):
+                continue  # the next round asks again
+        return done
+
+    async def _void_hold(self, hold_id: uuid.UUID) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The row lock orders this against a retry of the resident's key taking the hold again.
+            row = await conn.fetchrow(
+                """
+                SELECT * FROM bff.appointment_holds
+                WHERE id = $1 AND in_doubt_at IS NOT NULL AND released_at IS NOT NULL
+                  AND upstream_hold_id IS NULL
+                FOR UPDATE SKIP LOCKED
+                """,
+                hold_id,
+            )
+            if row is None:
+                return 0
+            verdict = await self.client.void(_hold_request_id(row))
+            if verdict.done:
+                await self.client.release_hold(msgspec.convert(verdict.body, Hold).hold_id)
+            # A retry of the key after this asks the booking system with a new request id: the
+            # voided one is answered with what it was (a hold now released) or refused.
+            await conn.execute(
+                """
+                UPDATE bff.appointment_holds SET in_doubt_at = NULL, upstream_attempt = upstream_attempt + 1
+                WHERE id = $1
+                """,
+                hold_id,
+            )
+            return 1
 
     async def _resolve_cancel(self, row: asyncpg.Record) -> None:
         request_id = str(row["cancel_request_id"])
@@ -1072,6 +1126,13 @@ class AppointmentService:
                     ),
                 )
         return told
+
+
+def _hold_request_id(row: asyncpg.Record) -> str:
+    """The request id of a hold's current upstream attempt (the hold's own id until one is voided)."""
+    if row["upstream_attempt"] == 0:
+        return str(row["id"])
+    return str(uuid.uuid5(row["id"], f"hold-attempt-{row['upstream_attempt']}"))
 
 
 def _str_or_none(value: object) -> str | None:
