@@ -308,9 +308,9 @@ async def test_writes_answered_503_with_the_breaker_open_leave_nothing_behind(
     # (A booking is refused at the standing check before anything is written; a move and a cancel
     # record their intent first and take it back.)
     for answer, word in (
-        (moved, "nothing was moved"),
+        (moved, "未做任何改约"),
         (booked, "circuit open"),
-        (cancelled, "nothing was cancelled"),
+        (cancelled, "未做任何取消"),
     ):
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["retry-after"]) >= 1

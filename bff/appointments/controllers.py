@@ -50,7 +50,12 @@ A_HOLD = linked(
 
 def _check(pattern: re.Pattern[str], value: str, field: str) -> str:
     if not pattern.match(value):
-        raise ProblemError(f"{field}: not a valid identifier", status=400, code="validation_failed")
+        raise ProblemError(
+            f"{field}: not a valid identifier",
+            status=400,
+            code="validation_failed",
+            detail_zh=f"{field}：不是有效的标识",
+        )
     return value
 
 
@@ -137,7 +142,12 @@ class AppointmentController(Controller):
         data: Annotated[BookIn, Body()],
     ) -> Response[AppointmentOut]:
         if (data.slot_id is None) == (data.hold_id is None):
-            raise ProblemError("give exactly one of slotId and holdId", status=400, code="validation_failed")
+            raise ProblemError(
+                "give exactly one of slotId and holdId",
+                status=400,
+                code="validation_failed",
+                detail_zh="slotId 与 holdId 须且只须给出一个",
+            )
         if data.slot_id is not None:
             _check(_SLOT, data.slot_id, "slotId")
         return await idempotency.run(
