@@ -18,7 +18,7 @@ import msgspec
 
 from adapters.cases import callback
 from adapters.cases.client import CaseClient, CaseRefused
-from adapters.cases.schemas import Application, MaterialRef
+from adapters.cases.schemas import Application, MaterialRef, SupplementReply
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
 from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
@@ -556,7 +556,7 @@ class CaseService:
             older_than_s,
             limit,
         )
-        settled = 0
+        settled = await self._settle_supplements(older_than_s, limit)
         for row in rows:
             try:
                 verdict = await self.client.void(str(row["id"]))
@@ -584,9 +584,51 @@ class CaseService:
             settled += 1
         return settled
 
+    async def _settle_supplements(self, older_than_s: int, limit: int) -> int:
+        """Answers to a 补正 whose reply never came (503, lost, a crash), from the case system's
+        truth about the request id: it has the answer (applied here: the timeline shows it and the
+        resident is told, since the case system cannot take a 补正 answer back), or it never got it
+        (voided there, so a late arrival is refused; ended failed, the 补正 open to answer again)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.case_supplement_answers
+            WHERE status = 'sending' AND created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at LIMIT $2
+            """,
+            older_than_s,
+            limit,
+        )
+        settled = 0
+        for row in rows:
+            try:
+                verdict = await self.client.void(str(row["request_id"]))
+            except ProblemError:
+                continue
+            async with self.pool.acquire() as conn, conn.transaction():
+                if verdict.done:
+                    made = msgspec.convert(verdict.body, SupplementReply)
+                    await apply_event(conn, made.event, "reply", self.event_hook)
+                    await self.uploads.attach(conn, row["person_id"], list(row["upload_ids"]))
+                await _supplement_settled(conn, row["request_id"], "answered" if verdict.done else "failed")
+            settled += 1
+        return settled
+
     async def supplement(
         self, ctx: IdemContext, principal: Principal, case: asyncpg.Record, data: SupplementIn
     ) -> Recorded[CaseDetail]:
+        """Answer a 补正, intent first (`bff.case_supplement_answers`): an answer whose reply is lost
+        is settled by `resolve_submitting` from the case system's truth, never left to happen, or
+        not, behind the resident's back."""
+        attempt = await self.pool.fetchval(
+            "SELECT status FROM bff.case_supplement_answers WHERE request_id = $1", ctx.request_id
+        )
+        if attempt == "failed":
+            raise ProblemError(
+                "that answer was given up after the case system did not answer; submit it again",
+                status=409,
+                code="supplement_attempt_voided",
+                detail_zh="案件系统未应答，该次补正提交已作废，请重新提交",
+            )
         open_id = await self.open_supplement(self.pool, case["id"])
         done = await self.pool.fetchval(
             """
@@ -607,6 +649,18 @@ class CaseService:
         refs = await check_materials(
             self.uploads, principal.person_id, guide, data.materials, require_all=False
         )
+        await self.pool.execute(
+            """
+            INSERT INTO bff.case_supplement_answers (request_id, case_id, person_id, supplement_id, upload_ids,
+                                                     status)
+            VALUES ($1, $2, $3, $4, $5, 'sending') ON CONFLICT (request_id) DO NOTHING
+            """,
+            ctx.request_id,
+            case["id"],
+            principal.person_id,
+            data.supplement_id,
+            _upload_ids(data.materials),
+        )
         try:
             reply = await self.client.supplement(
                 request_id=str(ctx.request_id),
@@ -616,15 +670,39 @@ class CaseService:
                 materials=refs,
             )
         except CaseRefused as exc:
+            await self.pool.execute(
+                "DELETE FROM bff.case_supplement_answers WHERE request_id = $1 AND status = 'sending'",
+                ctx.request_id,
+            )
             raise ProblemError(
                 exc.detail,
                 status=409,
                 code="no_open_supplement",
                 detail_zh=f"案件系统拒绝了补正：{exc.detail}",
             ) from None
+        except (UpstreamUnavailable, BadUpstreamAnswer) as exc:
+            if isinstance(exc, NotSent):
+                # Never sent: nothing is left behind; a retry of the key starts afresh.
+                await self.pool.execute(
+                    "DELETE FROM bff.case_supplement_answers WHERE request_id = $1 AND status = 'sending'",
+                    ctx.request_id,
+                )
+                raise
+            await self.pool.execute(
+                "UPDATE bff.case_supplement_answers SET told_failed_at = now(), updated_at = now()"
+                " WHERE request_id = $1 AND status = 'sending'",
+                ctx.request_id,
+            )
+            raise UpstreamUnavailable(
+                "the case system did not answer, so it is not known yet whether the answer arrived: retry"
+                " with the same Idempotency-Key; otherwise the case shows shortly whether it went through",
+                headers=exc.headers or None,
+                detail_zh="案件系统未应答，尚不确定补正是否送达：请用同一 Idempotency-Key 重试；否则稍后办件会显示是否已提交",
+            ) from None
         async with self.pool.acquire() as conn, conn.transaction():
             await apply_event(conn, reply.event, "reply", self.event_hook)
             await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
+            await _supplement_settled(conn, ctx.request_id, "answered")
             return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
@@ -820,6 +898,15 @@ class CaseService:
             ),
             None,
         )
+
+
+async def _supplement_settled(conn: Conn, request_id: uuid.UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE bff.case_supplement_answers SET status = $2, updated_at = now()"
+        " WHERE request_id = $1 AND status = 'sending'",
+        request_id,
+        status,
+    )
 
 
 def _upload_ids(materials: list[MaterialIn]) -> list[str]:
