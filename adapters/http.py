@@ -54,7 +54,9 @@ class Reply(msgspec.Struct, frozen=True):
         try:
             return msgspec.json.decode(self.body, type=type_)
         except msgspec.DecodeError as exc:
-            raise BadUpstreamAnswer(f"{upstream} sent a malformed answer") from exc
+            raise BadUpstreamAnswer(
+                f"{upstream} sent a malformed answer", detail_zh=f"{upstream} 返回了格式错误的应答"
+            ) from exc
 
 
 class _Transient(Exception):
@@ -163,8 +165,13 @@ class Upstream:
             UPSTREAM_RETRIES.labels(self.name).inc()
             await asyncio.sleep(delay)
         if last.status is not None and last.status != 503:
-            raise BadUpstreamAnswer(f"{self.name} answered {last.status}")
-        raise UpstreamUnavailable(f"{self.name} is unavailable ({last.outcome})")
+            raise BadUpstreamAnswer(
+                f"{self.name} answered {last.status}", detail_zh=f"{self.name} 返回 {last.status}"
+            )
+        raise UpstreamUnavailable(
+            f"{self.name} is unavailable ({last.outcome})",
+            detail_zh=f"{self.name} 暂不可用（{last.outcome}）",
+        )
 
     async def _attempt(
         self,

@@ -31,7 +31,12 @@ class Refused(ProblemError, Generic[R]):
     """The upstream said no; `reason` is its error code, `refusal` the whole answer."""
 
     def __init__(self, status: int, refusal: R) -> None:
-        super().__init__(refusal.message or refusal.error, status=status, code=refusal.error)
+        super().__init__(
+            refusal.message or refusal.error,
+            status=status,
+            code=refusal.error,
+            detail_zh=f"上游系统拒绝了此请求：{refusal.message or refusal.error}",
+        )
         self.reason = refusal.error
         self.refusal = refusal
 
@@ -56,4 +61,4 @@ def result(
             answer = refusal(error=f"http_{reply.status}")  # type: ignore[call-arg]
         raise refused(reply.status, answer)
     upstream.record_malformed()
-    raise BadUpstreamAnswer(f"{label} answered {reply.status}")
+    raise BadUpstreamAnswer(f"{label} answered {reply.status}", detail_zh=f"{label} 返回 {reply.status}")

@@ -33,6 +33,8 @@ async def login(
             "codeVerifier: 43-128 characters of [A-Za-z0-9._~-] (RFC 7636)",
             status=400,
             code="validation_failed",
+            detail_zh="codeVerifier：43 到 128 个 [A-Za-z0-9._~-] 字符（RFC 7636）",
+            extra={"field": "$.codeVerifier"},
         )
     protection.check_code(code)
     protection.check_redirect_uri(redirect_uri)
@@ -58,7 +60,10 @@ async def login(
     claims = await rt.idp.verify_id_token(token_set.id_token)
     resident = await rt.idp.userinfo(token_set.access_token)
     if resident.sub != claims.get("sub"):
-        raise BadUpstreamAnswer("identity provider userinfo does not match the id_token")
+        raise BadUpstreamAnswer(
+            "identity provider userinfo does not match the id_token",
+            detail_zh="身份认证平台的用户信息与 id_token 不符",
+        )
     person = await persons.upsert_resident(rt.pool, rt.crypto, resident)
     tokens = await start_session(
         rt, person_id=person.id, channel="app", level=person.level, now=now, device=device

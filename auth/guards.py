@@ -83,7 +83,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
         raise
     if await denylist.is_denied(rt.redis, claims.jti, claims.sid):
         await _audit_refusal(connection, claims.sub, claims.chn, "token_revoked")
-        raise TokenError("the session has ended; sign in again", "token_revoked")
+        raise TokenError("the session has ended; sign in again", "token_revoked", zh="会话已结束，请重新登录")
     if claims.chn == "kiosk":
         request = connection if isinstance(connection, Request) else None
         body = await request.body() if request is not None else b""
@@ -103,7 +103,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
             raise
         if device != claims.kio:
             await _audit_refusal(connection, claims.sub, "kiosk", "kiosk_mismatch")
-            raise ProblemError("this session belongs to another kiosk", status=401, code="kiosk_mismatch")
+            raise ProblemError(
+                "this session belongs to another kiosk",
+                status=401,
+                code="kiosk_mismatch",
+                detail_zh="该会话属于另一台自助终端",
+            )
     principal = claims.principal()
     connection.scope[_SCOPE_KEY] = principal  # type: ignore[literal-required]
     return principal
@@ -169,6 +174,7 @@ def channels(*allowed: Channel) -> Guard:
                 status=403,
                 code="channel_not_allowed",
                 extra={"allowedChannels": list(allowed)},
+                detail_zh=f"该渠道不可用（{principal.channel}）",
             )
 
     guard.allowed_channels = allowed  # type: ignore[attr-defined]  # read by the OpenAPI contract
@@ -180,11 +186,11 @@ async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
     staff_roles = runtime(connection).config.staff_roles
     if principal.channel != "staff" or not set(principal.roles) & set(staff_roles):
         await _audit_refusal(connection, principal.person_id, principal.channel, "staff_only")
-        raise ProblemError("staff only", status=403, code="staff_only")
+        raise ProblemError("staff only", status=403, code="staff_only", detail_zh="仅限工作人员")
 
 
 async def residents_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     principal = await authenticate(connection)
     if principal.channel == "staff":
         await _audit_refusal(connection, principal.person_id, principal.channel, "residents_only")
-        raise ProblemError("residents only", status=403, code="residents_only")
+        raise ProblemError("residents only", status=403, code="residents_only", detail_zh="仅限居民")

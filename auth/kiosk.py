@@ -64,8 +64,8 @@ def register_algorithm(name: str, verify: Verifier, key_ok: KeyCheck) -> None:
 class KioskRefused(ProblemError):
     status = 401
 
-    def __init__(self, detail: str, code: str, status: int = 401) -> None:
-        super().__init__(detail, status=status, code=code)
+    def __init__(self, detail: str, code: str, status: int = 401, *, zh: str) -> None:
+        super().__init__(detail, status=status, code=code, detail_zh=zh)
 
 
 class Device(msgspec.Struct, frozen=True):
@@ -122,17 +122,29 @@ async def verify_request(
     nonce = headers.get(HEADER_NONCE, "")
     signature = headers.get(HEADER_SIG, "")
     if not (kiosk_id and stamp and nonce and signature):
-        raise KioskRefused("kiosk requests must be signed", "kiosk_signature_required")
+        raise KioskRefused(
+            "kiosk requests must be signed", "kiosk_signature_required", zh="自助终端的请求须签名"
+        )
     if not valid_kiosk_id(kiosk_id) or not _NONCE.match(nonce) or not stamp.isdigit():
-        raise KioskRefused("the kiosk signature headers are malformed", "kiosk_signature_invalid")
+        raise KioskRefused(
+            "the kiosk signature headers are malformed",
+            "kiosk_signature_invalid",
+            zh="自助终端签名请求头格式错误",
+        )
     current = time.time() if now is None else now
     if abs(current - int(stamp)) > skew_s:
-        raise KioskRefused("the kiosk request is too old or from the future", "kiosk_request_stale")
+        raise KioskRefused(
+            "the kiosk request is too old or from the future",
+            "kiosk_request_stale",
+            zh="自助终端请求过旧或时间超前",
+        )
     device = await load_device(redis, pool, kiosk_id)
     if device is None:
-        raise KioskRefused("unknown kiosk", "kiosk_unknown")
+        raise KioskRefused("unknown kiosk", "kiosk_unknown", zh="未知的自助终端")
     if not device.active:
-        raise KioskRefused("this kiosk has been revoked", "kiosk_revoked", status=403)
+        raise KioskRefused(
+            "this kiosk has been revoked", "kiosk_revoked", status=403, zh="该自助终端已被吊销"
+        )
     algorithm = ALGORITHMS.get(device.algorithm)
     try:
         raw_signature = base64.b64decode(signature, validate=True)
@@ -140,9 +152,13 @@ async def verify_request(
         raw_signature = b""
     message = canonical(method, path, body, stamp, nonce)
     if algorithm is None or not raw_signature or not algorithm[0](device.public_key, message, raw_signature):
-        raise KioskRefused("the kiosk signature does not verify", "kiosk_signature_invalid")
+        raise KioskRefused(
+            "the kiosk signature does not verify", "kiosk_signature_invalid", zh="自助终端签名验证未通过"
+        )
     # Only a correctly signed request may spend a nonce: garbage cannot pre-burn a kiosk's nonces.
     fresh = await redis.set(f"sx:kiosk:nonce:{kiosk_id}:{nonce}", b"1", nx=True, ex=2 * skew_s)
     if not fresh:
-        raise KioskRefused("this kiosk request was already received", "kiosk_replay")
+        raise KioskRefused(
+            "this kiosk request was already received", "kiosk_replay", zh="该自助终端请求已收到过"
+        )
     return kiosk_id

@@ -74,9 +74,19 @@ def _check_card(card: IdCardRead, today: date) -> None:
     else:
         problems += _check_validity(card.valid_from, card.valid_to)
     if problems:
-        raise ProblemError("; ".join(problems), status=422, code="validation_failed")
+        raise ProblemError(
+            "; ".join(problems),
+            status=422,
+            code="validation_failed",
+            detail_zh="身份证读卡信息有误：" + "；".join(p.split(":")[0] for p in problems),
+        )
     if card.valid_from > f"{today:%Y%m%d}" or (card.valid_to != "长期" and card.valid_to < f"{today:%Y%m%d}"):
-        raise ProblemError("the ID card is not valid today", status=422, code="id_card_expired")
+        raise ProblemError(
+            "the ID card is not valid today",
+            status=422,
+            code="id_card_expired",
+            detail_zh="身份证不在有效期内",
+        )
 
 
 def _calendar_date(value: str) -> date | None:
@@ -117,7 +127,7 @@ async def login(rt: AuthRuntime, kiosk_id: str, payload: KioskLogin, *, ip: str,
     card_here = f"kioskcard:{kiosk_id}:{card_ref}"
     await protection.admit(rt, f"ip:{ip}", device_key, id_key, card_here)
 
-    async def refuse(result: str, detail: str, status: int, code: str) -> ProblemError:
+    async def refuse(result: str, detail: str, zh: str, status: int, code: str) -> ProblemError:
         await protection.failed(rt, card_here, subject="-", channel="kiosk", object=f"kiosk:{kiosk_id}")
         await audit.record(
             rt.pool,
@@ -128,16 +138,28 @@ async def login(rt: AuthRuntime, kiosk_id: str, payload: KioskLogin, *, ip: str,
             channel="kiosk",
             request_id=context.request_id.get(),
         )
-        return ProblemError(detail, status=status, code=code)
+        return ProblemError(detail, status=status, code=code, detail_zh=zh)
 
     if abs(now.timestamp() - face.captured_at) > rt.config.kiosk_skew_s:
-        raise await refuse("face_stale", "the face match is too old", 401, "face_match_failed")
+        raise await refuse(
+            "face_stale", "the face match is too old", "人脸比对结果已过时", 401, "face_match_failed"
+        )
     if not face.liveness or not rt.config.kiosk_face_min_score <= face.score <= 1.0:
-        raise await refuse("face_mismatch", "the face does not match the ID card", 401, "face_match_failed")
+        raise await refuse(
+            "face_mismatch",
+            "the face does not match the ID card",
+            "人脸与身份证不符",
+            401,
+            "face_match_failed",
+        )
     resident = await rt.idp.lookup(id_card_number=card.id_number.upper(), name=card.name)
     if resident is None:
         raise await refuse(
-            "identity_not_found", "no real-name identity matches this ID card", 404, "identity_not_found"
+            "identity_not_found",
+            "no real-name identity matches this ID card",
+            "没有与该身份证匹配的实名身份",
+            404,
+            "identity_not_found",
         )
     person = await persons.upsert_resident(rt.pool, rt.crypto, resident)
     # ID card in hand plus a live face match at a trusted device is the highest real-name level.

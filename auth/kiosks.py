@@ -26,15 +26,26 @@ async def register(
     public_key: bytes,
 ) -> None:
     if not kiosk.valid_kiosk_id(kiosk_id):
-        raise ProblemError("kioskId: 3-64 characters of [A-Za-z0-9_-]", status=400, code="validation_failed")
+        raise ProblemError(
+            "kioskId: 3-64 characters of [A-Za-z0-9_-]",
+            status=400,
+            code="validation_failed",
+            detail_zh="kioskId：3 到 64 个 [A-Za-z0-9_-] 字符",
+        )
     entry = kiosk.ALGORITHMS.get(algorithm)
     if entry is None:
         raise ProblemError(
-            f"algorithm: one of {sorted(kiosk.ALGORITHMS)}", status=422, code="validation_failed"
+            f"algorithm: one of {sorted(kiosk.ALGORITHMS)}",
+            status=422,
+            code="validation_failed",
+            detail_zh=f"algorithm：须为 {sorted(kiosk.ALGORITHMS)} 之一",
         )
     if not entry[1](public_key):
         raise ProblemError(
-            "publicKey: not a valid key for this algorithm", status=422, code="validation_failed"
+            "publicKey: not a valid key for this algorithm",
+            status=422,
+            code="validation_failed",
+            detail_zh="publicKey：不是该算法的有效公钥",
         )
     try:
         await rt.pool.execute(
@@ -51,7 +62,10 @@ async def register(
         )
     except asyncpg.UniqueViolationError:
         raise ProblemError(
-            "a kiosk with this id is already registered", status=409, code="kiosk_exists"
+            "a kiosk with this id is already registered",
+            status=409,
+            code="kiosk_exists",
+            detail_zh="该编号的自助终端已注册",
         ) from None
     await audit.record(
         rt.pool,
@@ -76,7 +90,9 @@ async def revoke(rt: AuthRuntime, staff: Principal, kiosk_id: str, *, now: datet
     if done.endswith(" 0"):
         exists = await rt.pool.fetchval("SELECT 1 FROM bff.kiosks WHERE id = $1", kiosk_id)
         if not exists:
-            raise ProblemError("no such kiosk", status=404, code="kiosk_not_found")
+            raise ProblemError(
+                "no such kiosk", status=404, code="kiosk_not_found", detail_zh="未找到该自助终端"
+            )
     await kiosk.forget_device(rt.redis, kiosk_id)
     ended = await sessions.revoke_all(rt.pool, now=now, reason="kiosk_revoked", kiosk_id=kiosk_id)
     await denylist.deny_sessions(rt.redis, ended, rt.deny_ttl_s)

@@ -55,7 +55,10 @@ async def upsert_resident(
         )
     except asyncpg.UniqueViolationError:
         raise ProblemError(
-            "this identity is already held by another account", status=409, code="identity_conflict"
+            "this identity is already held by another account",
+            status=409,
+            code="identity_conflict",
+            detail_zh="该身份已被另一账号使用",
         ) from None
     assert row is not None
     return Person(

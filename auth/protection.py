@@ -33,14 +33,24 @@ def check_code(value: str, *, field: str = "code", wechat: bool = False) -> str:
     pattern = _WECHAT_CODE if wechat else _OAUTH_CODE
     if not pattern.fullmatch(value):
         shape = "8-256 characters of [0-9A-Za-z_.~-]" if wechat else "8-512 printable ASCII characters"
-        raise ProblemError(f"{field}: not a login code ({shape})", status=400, code="validation_failed")
+        raise ProblemError(
+            f"{field}: not a login code ({shape})",
+            status=400,
+            code="validation_failed",
+            detail_zh=f"{field}：不是登录码（{shape}）",
+            extra={"field": f"$.{field}"},
+        )
     return value
 
 
 def check_redirect_uri(value: str) -> str:
     if not _REDIRECT_URI.fullmatch(value):
         raise ProblemError(
-            "redirectUri: an http(s) URL of printable ASCII characters", status=400, code="validation_failed"
+            "redirectUri: an http(s) URL of printable ASCII characters",
+            status=400,
+            code="validation_failed",
+            detail_zh="redirectUri：须为由可打印 ASCII 字符组成的 http(s) 地址",
+            extra={"field": "$.redirectUri"},
         )
     return value
 
@@ -60,6 +70,7 @@ async def admit(rt: AuthRuntime, *keys: str) -> None:
                 code="locked_out",
                 headers={"Retry-After": str(left)},
                 extra={"retryAfter": left},
+                detail_zh="失败次数过多，已暂时锁定",
             )
 
 

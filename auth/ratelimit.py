@@ -73,6 +73,7 @@ async def enforce(redis: Redis, key: str, limit: int, window_s: float) -> None:
     if not allowed:
         raise RateLimited(
             "too many attempts, try again later",
+            detail_zh="尝试次数过多，请稍后再试",
             headers={"Retry-After": str(retry_after)},
             extra={"retryAfter": retry_after},
         )

@@ -11,11 +11,15 @@ from auth.issue import Tokens, access_for
 from auth.runtime import AuthRuntime
 
 _REFUSALS = {
-    "unknown": ("the refresh token is not valid", "refresh_token_invalid"),
-    "revoked": ("the session has ended; sign in again", "session_revoked"),
-    "expired": ("the session has expired; sign in again", "session_expired"),
-    "reused": ("the refresh token was already used; the session has been ended", "refresh_token_reused"),
-    "wrong_device": ("this session belongs to another kiosk", "kiosk_mismatch"),
+    "unknown": ("the refresh token is not valid", "刷新令牌无效", "refresh_token_invalid"),
+    "revoked": ("the session has ended; sign in again", "会话已结束，请重新登录", "session_revoked"),
+    "expired": ("the session has expired; sign in again", "会话已过期，请重新登录", "session_expired"),
+    "reused": (
+        "the refresh token was already used; the session has been ended",
+        "刷新令牌已被使用，会话已结束",
+        "refresh_token_reused",
+    ),
+    "wrong_device": ("this session belongs to another kiosk", "该会话属于另一台自助终端", "kiosk_mismatch"),
 }
 
 
@@ -53,8 +57,8 @@ async def refresh(rt: AuthRuntime, token: str, *, ip: str, kiosk_id: str | None,
         if result.outcome == "wrong_device" and kiosk_id:
             await protection.failed(rt, f"device:{kiosk_id}", subject=subject, channel=channel)
         await note("refresh", result.outcome)
-        detail, code = _REFUSALS[result.outcome]
-        raise ProblemError(detail, status=401, code=code)
+        detail, zh, code = _REFUSALS[result.outcome]
+        raise ProblemError(detail, status=401, code=code, detail_zh=zh)
     assert session is not None and result.refresh_token is not None
     access, expires_in = access_for(rt, session)
     await note("refresh", result.outcome)

@@ -27,8 +27,10 @@ class TokenError(ProblemError):
     status = 401
     code = "token_invalid"
 
-    def __init__(self, detail: str, code: str = "token_invalid") -> None:
-        super().__init__(detail, code=code, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    def __init__(self, detail: str, code: str = "token_invalid", *, zh: str) -> None:
+        super().__init__(
+            detail, code=code, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}, detail_zh=zh
+        )
 
 
 class Claims(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,14 +134,16 @@ class TokenService:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise TokenError("the access token is malformed") from None
+            raise TokenError("the access token is malformed", zh="访问令牌格式错误") from None
         if not set(header) <= _ALLOWED_HEADER:
-            raise TokenError("the access token's header is not accepted")
+            raise TokenError("the access token's header is not accepted", zh="访问令牌的头部不被接受")
         key = self.ring.by_kid.get(str(header.get("kid")))
         if key is None:
-            raise TokenError("the access token was signed with an unknown key")
+            raise TokenError("the access token was signed with an unknown key", zh="访问令牌由未知密钥签名")
         if header.get("alg") != key.alg:
-            raise TokenError("the access token's algorithm does not match its key")
+            raise TokenError(
+                "the access token's algorithm does not match its key", zh="访问令牌的算法与密钥不符"
+            )
         try:
             payload = jwt.decode(
                 token,
@@ -151,15 +155,15 @@ class TokenService:
                 options={"require": _REQUIRED},
             )
         except jwt.ExpiredSignatureError:
-            raise TokenError("the access token has expired", "token_expired") from None
+            raise TokenError("the access token has expired", "token_expired", zh="访问令牌已过期") from None
         except jwt.PyJWTError:
-            raise TokenError("the access token is not valid") from None
+            raise TokenError("the access token is not valid", zh="访问令牌无效") from None
         try:
             claims = msgspec.convert(payload, Claims)
         except msgspec.ValidationError:
-            raise TokenError("the access token's claims are not valid") from None
+            raise TokenError("the access token's claims are not valid", zh="访问令牌的声明无效") from None
         # A token lives at most as long as we issue them for, whoever signed it (a leaked or misused
         # signing key must not yield month-long tokens), and was not issued in the future.
         if claims.exp - claims.iat > self.ttl_s or claims.iat > time.time() + self.leeway_s:
-            raise TokenError("the access token's lifetime is not accepted")
+            raise TokenError("the access token's lifetime is not accepted", zh="访问令牌的有效期不被接受")
         return claims

@@ -101,6 +101,7 @@ async def bind_phone(
             "the binding token is invalid or has expired; log in again",
             status=401,
             code="binding_token_invalid",
+            detail_zh="绑定凭证无效或已过期，请重新登录",
         )
     pending = msgspec.msgpack.decode(_raw(raw), type=Pending)
     await protection.admit(rt, f"openid:{pending.openid}")
@@ -119,6 +120,7 @@ async def bind_phone(
             "no real-name identity uses this phone; register with the provincial identity service first",
             status=404,
             code="identity_not_found",
+            detail_zh="没有使用该手机号的实名身份，请先在省统一身份认证平台注册",
         )
     person = await persons.upsert_resident(rt.pool, rt.crypto, resident)
     await persons.bind_wechat(
@@ -164,7 +166,10 @@ async def _session_and_person(
     person = await persons.load(rt.pool, rt.crypto, principal.person_id)
     if session is None or session.openid is None or person is None or person.id_number is None:
         raise ProblemError(
-            "face verification needs a bound WeChat session", status=409, code="face_not_available"
+            "face verification needs a bound WeChat session",
+            status=409,
+            code="face_not_available",
+            detail_zh="人脸核验需要已绑定的微信会话",
         )
     return session, person
 
@@ -187,7 +192,10 @@ async def face_finish(rt: AuthRuntime, principal: Principal, verify_id: str) -> 
     pending = msgspec.msgpack.decode(_raw(raw), type=_FacePending) if raw else None
     if pending is None or pending.session_id != principal.session_id:
         raise ProblemError(
-            "unknown or expired face verification", status=404, code="face_verification_not_found"
+            "unknown or expired face verification",
+            status=404,
+            code="face_verification_not_found",
+            detail_zh="人脸核验不存在或已过期",
         )
     session, person = await _session_and_person(rt, principal)
     assert session.openid is not None and person.id_number is not None
@@ -207,6 +215,7 @@ async def face_finish(rt: AuthRuntime, principal: Principal, verify_id: str) -> 
             status=422,
             code="face_verification_failed",
             extra={"verifyRet": verdict},
+            detail_zh="人脸核验未通过",
         )
     await sessions.set_level(rt.pool, session.id, 3)
     token, expires_in = access_for(rt, session, level=3)

@@ -308,9 +308,9 @@ async def test_writes_answered_503_with_the_breaker_open_leave_nothing_behind(
     # (A booking is refused at the standing check before anything is written; a move and a cancel
     # record their intent first and take it back.)
     for answer, word in (
-        (moved, "nothing was moved"),
+        (moved, "未做任何改约"),
         (booked, "circuit open"),
-        (cancelled, "nothing was cancelled"),
+        (cancelled, "未做任何取消"),
     ):
         assert answer.status_code == 503, answer.text
         assert int(answer.headers["retry-after"]) >= 1
@@ -382,6 +382,43 @@ async def test_a_hold_answered_503_keeps_no_seat_and_no_quota(client, sandbox, d
     )
     assert booked.status_code == 201 and booked.json()["status"] == "booked", booked.text
     assert await local_taken(db, slot) == taken + 1
+
+
+async def test_a_hold_whose_answer_was_lost_is_voided_in_the_booking_system(
+    client, sandbox, db, redis, pool, job_settings, hop
+) -> None:
+    """The booking system made the hold and its answer was lost: the resolver voids that request
+    there and releases the hold it made, rather than leave the seat blocked for other residents
+    until the hold's TTL; a later retry of the key asks afresh and gets a live hold it can book."""
+    who = await login_resident(client, sandbox)
+    item = await bookable_item(db)
+    slot = (await open_days(client, who, item))[0]["slots"][-2]["slotId"]
+    available = await upstream_available(sandbox, slot)
+
+    hop.lose[HOLDS] = "answer"
+    hold_key = key()
+    lost = await client.post("/api/v1/appointments/holds", json={"slotId": slot}, headers=auth(who, hold_key))
+    del hop.lose[HOLDS]
+    assert lost.status_code == 503 and "retry-after" in lost.headers, lost.text
+    assert await upstream_available(sandbox, slot) == available - 1  # it holds the seat there
+    hold_id = await db.fetchval("SELECT id FROM bff.appointment_holds WHERE person_id = $1", who["person_id"])
+
+    await run_job("appointments_resolve_pending", pool, redis, job_settings)
+    assert hop.count(*void_route(hold_id)) == 1
+    assert await upstream_available(sandbox, slot) == available  # voided and released there
+    await run_job("appointments_resolve_pending", pool, redis, job_settings)
+    assert hop.count(*void_route(hold_id)) == 1  # settled once
+
+    again = await client.post(
+        "/api/v1/appointments/holds", json={"slotId": slot}, headers=auth(who, hold_key)
+    )
+    assert again.status_code == 201 and again.json()["holdId"] == str(hold_id), again.text
+    assert await upstream_available(sandbox, slot) == available - 1
+    booked = await client.post(
+        "/api/v1/appointments", json={"holdId": again.json()["holdId"]}, headers=auth(who, key())
+    )
+    assert booked.status_code == 201 and booked.json()["status"] == "booked", booked.text
+    assert await upstream_available(sandbox, slot) == available - 1
 
 
 async def test_the_detail_says_when_it_is_our_copy_only(client, sandbox, db) -> None:

@@ -99,7 +99,7 @@ async def test_per_person_cap_is_explained(client, sandbox, db) -> None:
     problem = second.json()
     assert problem["code"] == "booking_cap_reached"
     assert problem["period"] == "day"
-    assert "a day" in problem["detail"]
+    assert problem["detail"] == "已达预约上限：每天最多预约1次", problem
     assert await count(db, "appointments") == before
 
 

@@ -33,7 +33,7 @@ async def test_holds_that_could_not_become_bookings_are_refused(client, sandbox,
     assert (await hold(client, who, slots[1]["slotId"])).status_code == 201
     third = await hold(client, who, slots[2]["slotId"])
     assert third.status_code == 409 and third.json()["code"] == "hold_quota_exceeded", third.text
-    assert "for one day" in third.json()["detail"]
+    assert "同一天" in third.json()["detail"], third.text
     # A booking cap: booked on day 2 already (one a day), a hold that day would never become one.
     booked = await client.post(
         "/api/v1/appointments", json={"slotId": days[1]["slots"][0]["slotId"]}, headers=auth(who, key())

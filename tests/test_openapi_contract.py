@@ -710,3 +710,28 @@ def test_print_contract_counts(spec: dict[str, Any], operations: list[Operation]
         f"\n  signed callbacks (x-signed-callback): {sum(SIGNED_CALLBACK in o.op for o in api)}"
     )
     assert api, f"no operation under {API} in the document"
+
+
+def test_every_link_leads_to_an_operation_and_its_parameters(spec: dict[str, Any]) -> None:
+    """Issue 9 §1: OpenAPI links (followed by client generators and the stateful schemathesis test)
+    name operations that exist, parameters those operations take, and a member the answer's schema
+    has; at least the booking and application flows are linked."""
+    by_id = {o.op["operationId"]: o for o in iter_operations(spec) if "operationId" in o.op}
+    linked: list[str] = []
+    for o in iter_operations(spec):
+        for status, response in success_responses(o):
+            for name, link in (resolve(spec, response).get("links") or {}).items():
+                target = by_id.get(link.get("operationId"))
+                assert target is not None, (o.name, name, link)
+                taken = {p["name"] for p in parameters(spec, target)}
+                for parameter, expression in link.get("parameters", {}).items():
+                    assert parameter in taken, (o.name, name, parameter, sorted(taken))
+                    assert expression.startswith("$response.body#/"), (o.name, name, expression)
+                    schema = resolve(spec, resolve(spec, response)["content"]["application/json"]["schema"])
+                    for member in expression.removeprefix("$response.body#/").split("/"):
+                        schema = resolve(spec, schema)
+                        assert member in schema.get("properties", {}), (o.name, status, expression)
+                        schema = schema["properties"][member]
+                linked.append(f"{o.name} -> {target.name}")
+    assert "POST /api/v1/appointments -> POST /api/v1/appointments/{appointment_id}/cancel" in linked, linked
+    assert "POST /api/v1/cases -> GET /api/v1/cases/{case_id}" in linked, linked

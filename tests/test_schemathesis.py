@@ -6,16 +6,23 @@ fit the document and examples that do not (negative mode), authenticated as a le
 Checks: no 5xx, the status code and content type are ones the document declares, the body
 conforms to the declared schema. Examples are bounded (`EXAMPLES` per operation and mode) so the
 module stays within about two minutes on the shared machine.
+
+The booking and application flows also run statefully: schemathesis follows the document's OpenAPI
+links (a booking's id to reading, cancelling and moving it; a hold's id to letting it go; a case's
+id to reading it and answering its 补正) from answers it really got, with the same checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import itertools
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -41,7 +48,7 @@ from tests.conftest import (
     sync_once,
     wait_http,
 )
-from tests.test_journey_helpers import serve_env
+from tests.test_journey_helpers import application, bookable_item, open_days, serve_env
 
 EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -51,6 +58,33 @@ class Live:
     def __init__(self, url: str, token: str) -> None:
         self.url = url
         self.token = token
+
+
+class Starts:
+    """A resident of its own (the per-operation examples may have logged the other one out) and
+    real inputs for the operations that start a linked flow."""
+
+    def __init__(self, token: str, slots: list[str], applications: list[dict[str, Any]]) -> None:
+        self.token = token
+        self.slots = slots
+        self.applications = applications
+
+
+async def _starts(url: str, services: Any, sandbox_url: str) -> Starts:
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+        httpx.AsyncClient(base_url=sandbox_url, timeout=30) as sandbox,
+    ):
+        who = await login_resident(client, sandbox, channel="app", level=3)
+        db = await asyncpg.connect(services.database_url)
+        try:
+            item = await bookable_item(db)
+        finally:
+            await db.close()
+        days = await open_days(client, who, item, 3)
+        slots = [s["slotId"] for day in days for s in day["slots"]]
+        applications = [await application(client, who, item) for _ in range(3)]
+        return Starts(str(who["access_token"]), slots, applications)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +169,73 @@ def test_every_operation_holds_its_contract(label: str, live: Live) -> None:
             assert mode is GenerationMode.NEGATIVE, label
     assert seen, f"{label}: no request was sent"
     assert not [s for s in seen if s >= 500 and s != 503], seen
+
+
+# The operations of the linked flows (the links themselves are checked by the contract test).
+FLOWS = SCHEMA.include(
+    path_regex=r"^/api/v1/(appointments|cases)(/\{[a-z_]+\}|/holds(/\{hold_id\})?)?(/cancel|/reschedule|/supplements)?$"
+)
+STARTS = {"POST /api/v1/appointments", "POST /api/v1/appointments/holds", "POST /api/v1/cases"}
+STEPS = 6
+SCENARIOS = 10
+
+
+def test_linked_flows_hold_their_contract(live: Live, services: Any, sandbox_url: str) -> None:
+    """Stateful: each scenario is a few steps that follow the document's links from real answers.
+    Every other start (hold, booking, application) is given a real slot or a valid application, so
+    that its answer is a 201 whose links are followed; the rest are what schemathesis generates."""
+    starts = asyncio.run(_starts(live.url, services, sandbox_url))
+    headers = {"Authorization": f"Bearer {starts.token}"}
+    slots = itertools.cycle(starts.slots)
+    applications = itertools.cycle(starts.applications)
+    turn = itertools.count()
+    followed: list[str] = []
+
+    class Flows(FLOWS.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            # As the resident, each change under a fresh valid key: the flows are what is tested
+            # here; generated headers are the per-operation test's business.
+            case.headers = {**(case.headers or {}), **headers}
+            if case.method != "GET":
+                case.headers["Idempotency-Key"] = uuid.uuid4().hex
+            if case.operation.label in STARTS and next(turn) % 2 == 0:
+                if case.operation.label == "POST /api/v1/cases":
+                    case.body = dict(next(applications))
+                else:
+                    case.body = {"slotId": next(slots)}
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": live.url, "headers": headers, "timeout": 15}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            followed.append(f"{case.operation.label} {response.status_code}")
+            record_exchange(
+                case.method,
+                str(response.request.url),
+                response.request.body if isinstance(response.request.body, bytes) else b"",
+                True,
+                response.status_code,
+                {name: values[-1] for name, values in response.headers.items()},
+                response.content,
+            )
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+
+    Flows.run(
+        settings=settings(
+            max_examples=SCENARIOS,
+            stateful_step_count=STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    # Links were really followed: something was read, cancelled or let go after it was made.
+    # Only a link can give a step a real id: a 2xx on an operation with a path parameter is one.
+    assert any("/{" in f and f.endswith((" 200", " 201")) for f in followed), followed
+    assert not [f for f in followed if f.endswith((" 500", " 502"))], followed
 
 
 def test_an_overlong_url_over_real_http_is_a_problem(live: Live) -> None:

@@ -150,6 +150,40 @@ async def test_search_tells_the_truth_of_the_residents_region(client, db) -> Non
     assert hit["online"] is True and hit["inRegion"] is None
 
 
+async def test_search_says_whether_the_residents_region_mails_the_result(client, db) -> None:
+    """Issue 9 §5: an item mailed in one region and handed over at the hall only in another says so
+    per region; the truth is read from each region's own guide, not from the search's columns."""
+    rows = await db.fetch(
+        """
+        SELECT e.catalog_code, e.name, e.region_code,
+               (convert_from(g.body, 'UTF8')::jsonb -> 'channels' ->> 'mailable')::boolean AS mailable
+        FROM bff.catalogue_entries e
+        JOIN bff.catalogue_guides g ON g.catalog_code = e.catalog_code
+         AND g.region_code = e.region_code AND g.version = e.version
+        WHERE e.parent_code IS NULL AND e.status = 'active' AND e.region_code <> '430000'
+          AND e.catalog_code IN (
+            SELECT catalog_code FROM bff.catalogue_entries
+            WHERE parent_code IS NULL AND status = 'active' AND region_code <> '430000'
+            GROUP BY catalog_code HAVING count(DISTINCT region_code) > 1)
+        ORDER BY e.catalog_code, e.region_code
+        """
+    )
+    by_code: dict[str, dict[bool, dict]] = {}
+    for r in rows:
+        by_code.setdefault(r["catalog_code"], {}).setdefault(r["mailable"], dict(r))
+    code, pair = next((c, p) for c, p in by_code.items() if len(p) == 2)
+    for expected in (True, False):
+        place = pair[expected]
+        page = (
+            await client.get(
+                "/api/v1/items", params={"q": place["name"], "region": place["region_code"], "limit": 50}
+            )
+        ).json()
+        hit = next(i for i in page["items"] if i["code"] == code)
+        assert hit["inRegion"]["regionCode"] == place["region_code"], hit
+        assert hit["inRegion"]["mailable"] is expected, (place["region_code"], hit)
+
+
 async def test_the_booking_calendar_says_which_days_are_bookable_and_how_full(client, sandbox, db) -> None:
     who = await login_resident(client, sandbox, level=2)
     item = await bookable_item(db)

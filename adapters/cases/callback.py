@@ -35,14 +35,19 @@ def verify(
     given = headers.get(SIGNATURE, "")
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > window_s:
-        raise WebhookRejected("timestamp missing or outside the window")
+        raise WebhookRejected("timestamp missing or outside the window", detail_zh="时间戳缺失或超出允许范围")
     if not hmac.compare_digest(signature(secret, timestamp, body), given):
-        raise WebhookRejected("bad signature")
+        raise WebhookRejected("bad signature", detail_zh="签名错误")
     try:
         return msgspec.json.decode(body, type=CaseEvent)
     except msgspec.ValidationError as exc:
-        raise ProblemError(f"not a case event: {exc}", status=400, code="validation_failed") from None
+        raise ProblemError(
+            f"not a case event: {exc}", status=400, code="validation_failed", detail_zh=f"不是案件事件：{exc}"
+        ) from None
     except msgspec.DecodeError:
         raise ProblemError(
-            "the body is not a JSON case event", status=400, code="validation_failed"
+            "the body is not a JSON case event",
+            status=400,
+            code="validation_failed",
+            detail_zh="请求体不是 JSON 格式的案件事件",
         ) from None

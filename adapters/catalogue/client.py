@@ -43,4 +43,4 @@ class CatalogueClient:
     def _expect_ok(self, status: int) -> None:
         if status != 200:
             self.upstream.record_malformed()
-            raise BadUpstreamAnswer(f"catalogue answered {status}")
+            raise BadUpstreamAnswer(f"catalogue answered {status}", detail_zh=f"事项库返回 {status}")

@@ -37,13 +37,23 @@ def verify(
     given = headers.get(SIGNATURE, "")
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > window_s:
-        raise CallbackRejected("timestamp missing or outside the window")
+        raise CallbackRejected(
+            "timestamp missing or outside the window", detail_zh="时间戳缺失或超出允许范围"
+        )
     if not hmac.compare_digest(signature(secret, timestamp, body), given):
-        raise CallbackRejected("bad signature")
+        raise CallbackRejected("bad signature", detail_zh="签名错误")
     try:
         event = msgspec.json.decode(body, type=CourierEvent)
     except (msgspec.ValidationError, msgspec.DecodeError):
-        raise ProblemError("the body is not a courier event", status=400, code="validation_failed") from None
+        raise ProblemError(
+            "the body is not a courier event",
+            status=400,
+            code="validation_failed",
+            detail_zh="请求体不是快递事件",
+        ) from None
     if headers.get(EVENT_ID, event.event_id) != event.event_id:
-        raise CallbackRejected("the event id header does not name the event in the body")
+        raise CallbackRejected(
+            "the event id header does not name the event in the body",
+            detail_zh="事件编号请求头与请求体中的事件不符",
+        )
     return event

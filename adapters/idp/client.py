@@ -47,9 +47,13 @@ class IdpClient:
                 status=401,
                 code="idp_code_invalid",
                 extra={"idpError": error.error},
+                detail_zh="授权码、校验码或回调地址未被接受",
             )
         if reply.status != 200:
-            raise BadUpstreamAnswer(f"identity provider token endpoint answered {reply.status}")
+            raise BadUpstreamAnswer(
+                f"identity provider token endpoint answered {reply.status}",
+                detail_zh=f"身份认证平台令牌接口返回 {reply.status}",
+            )
         # The caller verifies the id_token (verify_id_token) and keeps its claims.
         return self.upstream.decode(reply, TokenSet)
 
@@ -57,11 +61,15 @@ class IdpClient:
         if self._jwks is None or (refresh and time.monotonic() - self._jwks_at > _JWKS_COOLDOWN_S):
             reply = await self.upstream.call("GET", "/jwks")
             if reply.status != 200:
-                raise BadUpstreamAnswer("identity provider JWKS unavailable")
+                raise BadUpstreamAnswer(
+                    "identity provider JWKS unavailable", detail_zh="身份认证平台公钥不可用"
+                )
             try:
                 self._jwks = jwt.PyJWKSet.from_json(reply.body.decode())
             except (jwt.PyJWTError, ValueError) as exc:
-                raise BadUpstreamAnswer("identity provider JWKS malformed") from exc
+                raise BadUpstreamAnswer(
+                    "identity provider JWKS malformed", detail_zh="身份认证平台公钥格式错误"
+                ) from exc
             self._jwks_at = time.monotonic()
         return self._jwks
 
@@ -69,7 +77,10 @@ class IdpClient:
         try:
             kid = jwt.get_unverified_header(id_token).get("kid")
         except jwt.PyJWTError as exc:
-            raise BadUpstreamAnswer("identity provider sent a malformed id_token") from exc
+            raise BadUpstreamAnswer(
+                "identity provider sent a malformed id_token",
+                detail_zh="身份认证平台返回的 id_token 格式错误",
+            ) from exc
         keys = await self._keyset(refresh=False)
         if kid not in {k.key_id for k in keys.keys}:
             keys = await self._keyset(refresh=True)
@@ -85,7 +96,9 @@ class IdpClient:
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
         except (KeyError, jwt.PyJWTError) as exc:
-            raise BadUpstreamAnswer("identity provider id_token did not verify") from exc
+            raise BadUpstreamAnswer(
+                "identity provider id_token did not verify", detail_zh="身份认证平台的 id_token 验证未通过"
+            ) from exc
         return claims
 
     async def userinfo(self, access_token: str) -> Resident:
@@ -93,7 +106,10 @@ class IdpClient:
             "GET", "/userinfo", headers={"Authorization": f"Bearer {access_token}"}
         )
         if reply.status != 200:
-            raise BadUpstreamAnswer(f"identity provider userinfo answered {reply.status}")
+            raise BadUpstreamAnswer(
+                f"identity provider userinfo answered {reply.status}",
+                detail_zh=f"身份认证平台用户信息接口返回 {reply.status}",
+            )
         return self.upstream.decode(reply, Resident)
 
     async def lookup(
@@ -109,10 +125,15 @@ class IdpClient:
             "POST", "/api/residents/lookup", json=body, headers=self._auth, idempotent=True
         )
         if reply.status != 200:
-            raise BadUpstreamAnswer(f"identity provider look-up answered {reply.status}")
+            raise BadUpstreamAnswer(
+                f"identity provider look-up answered {reply.status}",
+                detail_zh=f"身份认证平台查询接口返回 {reply.status}",
+            )
         try:
             answer = msgspec.json.decode(reply.body, type=LookupReply)
         except msgspec.DecodeError as exc:
             self.upstream.record_malformed()
-            raise BadUpstreamAnswer("identity provider look-up malformed") from exc
+            raise BadUpstreamAnswer(
+                "identity provider look-up malformed", detail_zh="身份认证平台查询结果格式错误"
+            ) from exc
         return answer.resident if answer.found else None

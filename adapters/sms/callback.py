@@ -35,11 +35,16 @@ def verify(
     moment = time.time() if now is None else now
     if not timestamp.isdigit() or abs(moment - int(timestamp)) > WINDOW_S:
         raise ProblemError(
-            "timestamp missing or outside the window", status=401, code="push_callback_rejected"
+            "timestamp missing or outside the window",
+            status=401,
+            code="push_callback_rejected",
+            detail_zh="时间戳缺失或超出允许范围",
         )
     if not hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE, "")):
-        raise ProblemError("bad signature", status=401, code="push_callback_rejected")
+        raise ProblemError("bad signature", status=401, code="push_callback_rejected", detail_zh="签名错误")
     try:
         return msgspec.json.decode(body, type=list[SmsReport])
     except (msgspec.ValidationError, msgspec.DecodeError):
-        raise ProblemError("not an SmsReport array", status=400, code="validation_failed") from None
+        raise ProblemError(
+            "not an SmsReport array", status=400, code="validation_failed", detail_zh="不是短信状态报告数组"
+        ) from None

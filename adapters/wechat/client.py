@@ -27,30 +27,45 @@ _TOKEN_REJECTED = frozenset({40001, 42001, 40014})
 class WeChatError(ProblemError):
     """A WeChat `errcode`, mapped to what the client should do about it."""
 
-    def __init__(self, errcode: int, detail: str, *, status: int, code: str, retry_after: int | None = None):
+    def __init__(
+        self, errcode: int, detail: str, *, zh: str, status: int, code: str, retry_after: int | None = None
+    ):
         headers = {"Retry-After": str(retry_after)} if retry_after else None
-        super().__init__(detail, status=status, code=code, headers=headers, extra={"wechatErrcode": errcode})
+        super().__init__(
+            detail, status=status, code=code, headers=headers, extra={"wechatErrcode": errcode}, detail_zh=zh
+        )
         self.errcode = errcode
 
 
 def _login_error(errcode: int) -> WeChatError:
     if errcode in (40029, 40163):
         return WeChatError(
-            errcode, "the login code is invalid or already used", status=401, code="wechat_code_invalid"
+            errcode,
+            "the login code is invalid or already used",
+            zh="登录码无效或已被使用",
+            status=401,
+            code="wechat_code_invalid",
         )
     if errcode == 45011:
         return WeChatError(
             errcode,
             "WeChat limits logins for this user, try again shortly",
+            zh="微信限制了该用户的登录，请稍后再试",
             status=429,
             code="rate_limited",
             retry_after=60,
         )
     if errcode == 40226:
         return WeChatError(
-            errcode, "WeChat flagged this account as high risk", status=403, code="wechat_high_risk"
+            errcode,
+            "WeChat flagged this account as high risk",
+            zh="微信将该账号标记为高风险",
+            status=403,
+            code="wechat_high_risk",
         )
-    return WeChatError(errcode, "WeChat refused the request", status=502, code="bad_upstream_answer")
+    return WeChatError(
+        errcode, "WeChat refused the request", zh="微信拒绝了该请求", status=502, code="bad_upstream_answer"
+    )
 
 
 def cert_hash(cert_type: str, cert_name: str, cert_no: str) -> str:
@@ -83,7 +98,10 @@ class WeChatClient:
         )
         answer = self.upstream.decode(reply, StableToken)
         if answer.errcode or not answer.access_token:
-            raise BadUpstreamAnswer(f"wechat stable_token failed ({answer.errcode})")
+            raise BadUpstreamAnswer(
+                f"wechat stable_token failed ({answer.errcode})",
+                detail_zh=f"微信 stable_token 失败（{answer.errcode}）",
+            )
         return answer.access_token, answer.expires_in
 
     async def code_to_session(self, code: str) -> CodeSession:
@@ -104,7 +122,10 @@ class WeChatClient:
             raise _login_error(answer.errcode)
         if not answer.openid or not answer.session_key:
             self.upstream.record_malformed()
-            raise BadUpstreamAnswer("wechat jscode2session answered without an openid")
+            raise BadUpstreamAnswer(
+                "wechat jscode2session answered without an openid",
+                detail_zh="微信 jscode2session 应答中没有 openid",
+            )
         return answer
 
     async def _with_token(self, path: str, body: dict[str, object], type_: type[object]) -> object:
@@ -120,7 +141,9 @@ class WeChatClient:
                 token = await self.tokens.get(refresh_if=token)
                 continue
             return answer
-        raise BadUpstreamAnswer("wechat rejected a freshly refreshed access token")
+        raise BadUpstreamAnswer(
+            "wechat rejected a freshly refreshed access token", detail_zh="微信拒绝了刚刷新的 access token"
+        )
 
     async def send_subscribe_message(
         self,
@@ -155,6 +178,7 @@ class WeChatClient:
             raise WeChatError(
                 answer.errcode,
                 "the phone-number code is invalid or already used",
+                zh="手机号授权码无效或已被使用",
                 status=401,
                 code="wechat_code_invalid",
             )
@@ -162,12 +186,16 @@ class WeChatClient:
             raise WeChatError(
                 answer.errcode,
                 "WeChat refused the phone-number request",
+                zh="微信拒绝了获取手机号的请求",
                 status=502,
                 code="bad_upstream_answer",
             )
         if answer.phone_info.country_code != "86":
             raise ProblemError(
-                "only mainland mobile numbers can be bound", status=422, code="phone_not_supported"
+                "only mainland mobile numbers can be bound",
+                status=422,
+                code="phone_not_supported",
+                detail_zh="只能绑定中国大陆手机号",
             )
         return answer.phone_info.pure_phone_number
 
@@ -185,6 +213,7 @@ class WeChatClient:
             raise WeChatError(
                 answer.errcode,
                 "WeChat could not start face verification",
+                zh="微信无法发起人脸核验",
                 status=502,
                 code="bad_upstream_answer",
             )
@@ -205,6 +234,7 @@ class WeChatClient:
             raise WeChatError(
                 answer.errcode,
                 "WeChat could not confirm the face verification",
+                zh="微信无法确认人脸核验结果",
                 status=422,
                 code="face_verification_failed",
             )

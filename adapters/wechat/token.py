@@ -64,4 +64,6 @@ class AccessTokenCache:
             cached = await self._redis.get(self._key)
             if cached is not None and _text(cached) != refresh_if:
                 return _text(cached)
-        raise UpstreamUnavailable("wechat access token is being refreshed")
+        raise UpstreamUnavailable(
+            "wechat access token is being refreshed", detail_zh="微信 access token 正在刷新"
+        )

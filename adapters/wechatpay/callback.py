@@ -42,8 +42,10 @@ class NotificationRejected(ProblemError):
     status = 401
     code = "payment_notification_rejected"
 
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail, status=400 if reason in ("malformed", "decrypt_failed") else 401)
+    def __init__(self, reason: Reason, detail: str, *, zh: str) -> None:
+        super().__init__(
+            detail, status=400 if reason in ("malformed", "decrypt_failed") else 401, detail_zh=zh
+        )
         self.reason = reason
 
 
@@ -67,30 +69,44 @@ async def verify(
     timestamp, nonce_, signature, serial = (headers.get(name, "") for name in SIGNED_HEADERS)
     serial = serial.upper()
     if not (timestamp.isdigit() and nonce_ and signature and serial) or len(nonce_) > 64:
-        raise NotificationRejected("headers_missing", "Wechatpay-* headers missing or malformed")
+        raise NotificationRejected(
+            "headers_missing",
+            "Wechatpay-* headers missing or malformed",
+            zh="Wechatpay-* 请求头缺失或格式错误",
+        )
     moment = time.time() if now is None else now
     if abs(moment - int(timestamp)) > window_s:
-        raise NotificationRejected("stale_timestamp", "Wechatpay-Timestamp outside the accepted window")
+        raise NotificationRejected(
+            "stale_timestamp",
+            "Wechatpay-Timestamp outside the accepted window",
+            zh="Wechatpay-Timestamp 超出允许范围",
+        )
     public = await certs.get(serial)
     if public is None:
-        raise NotificationRejected("unknown_serial", "no platform certificate with that serial")
+        raise NotificationRejected(
+            "unknown_serial", "no platform certificate with that serial", zh="没有该序列号的平台证书"
+        )
     if not crypto.verify(public, crypto.answer_message(timestamp, nonce_, body), signature):
-        raise NotificationRejected("bad_signature", "the signature does not verify")
+        raise NotificationRejected("bad_signature", "the signature does not verify", zh="签名验证未通过")
     # Only a correctly signed delivery may use up a nonce (a forger cannot burn real ones).
     fresh = await redis.set(f"sx:wxpay:nonce:{nonce_}", timestamp, nx=True, ex=2 * window_s + 60)
     if not fresh:
-        raise NotificationRejected("replayed_nonce", "this nonce was already used")
+        raise NotificationRejected("replayed_nonce", "this nonce was already used", zh="该随机串已被使用")
     try:
         doc = msgspec.json.decode(body, type=Notification)
     except msgspec.DecodeError:
-        raise NotificationRejected("malformed", "not a WeChat Pay notification") from None
+        raise NotificationRejected(
+            "malformed", "not a WeChat Pay notification", zh="不是微信支付通知"
+        ) from None
     res = doc.resource
     if res.algorithm != "AEAD_AES_256_GCM":
-        raise NotificationRejected("malformed", "unknown resource algorithm")
+        raise NotificationRejected("malformed", "unknown resource algorithm", zh="未知的资源加密算法")
     try:
         plaintext = crypto.decrypt(apiv3_key, res.nonce, res.ciphertext, res.associated_data)
     except crypto.DecryptFailed:
-        raise NotificationRejected("decrypt_failed", "the resource does not decrypt") from None
+        raise NotificationRejected(
+            "decrypt_failed", "the resource does not decrypt", zh="资源无法解密"
+        ) from None
     return Verified(
         notification_id=doc.id,
         event_type=doc.event_type,

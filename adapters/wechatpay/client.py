@@ -38,7 +38,12 @@ class WeChatPayRefused(ProblemError):
     """The platform said no (4xx): `reason` is its code (`ORDERPAID`, `ORDER_NOT_EXIST`, ...)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}", status=status, code="payment_upstream_refused")
+        super().__init__(
+            f"{reason}: {message}",
+            status=status,
+            code="payment_upstream_refused",
+            detail_zh=f"微信支付拒绝了请求（{reason}）：{message}",
+        )
         self.reason = reason
 
 
@@ -80,7 +85,10 @@ class PlatformCerts:
     async def _fetch(self) -> None:
         reply = await self.client.send("GET", "/v3/certificates")
         if reply.status != 200:
-            raise BadUpstreamAnswer(f"wechatpay certificates answered {reply.status}")
+            raise BadUpstreamAnswer(
+                f"wechatpay certificates answered {reply.status}",
+                detail_zh=f"微信支付证书接口返回 {reply.status}",
+            )
         listing = self.client.upstream.decode(reply, Certificates)
         found: dict[str, rsa.RSAPublicKey] = {}
         for entry in listing.data:
@@ -94,10 +102,16 @@ class PlatformCerts:
         serial = reply.headers.get("wechatpay-serial", "").upper()
         public = found.get(serial)
         if public is None:
-            raise _SignerNotListed("the certificate listing is signed by a certificate it does not list")
+            raise _SignerNotListed(
+                "the certificate listing is signed by a certificate it does not list",
+                detail_zh="证书列表的签名证书不在列表之中",
+            )
         if not _answer_signed(public, reply):
             self.client.upstream.record_malformed()
-            raise BadUpstreamAnswer("the certificate listing is not signed by a listed certificate")
+            raise BadUpstreamAnswer(
+                "the certificate listing is not signed by a listed certificate",
+                detail_zh="证书列表的签名不是由所列证书签发",
+            )
         self.keys.update(found)
 
 
@@ -156,7 +170,10 @@ class WeChatPayClient:
         public = await self.certs.get(reply.headers.get("wechatpay-serial", "").upper())
         if public is None or not _answer_signed(public, reply):
             self.upstream.record_malformed()
-            raise BadUpstreamAnswer("wechatpay answer not signed by a platform certificate")
+            raise BadUpstreamAnswer(
+                "wechatpay answer not signed by a platform certificate",
+                detail_zh="微信支付应答未经平台证书签名",
+            )
         return reply
 
     async def _call(
@@ -172,7 +189,9 @@ class WeChatPayClient:
                 err = ErrorAnswer(code=f"http_{reply.status}")
             raise WeChatPayRefused(reply.status, err.code, err.message)
         self.upstream.record_malformed()
-        raise BadUpstreamAnswer(f"wechatpay answered {reply.status}")
+        raise BadUpstreamAnswer(
+            f"wechatpay answered {reply.status}", detail_zh=f"微信支付返回 {reply.status}"
+        )
 
     # --- typed calls ---
 
@@ -260,13 +279,19 @@ class WeChatPayClient:
         url = link.download_url
         base = self.upstream.base_url
         if not url.startswith(base + "/"):
-            raise BadUpstreamAnswer("the bill link points outside the platform")
+            raise BadUpstreamAnswer(
+                "the bill link points outside the platform", detail_zh="账单链接指向平台之外"
+            )
         reply = await self.send("GET", url[len(base) :])
         if reply.status != 200:
-            raise BadUpstreamAnswer(f"bill download answered {reply.status}")
+            raise BadUpstreamAnswer(
+                f"bill download answered {reply.status}", detail_zh=f"账单下载返回 {reply.status}"
+            )
         digest = hashlib.sha1(reply.body, usedforsecurity=False).hexdigest()  # WeChat's choice
         if link.hash_value and digest != link.hash_value.lower():
-            raise BadUpstreamAnswer("the bill does not match its signed hash")
+            raise BadUpstreamAnswer(
+                "the bill does not match its signed hash", detail_zh="账单与其签名摘要不符"
+            )
         return reply.body
 
     # --- what the payer's client needs ---

@@ -53,6 +53,7 @@ class AddressService:
                 status=422,
                 code="region_unknown",
                 extra={"field": "regionCode"},
+                detail_zh=f"regionCode：{data.region_code} 不是湖南省的行政区划，见 /api/v1/regions",
             )
 
     async def _audit(self, conn: object, principal: Principal, action: str, obj: str) -> None:
@@ -104,6 +105,7 @@ class AddressService:
                         f"you keep {kept} addresses, the most allowed; delete one first",
                         status=409,
                         code="address_limit_reached",
+                        detail_zh=f"最多保存 {kept} 个地址，请先删除一个",
                     )
                 row = await conn.fetchrow(
                     """
@@ -141,7 +143,12 @@ class AddressService:
                 data.label,
             )
             if updated is None:  # deleted meanwhile
-                raise ProblemError(f"no address {address_id}", status=404, code="address_not_found")
+                raise ProblemError(
+                    f"no address {address_id}",
+                    status=404,
+                    code="address_not_found",
+                    detail_zh=f"未找到地址 {address_id}",
+                )
             await self._audit(conn, principal, "address.update", f"address:{row['id']}")
         return self._out(updated)
 

@@ -27,14 +27,35 @@ from bff.appointments.schemas import (
 )
 from bff.appointments.service import AppointmentService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
+from bff.platform.openapi import linked
 
 _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _SLOT = re.compile(r"^[0-9A-Za-z_.:-]{1,128}$")
 
 
+_APPOINTMENT = {"appointment_id": "$response.body#/id"}
+_GET = ("ApiV1AppointmentsAppointmentIdGetAppointment", _APPOINTMENT)
+# What a booking's answer leads to: reading it, cancelling it, moving it.
+AN_APPOINTMENT = linked(
+    {
+        "GetAppointment": _GET,
+        "CancelAppointment": ("ApiV1AppointmentsAppointmentIdCancelCancel", _APPOINTMENT),
+        "RescheduleAppointment": ("ApiV1AppointmentsAppointmentIdRescheduleReschedule", _APPOINTMENT),
+    }
+)
+A_HOLD = linked(
+    {"ReleaseHold": ("ApiV1AppointmentsHoldsHoldIdReleaseHold", {"hold_id": "$response.body#/holdId"})}
+)
+
+
 def _check(pattern: re.Pattern[str], value: str, field: str) -> str:
     if not pattern.match(value):
-        raise ProblemError(f"{field}: not a valid identifier", status=400, code="validation_failed")
+        raise ProblemError(
+            f"{field}: not a valid identifier",
+            status=400,
+            code="validation_failed",
+            detail_zh=f"{field}：不是有效的标识",
+        )
     return value
 
 
@@ -70,7 +91,12 @@ class AppointmentController(Controller):
     tags = ["appointments"]
     guards = [residents_only, BOOKING_LEVEL]
 
-    @post("/holds", summary="Hold a seat for a few minutes while the form is filled", status_code=201)
+    @post(
+        "/holds",
+        summary="Hold a seat for a few minutes while the form is filled",
+        status_code=201,
+        operation_class=A_HOLD,
+    )
     async def hold(
         self,
         request: Request[Any, Any, Any],
@@ -103,7 +129,9 @@ class AppointmentController(Controller):
             request, principal.person_id, lambda ctx: appointments.release(ctx, principal.person_id, hold_id)
         )
 
-    @post("", summary="Book a slot (from a hold or directly)", status_code=201)
+    @post(
+        "", summary="Book a slot (from a hold or directly)", status_code=201, operation_class=AN_APPOINTMENT
+    )
     async def book(
         self,
         request: Request[Any, Any, Any],
@@ -114,7 +142,12 @@ class AppointmentController(Controller):
         data: Annotated[BookIn, Body()],
     ) -> Response[AppointmentOut]:
         if (data.slot_id is None) == (data.hold_id is None):
-            raise ProblemError("give exactly one of slotId and holdId", status=400, code="validation_failed")
+            raise ProblemError(
+                "give exactly one of slotId and holdId",
+                status=400,
+                code="validation_failed",
+                detail_zh="slotId 与 holdId 须且只须给出一个",
+            )
         if data.slot_id is not None:
             _check(_SLOT, data.slot_id, "slotId")
         return await idempotency.run(
@@ -145,7 +178,12 @@ class AppointmentController(Controller):
     ) -> AppointmentOut:
         return await appointments.view(principal, appointment_id)
 
-    @post("/{appointment_id:str}/cancel", summary="Cancel", status_code=200)
+    @post(
+        "/{appointment_id:str}/cancel",
+        summary="Cancel",
+        status_code=200,
+        operation_class=linked({"GetAppointment": _GET}),
+    )
     async def cancel(
         self,
         request: Request[Any, Any, Any],
@@ -159,7 +197,12 @@ class AppointmentController(Controller):
         row = await appointments.own(principal, appointment_id)
         return await idempotency.run(request, principal.person_id, lambda ctx: appointments.cancel(ctx, row))
 
-    @post("/{appointment_id:str}/reschedule", summary="Move to another slot", status_code=201)
+    @post(
+        "/{appointment_id:str}/reschedule",
+        summary="Move to another slot",
+        status_code=201,
+        operation_class=AN_APPOINTMENT,
+    )
     async def reschedule(
         self,
         request: Request[Any, Any, Any],

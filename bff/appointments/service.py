@@ -23,7 +23,7 @@ import asyncpg.pool
 import msgspec
 
 from adapters.booking.client import BookingClient, BookingRefused
-from adapters.booking.schemas import Booking, Slot
+from adapters.booking.schemas import Booking, Hold, Slot
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
 from bff.appointments.schemas import (
@@ -57,6 +57,18 @@ CALENDAR_CONCURRENCY = 4
 # DOMAIN.md, rules seen in real halls: 1 a day, 2 a week, 6 a month.
 CAPS = (("day", 1, "每天最多预约1次"), ("week", 2, "每周最多预约2次"), ("month", 6, "每月最多预约6次"))
 _CAP_EN = {"day": "one booking a day", "week": "two bookings a week", "month": "six bookings a month"}
+_CAP_ZH = {period: zh for period, _, zh in CAPS}
+_STATUS_ZH = {
+    "pending": "确认中",
+    "booked": "已预约",
+    "checked_in": "已签到",
+    "cancelling": "取消中",
+    "cancelled": "已取消",
+    "no_show": "未到",
+    "failed": "未成功",
+}
+# What an upstream mutation left undone, in Chinese (see _in_doubt).
+_DONE_ZH = {"held": "占号", "booked": "预约", "cancelled": "取消", "moved": "改约"}
 
 
 def iso(moment: datetime) -> str:
@@ -98,7 +110,9 @@ def _refusal(exc: BookingRefused) -> ProblemError:
     """The booking system's refusal, told in our own codes."""
     reason = exc.reason
     if reason == "slot_full":
-        return ProblemError("every seat of this slot is taken", status=409, code="slot_full")
+        return ProblemError(
+            "every seat of this slot is taken", status=409, code="slot_full", detail_zh="该时段已约满"
+        )
     if reason == "person_cap_reached":
         period = exc.refusal.period or "day"
         return ProblemError(
@@ -106,6 +120,7 @@ def _refusal(exc: BookingRefused) -> ProblemError:
             status=409,
             code="booking_cap_reached",
             extra={"period": period},
+            detail_zh=f"已达预约上限：{_CAP_ZH.get(period, period)}",
         )
     if reason == "person_blocked":
         return ProblemError(
@@ -113,40 +128,65 @@ def _refusal(exc: BookingRefused) -> ProblemError:
             status=403,
             code="booking_blocked",
             extra={"blockedUntil": exc.refusal.blocked_until},
+            detail_zh="一个月内两次预约未到，网上预约已暂停",
         )
     if reason in {"date_out_of_window"}:
-        return ProblemError(exc.refusal.message, status=422, code="date_out_of_window")
+        return ProblemError(
+            exc.refusal.message, status=422, code="date_out_of_window", detail_zh="该日期不在可预约范围内"
+        )
     if reason in {"item_not_bookable"}:
-        return ProblemError(exc.refusal.message, status=422, code="item_not_bookable_here")
+        return ProblemError(
+            exc.refusal.message,
+            status=422,
+            code="item_not_bookable_here",
+            detail_zh="该大厅不受理此事项的预约",
+        )
     if reason in {"hall_not_found"}:
-        return ProblemError(exc.refusal.message, status=404, code="hall_not_found")
+        return ProblemError(
+            exc.refusal.message, status=404, code="hall_not_found", detail_zh="未找到该服务大厅"
+        )
     if reason in {"slot_not_found"}:
-        return ProblemError(exc.refusal.message, status=404, code="slot_not_found")
+        return ProblemError(
+            exc.refusal.message, status=404, code="slot_not_found", detail_zh="未找到该预约时段"
+        )
     if reason in {"not_today", "not_checkable"}:
         return ProblemError(
             "check-in is possible on the day of the appointment only",
             status=409,
             code="check_in_not_possible",
+            detail_zh="只能在预约当天签到",
         )
     if reason == "request_voided":
         return _voided()
     if reason in {"not_cancellable", "too_late"}:
-        return ProblemError(exc.refusal.message, status=409, code="appointment_not_cancellable")
+        return ProblemError(
+            exc.refusal.message, status=409, code="appointment_not_cancellable", detail_zh="该预约已不能取消"
+        )
     if reason in {"not_reschedulable", "other_service"}:
-        return ProblemError(exc.refusal.message, status=409, code="appointment_not_reschedulable")
-    return ProblemError(exc.refusal.message or reason, status=409, code="conflict")
+        return ProblemError(
+            exc.refusal.message,
+            status=409,
+            code="appointment_not_reschedulable",
+            detail_zh="该预约已不能改约",
+        )
+    return ProblemError(
+        exc.refusal.message or reason, status=409, code="conflict", detail_zh="预约系统拒绝了此操作"
+    )
 
 
 def _in_doubt(exc: ProblemError, done: str) -> UpstreamUnavailable:
     """The 503 a resident gets for an upstream mutation whose outcome is not known."""
+    what = _DONE_ZH.get(done, done)
     if isinstance(exc, NotSent):
         detail = f"the booking system is unavailable; nothing was {done}"
+        zh = f"预约系统暂不可用，未做任何{what}"
     else:
         detail = (
             "the booking system did not answer, so the outcome is not known yet: retry with the same"
             f" Idempotency-Key to learn it; unless a retry confirms it, nothing stays {done}"
         )
-    return UpstreamUnavailable(detail, headers=exc.headers or None)
+        zh = f"预约系统未应答，结果尚不确定：请用同一 Idempotency-Key 重试以获知结果；未经重试确认的{what}不会生效"
+    return UpstreamUnavailable(detail, headers=exc.headers or None, detail_zh=zh)
 
 
 def _voided() -> ProblemError:
@@ -155,6 +195,7 @@ def _voided() -> ProblemError:
         "that attempt was given up after the booking system did not answer; submit it again",
         status=409,
         code="attempt_voided",
+        detail_zh="预约系统未应答，该次操作已作废，请重新提交",
     )
 
 
@@ -190,7 +231,12 @@ class AppointmentService:
 
     async def slots(self, hall_id: str, item_code: str, day: date) -> DaySlotsOut:
         if day < datetime.now(CHINA).date():
-            raise ProblemError("date: must not be in the past", status=422, code="date_in_past")
+            raise ProblemError(
+                "date: must not be in the past",
+                status=422,
+                code="date_in_past",
+                detail_zh="date：不能早于今天",
+            )
         slots = await self.day_slots(hall_id, item_code, day)
         return DaySlotsOut(
             hall_id=hall_id,
@@ -333,7 +379,9 @@ class AppointmentService:
             row = await self.pool.fetchrow("SELECT * FROM bff.slots WHERE slot_id = $1", slot_id)
             assert row is not None
         if row["starts_at"] <= datetime.now(UTC):
-            raise ProblemError("this slot has already begun", status=422, code="slot_in_past")
+            raise ProblemError(
+                "this slot has already begun", status=422, code="slot_in_past", detail_zh="该时段已经开始"
+            )
         return row
 
     @staticmethod
@@ -370,7 +418,8 @@ class AppointmentService:
         a second hold of the same slot, more than `hold_quota` at once or `hold_day_quota` on one
         day. A hold the booking system did not confirm (503, lost answer) is released here at
         once: it keeps no seat and counts against no quota; a retry with the same key takes it
-        again (the booking system de-duplicates the request id)."""
+        again (the booking system de-duplicates the request id). One sent and not answered is
+        voided there by `resolve_pending`, so it keeps no seat upstream either."""
         hold_id = ctx.request_id
         existing = await self.pool.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
         if existing is None or (existing["released_at"] is not None and existing["upstream_hold_id"] is None):
@@ -381,7 +430,12 @@ class AppointmentService:
                 await self._check_hold_rules(conn, person_id, slot)
                 capacity, taken = await self._lock_and_count(conn, slot["slot_id"])
                 if taken >= capacity:
-                    raise ProblemError("every seat of this slot is taken", status=409, code="slot_full")
+                    raise ProblemError(
+                        "every seat of this slot is taken",
+                        status=409,
+                        code="slot_full",
+                        detail_zh="该时段已约满",
+                    )
                 existing = await conn.fetchrow(
                     """
                     INSERT INTO bff.appointment_holds (id, person_id, slot_id, expires_at)
@@ -396,7 +450,9 @@ class AppointmentService:
                 )
         assert existing is not None
         try:
-            held = await self.client.hold(str(hold_id), existing["slot_id"], person_id, self.hold_ttl_s)
+            held = await self.client.hold(
+                _hold_request_id(existing), existing["slot_id"], person_id, self.hold_ttl_s
+            )
         except BookingRefused as exc:
             await self.pool.execute(
                 "UPDATE bff.appointment_holds SET released_at = now() WHERE id = $1", hold_id
@@ -404,19 +460,21 @@ class AppointmentService:
             raise _refusal(exc) from None
         except IN_DOUBT as exc:
             # Not confirmed: give the seat and the quota back now. Should the booking system have
-            # made it, its hold lapses there at its TTL (or is taken up by a retry of this key).
+            # made it, a retry of this key takes it up, or the resolver voids it there.
             await self.pool.execute(
                 """
-                UPDATE bff.appointment_holds SET released_at = now()
+                UPDATE bff.appointment_holds SET released_at = now(),
+                       in_doubt_at = CASE WHEN $2 THEN in_doubt_at ELSE now() END
                 WHERE id = $1 AND upstream_hold_id IS NULL AND consumed_at IS NULL
                 """,
                 hold_id,
+                isinstance(exc, NotSent),
             )
             raise _in_doubt(exc, "held") from None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
-                UPDATE bff.appointment_holds SET upstream_hold_id = $2, released_at = NULL
+                UPDATE bff.appointment_holds SET upstream_hold_id = $2, released_at = NULL, in_doubt_at = NULL
                 WHERE id = $1 AND consumed_at IS NULL RETURNING *
                 """,
                 hold_id,
@@ -450,6 +508,7 @@ class AppointmentService:
                 "you already hold a seat of this slot; book it or let it go",
                 status=409,
                 code="hold_duplicate",
+                detail_zh="您已占用该时段的一个号源，请预约或释放",
             )
         if row["active"] >= self.hold_quota:
             raise ProblemError(
@@ -457,6 +516,7 @@ class AppointmentService:
                 status=409,
                 code="hold_quota_exceeded",
                 extra={"quota": self.hold_quota},
+                detail_zh=f"同时最多占用 {self.hold_quota} 个号源，请先预约或释放一个",
             )
         if row["same_day"] >= self.hold_day_quota:
             raise ProblemError(
@@ -464,6 +524,7 @@ class AppointmentService:
                 status=409,
                 code="hold_quota_exceeded",
                 extra={"quota": self.hold_day_quota, "period": "day"},
+                detail_zh=f"同一天最多占用 {self.hold_day_quota} 个号源",
             )
         # A hold whose booking would break a cap takes no seat (the cap counts live bookings).
         await self._check_caps(conn, person_id, slot["starts_at"])
@@ -476,10 +537,18 @@ class AppointmentService:
             person_id,
         )
         if row is None:
-            raise ProblemError(f"no hold {hold_id[:64]}", status=404, code="hold_not_found")
+            raise ProblemError(
+                f"no hold {hold_id[:64]}",
+                status=404,
+                code="hold_not_found",
+                detail_zh=f"未找到占号 {hold_id[:64]}",
+            )
         if row["consumed_at"] is not None:
             raise ProblemError(
-                "this hold became a booking; cancel the booking", status=409, code="hold_expired"
+                "this hold became a booking; cancel the booking",
+                status=409,
+                code="hold_expired",
+                detail_zh="该占号已转为预约，请取消预约",
             )
         if row["released_at"] is None:
             row = await self.pool.fetchrow(
@@ -491,7 +560,10 @@ class AppointmentService:
             )
             if row is None:
                 raise ProblemError(
-                    "this hold became a booking; cancel the booking", status=409, code="hold_expired"
+                    "this hold became a booking; cancel the booking",
+                    status=409,
+                    code="hold_expired",
+                    detail_zh="该占号已转为预约，请取消预约",
                 )
         if row["upstream_hold_id"] is not None:
             try:
@@ -513,6 +585,7 @@ class AppointmentService:
                 status=403,
                 code="booking_blocked",
                 extra={"blockedUntil": iso(standing.blocked_until)},
+                detail_zh="一个月内两次预约未到，网上预约已暂停",
             )
         return standing.warning
 
@@ -545,6 +618,7 @@ class AppointmentService:
                     status=409,
                     code="booking_cap_reached",
                     extra={"period": period, "limit": limit},
+                    detail_zh=f"已达预约上限：{zh}",
                 )
 
     async def book(
@@ -581,10 +655,18 @@ class AppointmentService:
                     )
                     if consumed is None:
                         raise ProblemError(
-                            "the hold has expired; choose a slot again", status=409, code="hold_expired"
+                            "the hold has expired; choose a slot again",
+                            status=409,
+                            code="hold_expired",
+                            detail_zh="占号已过期，请重新选择时段",
                         )
                 if taken >= capacity:
-                    raise ProblemError("every seat of this slot is taken", status=409, code="slot_full")
+                    raise ProblemError(
+                        "every seat of this slot is taken",
+                        status=409,
+                        code="slot_full",
+                        detail_zh="该时段已约满",
+                    )
                 row = await conn.fetchrow(
                     """
                     INSERT INTO bff.appointments
@@ -694,13 +776,23 @@ class AppointmentService:
             person_id,
         )
         if row is None:
-            raise ProblemError(f"no hold {hold_id[:64]}", status=404, code="hold_not_found")
+            raise ProblemError(
+                f"no hold {hold_id[:64]}",
+                status=404,
+                code="hold_not_found",
+                detail_zh=f"未找到占号 {hold_id[:64]}",
+            )
         if (
             row["consumed_at"] is not None
             or row["released_at"] is not None
             or row["expires_at"] <= datetime.now(UTC)
         ):
-            raise ProblemError("the hold has expired; choose a slot again", status=409, code="hold_expired")
+            raise ProblemError(
+                "the hold has expired; choose a slot again",
+                status=409,
+                code="hold_expired",
+                detail_zh="占号已过期，请重新选择时段",
+            )
         return row
 
     async def cancel(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded[AppointmentOut]:
@@ -717,6 +809,7 @@ class AppointmentService:
                 f"an appointment that is {row['status']} cannot be cancelled",
                 status=409,
                 code="appointment_not_cancellable",
+                detail_zh=f"状态为{_STATUS_ZH.get(row['status'], row['status'])}的预约不能取消",
             )
         intent = await self.pool.fetchrow(
             """
@@ -792,6 +885,7 @@ class AppointmentService:
                     f"an appointment that is {row['status']} cannot be rescheduled",
                     status=409,
                     code="appointment_not_reschedulable",
+                    detail_zh=f"状态为{_STATUS_ZH.get(row['status'], row['status'])}的预约不能改约",
                 )
             slot = await self._slot(slot_id)
             if (slot["hall_id"], slot["item_code"]) != (row["hall_id"], row["item_code"]):
@@ -799,13 +893,19 @@ class AppointmentService:
                     "a new time must be for the same item in the same hall",
                     status=422,
                     code="appointment_not_reschedulable",
+                    detail_zh="改约须为同一大厅的同一事项",
                 )
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._lock_person(conn, row["person_id"])
                 await self._check_caps(conn, row["person_id"], slot["starts_at"], ignore=row["id"])
                 capacity, taken = await self._lock_and_count(conn, slot["slot_id"])
                 if taken >= capacity:
-                    raise ProblemError("every seat of this slot is taken", status=409, code="slot_full")
+                    raise ProblemError(
+                        "every seat of this slot is taken",
+                        status=409,
+                        code="slot_full",
+                        detail_zh="该时段已约满",
+                    )
                 new = await conn.fetchrow(
                     """
                     INSERT INTO bff.appointments
@@ -879,6 +979,7 @@ class AppointmentService:
                 f"an appointment that is {row['status']} cannot be checked in",
                 status=409,
                 code="check_in_not_possible",
+                detail_zh=f"状态为{_STATUS_ZH.get(row['status'], row['status'])}的预约不能签到",
             )
         try:
             booking = await self.client.check_in(str(ctx.request_id), row["booking_no"])
@@ -951,7 +1052,7 @@ class AppointmentService:
             older_than_s,
             limit,
         )
-        done = 0
+        done = await self._void_holds(limit)
         for row in rows:
             try:
                 if row["status"] == "cancelling":
@@ -968,6 +1069,55 @@ class AppointmentService:
             except ProblemError:
                 continue
         return done
+
+    async def _void_holds(self, limit: int) -> int:
+        """Holds answered 503 after they were sent: the booking system may have made them, and
+        would keep that seat from other residents until its TTL. Void the request there (a late
+        arrival is refused) and release what it made. No age is waited for: the resident was told
+        it failed, and the void settles a request still on its way."""
+        ids = await self.pool.fetch(
+            """
+            SELECT id FROM bff.appointment_holds
+            WHERE in_doubt_at IS NOT NULL AND released_at IS NOT NULL AND upstream_hold_id IS NULL
+            ORDER BY in_doubt_at LIMIT $1
+            """,
+            limit,
+        )
+        done = 0
+        for found in ids:
+            try:
+                done += await self._void_hold(found["id"])
+            except (*IN_DOUBT, BookingRefused):
+                continue  # the next round asks again
+        return done
+
+    async def _void_hold(self, hold_id: uuid.UUID) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The row lock orders this against a retry of the resident's key taking the hold again.
+            row = await conn.fetchrow(
+                """
+                SELECT * FROM bff.appointment_holds
+                WHERE id = $1 AND in_doubt_at IS NOT NULL AND released_at IS NOT NULL
+                  AND upstream_hold_id IS NULL
+                FOR UPDATE SKIP LOCKED
+                """,
+                hold_id,
+            )
+            if row is None:
+                return 0
+            verdict = await self.client.void(_hold_request_id(row))
+            if verdict.done:
+                await self.client.release_hold(msgspec.convert(verdict.body, Hold).hold_id)
+            # A retry of the key after this asks the booking system with a new request id: the
+            # voided one is answered with what it was (a hold now released) or refused.
+            await conn.execute(
+                """
+                UPDATE bff.appointment_holds SET in_doubt_at = NULL, upstream_attempt = upstream_attempt + 1
+                WHERE id = $1
+                """,
+                hold_id,
+            )
+            return 1
 
     async def _resolve_cancel(self, row: asyncpg.Record) -> None:
         request_id = str(row["cancel_request_id"])
@@ -1072,6 +1222,13 @@ class AppointmentService:
                     ),
                 )
         return told
+
+
+def _hold_request_id(row: asyncpg.Record) -> str:
+    """The request id of a hold's current upstream attempt (the hold's own id until one is voided)."""
+    if row["upstream_attempt"] == 0:
+        return str(row["id"])
+    return str(uuid.uuid5(row["id"], f"hold-attempt-{row['upstream_attempt']}"))
 
 
 def _str_or_none(value: object) -> str | None:

@@ -15,8 +15,17 @@ from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, WebhookOutcome
 from bff.cases.service import CaseService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
-from bff.platform.openapi import signed_callback
+from bff.platform.openapi import linked, signed_callback
 from bff.platform.problems import english
+
+_CASE = {"case_id": "$response.body#/case/id"}
+# What an application's answer leads to: reading the case, answering its 补正.
+A_CASE = linked(
+    {
+        "GetCase": ("ApiV1CasesCaseIdGetCase", _CASE),
+        "AnswerSupplement": ("ApiV1CasesCaseIdSupplementsSupplement", _CASE),
+    }
+)
 
 
 class CaseController(Controller):
@@ -24,7 +33,12 @@ class CaseController(Controller):
     tags = ["cases"]
     guards = [residents_only, APPLYING_LEVEL]
 
-    @post("", summary="Apply for an item (form + materials; e-licences in place of uploads)", status_code=201)
+    @post(
+        "",
+        summary="Apply for an item (form + materials; e-licences in place of uploads)",
+        status_code=201,
+        operation_class=A_CASE,
+    )
     async def apply(
         self,
         request: Request[Any, Any, Any],

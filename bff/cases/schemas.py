@@ -19,6 +19,11 @@ define(
         "case_refused": (422, "办件系统拒绝了申请", "The case system refused the application"),
         "webhook_rejected": (401, "回调校验失败", "The webhook delivery was rejected"),
         "no_open_supplement": (409, "当前没有待补正事项", "There is no open correction request"),
+        "supplement_attempt_voided": (
+            409,
+            "该次补正提交已作废，请重新提交",
+            "That answer to the correction request was given up; submit it again",
+        ),
     },
 )
 

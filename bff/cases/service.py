@@ -18,7 +18,7 @@ import msgspec
 
 from adapters.cases import callback
 from adapters.cases.client import CaseClient, CaseRefused
-from adapters.cases.schemas import Application, MaterialRef
+from adapters.cases.schemas import Application, MaterialRef, SupplementReply
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from auth.principal import Principal
 from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
@@ -125,8 +125,8 @@ def _title(kind: str, data: dict[str, Any], english: bool) -> str:
     return en if english else zh
 
 
-def _invalid(code: str, detail: str, field: str) -> ProblemError:
-    return ProblemError(detail, status=422, code=code, extra={"field": field})
+def _invalid(code: str, detail: str, field: str, zh: str) -> ProblemError:
+    return ProblemError(detail, status=422, code=code, extra={"field": field}, detail_zh=zh)
 
 
 async def check_materials(
@@ -140,19 +140,33 @@ async def check_materials(
         spec = by_name.get(material.name)
         if spec is None:
             raise _invalid(
-                "materials_invalid", f"{field}: the guide asks for no material named {material.name!r}", field
+                "materials_invalid",
+                f"{field}: the guide asks for no material named {material.name!r}",
+                field,
+                f"{field}：办事指南未要求名为“{material.name}”的材料",
             )
         if material.name in seen:
-            raise _invalid("materials_invalid", f"{field}: {material.name!r} is given twice", field)
+            raise _invalid(
+                "materials_invalid",
+                f"{field}: {material.name!r} is given twice",
+                field,
+                f"{field}：“{material.name}”重复提交",
+            )
         seen.add(material.name)
         if (material.elicence is None) == (material.upload_id is None):
-            raise _invalid("materials_invalid", f"{field}: give exactly one of elicence and uploadId", field)
+            raise _invalid(
+                "materials_invalid",
+                f"{field}: give exactly one of elicence and uploadId",
+                field,
+                f"{field}：elicence 与 uploadId 须且只须给出一个",
+            )
         if material.elicence is not None:
             if spec.elicence_type is None or spec.elicence_type != material.elicence.type:
                 raise _invalid(
                     "materials_invalid",
                     f"{field}: no e-licence of that type can stand in for {material.name!r}",
                     field,
+                    f"{field}：该类电子证照不能替代“{material.name}”",
                 )
             refs.append(
                 MaterialRef(
@@ -166,7 +180,10 @@ async def check_materials(
             if upload is None:
                 # Someone else's upload looks exactly like a missing one.
                 raise _invalid(
-                    "materials_invalid", f"{field}: no upload {str(material.upload_id)[:64]}", field
+                    "materials_invalid",
+                    f"{field}: no upload {str(material.upload_id)[:64]}",
+                    field,
+                    f"{field}：未找到上传文件 {str(material.upload_id)[:64]}",
                 )
             refs.append(MaterialRef(name=material.name, kind="upload", reference=str(upload)))
     if require_all:
@@ -177,7 +194,10 @@ async def check_materials(
         ]
         if missing:
             raise _invalid(
-                "materials_invalid", "missing required materials: " + "、".join(missing), "materials"
+                "materials_invalid",
+                "missing required materials: " + "、".join(missing),
+                "materials",
+                "缺少必需材料：" + "、".join(missing),
             )
     return refs
 
@@ -435,19 +455,24 @@ class CaseService:
         if row is None:
             if not guide.channels.online:
                 raise ProblemError(
-                    "this item is handled in the hall only", status=422, code="item_not_online"
+                    "this item is handled in the hall only",
+                    status=422,
+                    code="item_not_online",
+                    detail_zh="该事项只能到大厅办理",
                 )
             if data.form.delivery_wanted and not guide.channels.mailable:
                 raise _invalid(
                     "form_invalid",
                     "form.deliveryWanted: results of this item cannot be mailed",
                     "form.deliveryWanted",
+                    "form.deliveryWanted：该事项的结果不能寄递",
                 )
             if data.form.delivery_wanted and not data.form.delivery_address:
                 raise _invalid(
                     "form_invalid",
                     "form.deliveryAddress: required when deliveryWanted",
                     "form.deliveryAddress",
+                    "form.deliveryAddress：选择寄递时必填",
                 )
             await check_materials(self.uploads, principal.person_id, guide, data.materials, require_all=True)
             row = await self.pool.fetchrow(
@@ -487,7 +512,10 @@ class CaseService:
         except CaseRefused as exc:
             await self.pool.execute("DELETE FROM bff.cases WHERE id = $1 AND project_no IS NULL", case_id)
             raise ProblemError(
-                f"the case system refused: {exc.detail}", status=422, code="case_refused"
+                f"the case system refused: {exc.detail}",
+                status=422,
+                code="case_refused",
+                detail_zh=f"案件系统拒绝了申请：{exc.detail}",
             ) from None
         except (UpstreamUnavailable, BadUpstreamAnswer) as exc:
             if fresh and isinstance(exc, NotSent):
@@ -500,6 +528,7 @@ class CaseService:
                 "the case system did not answer, so the outcome is not known yet: retry with the same"
                 " Idempotency-Key, or see your cases shortly",
                 headers=exc.headers or None,
+                detail_zh="案件系统未应答，结果尚不确定：请用同一 Idempotency-Key 重试，或稍后查看您的办件",
             ) from None
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -527,7 +556,7 @@ class CaseService:
             older_than_s,
             limit,
         )
-        settled = 0
+        settled = await self._settle_supplements(older_than_s, limit)
         for row in rows:
             try:
                 verdict = await self.client.void(str(row["id"]))
@@ -555,9 +584,51 @@ class CaseService:
             settled += 1
         return settled
 
+    async def _settle_supplements(self, older_than_s: int, limit: int) -> int:
+        """Answers to a 补正 whose reply never came (503, lost, a crash), from the case system's
+        truth about the request id: it has the answer (applied here: the timeline shows it and the
+        resident is told, since the case system cannot take a 补正 answer back), or it never got it
+        (voided there, so a late arrival is refused; ended failed, the 补正 open to answer again)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.case_supplement_answers
+            WHERE status = 'sending' AND created_at < now() - make_interval(secs => $1)
+            ORDER BY created_at LIMIT $2
+            """,
+            older_than_s,
+            limit,
+        )
+        settled = 0
+        for row in rows:
+            try:
+                verdict = await self.client.void(str(row["request_id"]))
+            except ProblemError:
+                continue
+            async with self.pool.acquire() as conn, conn.transaction():
+                if verdict.done:
+                    made = msgspec.convert(verdict.body, SupplementReply)
+                    await apply_event(conn, made.event, "reply", self.event_hook)
+                    await self.uploads.attach(conn, row["person_id"], list(row["upload_ids"]))
+                await _supplement_settled(conn, row["request_id"], "answered" if verdict.done else "failed")
+            settled += 1
+        return settled
+
     async def supplement(
         self, ctx: IdemContext, principal: Principal, case: asyncpg.Record, data: SupplementIn
     ) -> Recorded[CaseDetail]:
+        """Answer a 补正, intent first (`bff.case_supplement_answers`): an answer whose reply is lost
+        is settled by `resolve_submitting` from the case system's truth, never left to happen, or
+        not, behind the resident's back."""
+        attempt = await self.pool.fetchval(
+            "SELECT status FROM bff.case_supplement_answers WHERE request_id = $1", ctx.request_id
+        )
+        if attempt == "failed":
+            raise ProblemError(
+                "that answer was given up after the case system did not answer; submit it again",
+                status=409,
+                code="supplement_attempt_voided",
+                detail_zh="案件系统未应答，该次补正提交已作废，请重新提交",
+            )
         open_id = await self.open_supplement(self.pool, case["id"])
         done = await self.pool.fetchval(
             """
@@ -569,11 +640,26 @@ class CaseService:
         )
         if not done and (open_id is None or open_id != data.supplement_id):
             raise ProblemError(
-                "there is no open correction request with that id", status=409, code="no_open_supplement"
+                "there is no open correction request with that id",
+                status=409,
+                code="no_open_supplement",
+                detail_zh="没有该编号的待补正事项",
             )
         guide = await self.catalogue.guide(case["item_code"], case["region_code"])
         refs = await check_materials(
             self.uploads, principal.person_id, guide, data.materials, require_all=False
+        )
+        await self.pool.execute(
+            """
+            INSERT INTO bff.case_supplement_answers (request_id, case_id, person_id, supplement_id, upload_ids,
+                                                     status)
+            VALUES ($1, $2, $3, $4, $5, 'sending') ON CONFLICT (request_id) DO NOTHING
+            """,
+            ctx.request_id,
+            case["id"],
+            principal.person_id,
+            data.supplement_id,
+            _upload_ids(data.materials),
         )
         try:
             reply = await self.client.supplement(
@@ -584,10 +670,39 @@ class CaseService:
                 materials=refs,
             )
         except CaseRefused as exc:
-            raise ProblemError(exc.detail, status=409, code="no_open_supplement") from None
+            await self.pool.execute(
+                "DELETE FROM bff.case_supplement_answers WHERE request_id = $1 AND status = 'sending'",
+                ctx.request_id,
+            )
+            raise ProblemError(
+                exc.detail,
+                status=409,
+                code="no_open_supplement",
+                detail_zh=f"案件系统拒绝了补正：{exc.detail}",
+            ) from None
+        except (UpstreamUnavailable, BadUpstreamAnswer) as exc:
+            if isinstance(exc, NotSent):
+                # Never sent: nothing is left behind; a retry of the key starts afresh.
+                await self.pool.execute(
+                    "DELETE FROM bff.case_supplement_answers WHERE request_id = $1 AND status = 'sending'",
+                    ctx.request_id,
+                )
+                raise
+            await self.pool.execute(
+                "UPDATE bff.case_supplement_answers SET told_failed_at = now(), updated_at = now()"
+                " WHERE request_id = $1 AND status = 'sending'",
+                ctx.request_id,
+            )
+            raise UpstreamUnavailable(
+                "the case system did not answer, so it is not known yet whether the answer arrived: retry"
+                " with the same Idempotency-Key; otherwise the case shows shortly whether it went through",
+                headers=exc.headers or None,
+                detail_zh="案件系统未应答，尚不确定补正是否送达：请用同一 Idempotency-Key 重试；否则稍后办件会显示是否已提交",
+            ) from None
         async with self.pool.acquire() as conn, conn.transaction():
             await apply_event(conn, reply.event, "reply", self.event_hook)
             await self.uploads.attach(conn, principal.person_id, _upload_ids(data.materials))
+            await _supplement_settled(conn, ctx.request_id, "answered")
             return await ctx.finish(conn, await self.detail(conn, case["id"], english=False))
 
     @staticmethod
@@ -783,6 +898,15 @@ class CaseService:
             ),
             None,
         )
+
+
+async def _supplement_settled(conn: Conn, request_id: uuid.UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE bff.case_supplement_answers SET status = $2, updated_at = now()"
+        " WHERE request_id = $1 AND status = 'sending'",
+        request_id,
+        status,
+    )
 
 
 def _upload_ids(materials: list[MaterialIn]) -> list[str]:

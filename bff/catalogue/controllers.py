@@ -34,7 +34,12 @@ _CODE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 def _identifier(value: str, field: str) -> str:
     if not _CODE.match(value):
-        raise ProblemError(f"{field}: not a valid identifier", status=400, code="validation_failed")
+        raise ProblemError(
+            f"{field}: not a valid identifier",
+            status=400,
+            code="validation_failed",
+            detail_zh=f"{field}：不是有效的标识",
+        )
     return value
 
 

@@ -111,7 +111,7 @@ class GuideCache:
         with context.budget(self.budget_seconds):
             entry = await self.client.get_item(code, region)
         if entry is None or entry.status == "cancelled":
-            raise ItemNotFound(f"no service item {code}")
+            raise ItemNotFound(f"no service item {code}", detail_zh=f"未找到事项 {code}")
         body = msgspec.json.encode(shape_guide(entry))
         etag = 'W/"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         cached = CachedGuide(etag=etag, fetched_at=time.time(), body=body)

@@ -108,12 +108,13 @@ class Snapshot:
     halls: dict[str, HallRow]
     last_success_at: datetime | None
     item_names: dict[str, str] = field(default_factory=dict)  # name -> code
-    # Each main item's implementations: code -> region -> (online, bookable, department).
-    local: dict[str, dict[str, tuple[bool, bool, str]]] = field(default_factory=dict)
+    # Each main item's implementations: code -> region -> (online, bookable, mailable, department).
+    local: dict[str, dict[str, tuple[bool, bool, bool, str]]] = field(default_factory=dict)
 
-    def implementation(self, code: str, region: str) -> tuple[str, bool, bool, str] | None:
+    def implementation(self, code: str, region: str) -> tuple[str, bool, bool, bool, str] | None:
         """The most local implementation of `code` for a resident of `region` (the region, then the
-        regions above it): (region, online, bookable, department); None when none implements it."""
+        regions above it): (region, online, bookable, mailable, department); None when none
+        implements it."""
         found = self.local.get(code, {})
         for place in self.chain(region):
             if place in found:
@@ -329,7 +330,8 @@ class CatalogueMirror:
             region_rows = await conn.fetch("SELECT * FROM bff.catalogue_regions ORDER BY code")
             local_rows = await conn.fetch(
                 """
-                SELECT catalog_code, region_code, online, bookable, department FROM bff.catalogue_entries
+                SELECT catalog_code, region_code, online, bookable, mailable, department
+                FROM bff.catalogue_entries
                 WHERE status = 'active' AND parent_code IS NULL
                 """
             )
@@ -383,11 +385,12 @@ class CatalogueMirror:
             )
             for h in hall_rows
         }
-        local: dict[str, dict[str, tuple[bool, bool, str]]] = {}
+        local: dict[str, dict[str, tuple[bool, bool, bool, str]]] = {}
         for r in local_rows:
             local.setdefault(r["catalog_code"], {})[r["region_code"]] = (
                 r["online"],
                 r["bookable"],
+                r["mailable"],
                 r["department"],
             )
         guide_texts = {r["catalog_code"]: guide_sentences(bytes(r["body"])) for r in guide_rows}

@@ -128,6 +128,8 @@ class RegionTruth(Camel):
     region_code: str  # the region that implements it for the resident (theirs, the city or the province)
     online: bool
     bookable: bool
+    # The result is mailed (免费邮寄送达) rather than only handed over at the hall.
+    mailable: bool
     department: str
 
 

@@ -88,8 +88,8 @@ class _Envelope(msgspec.Struct):
     item: Guide
 
 
-def _bad(detail: str) -> ProblemError:
-    return ProblemError(detail, status=400, code="validation_failed")
+def _bad(detail: str, zh: str) -> ProblemError:
+    return ProblemError(detail, status=400, code="validation_failed", detail_zh=zh)
 
 
 def _near(near: str | None) -> tuple[float, float] | None:
@@ -97,10 +97,16 @@ def _near(near: str | None) -> tuple[float, float] | None:
         return None
     match = _NEAR.match(near)
     if not match:
-        raise _bad("near: expected `lat,lng` in degrees, e.g. 28.19,112.98")
+        raise _bad(
+            "near: expected `lat,lng` in degrees, e.g. 28.19,112.98",
+            "near：须为以度表示的 `纬度,经度`，如 28.19,112.98",
+        )
     lat, lng = float(match.group(1)), float(match.group(2))
     if not (-90 <= lat <= 90 and -180 <= lng <= 180):
-        raise _bad("near: latitude must be within ±90 and longitude within ±180")
+        raise _bad(
+            "near: latitude must be within ±90 and longitude within ±180",
+            "near：纬度须在 ±90 之内，经度须在 ±180 之内",
+        )
     return lat, lng
 
 
@@ -108,7 +114,10 @@ def _audience(audience: str | None) -> str | None:
     if audience is None or audience == "":
         return None
     if audience not in _AUDIENCES:
-        raise _bad("audience: one of person, legal (or 个人, 法人)")
+        raise _bad(
+            "audience: one of person, legal (or 个人, 法人)",
+            "audience：须为 person、legal（或 个人、法人）之一",
+        )
     return _AUDIENCES[audience]
 
 
@@ -189,6 +198,7 @@ class CatalogueService:
                 status=503,
                 code="catalogue_not_ready",
                 headers={"Retry-After": "30"},
+                detail_zh="事项目录尚未同步",
             )
         return snapshot
 
@@ -201,9 +211,12 @@ class CatalogueService:
         if region is None:
             return None
         if not _REGION.match(region):
-            raise _bad("region: must be a 6-digit region code")
+            raise _bad("region: must be a 6-digit region code", "region：须为 6 位行政区划代码")
         if snapshot.ready and region not in snapshot.regions:
-            raise _bad(f"region: {region} is not a region of Hunan; see /api/v1/regions")
+            raise _bad(
+                f"region: {region} is not a region of Hunan; see /api/v1/regions",
+                f"region：{region} 不是湖南省的行政区划，见 /api/v1/regions",
+            )
         return region
 
     def is_region(self, code: str) -> bool:
@@ -231,12 +244,13 @@ class CatalogueService:
                 f"q: at most {MAX_QUERY_CHARS} characters; try the name of the item or a few key words",
                 status=400,
                 code="query_too_long",
+                detail_zh=f"q：最多 {MAX_QUERY_CHARS} 个字符，请输入事项名称或几个关键词",
             )
         snapshot = self._ready()
         resident = self._region(snapshot, region)
         who = _audience(audience)
         if topic and topic not in {d.theme for d in snapshot.index.docs}:
-            raise _bad("topic: unknown topic; see /api/v1/topics")
+            raise _bad("topic: unknown topic; see /api/v1/topics", "topic：未知主题，见 /api/v1/topics")
         normalized = normalize(raw)
         # The echo is masked: a resident who types an ID or phone number must not see it in the page.
         info = QueryInfo(text=mask_text(raw), normalized=mask_text(normalized))
@@ -310,7 +324,7 @@ class CatalogueService:
     async def search_misses(self, days: int, limit: int, cursor: str | None) -> SearchMissPage:
         """Staff: the failed searches of the last `days` days (anonymised; see misses.py)."""
         if not 1 <= days <= _MAX_MISS_DAYS:
-            raise _bad(f"days: between 1 and {_MAX_MISS_DAYS}")
+            raise _bad(f"days: between 1 and {_MAX_MISS_DAYS}", f"days：须在 1 到 {_MAX_MISS_DAYS} 之间")
         await self.misses.flush()  # this process's latest counts too
         rows, withheld, since = await self.misses.export(days)
         items = [
@@ -328,7 +342,12 @@ class CatalogueService:
     def suggest(self, q: str | None, limit: int) -> SuggestPage:
         raw = q or ""
         if len(raw) > MAX_QUERY_CHARS:
-            raise ProblemError(f"q: at most {MAX_QUERY_CHARS} characters", status=400, code="query_too_long")
+            raise ProblemError(
+                f"q: at most {MAX_QUERY_CHARS} characters",
+                status=400,
+                code="query_too_long",
+                detail_zh=f"q：最多 {MAX_QUERY_CHARS} 个字符",
+            )
         snapshot = self._ready()
         key = (raw, limit)
         page: SuggestPage | None = self.mirror.suggestions.get(key, snapshot.version)
@@ -389,7 +408,10 @@ class CatalogueService:
             if row is not None:
                 if row.status != "active":
                     raise ProblemError(
-                        f"service item {code} has been cancelled", status=410, code="item_cancelled"
+                        f"service item {code} has been cancelled",
+                        status=410,
+                        code="item_cancelled",
+                        detail_zh=f"事项 {code} 已取消",
                     )
                 return msgspec.json.decode(row.body, type=Guide)
         reply = await self.guides.get(code, region)
@@ -410,7 +432,12 @@ class CatalogueService:
         if row is None:
             return None
         if row.status != "active":
-            raise ProblemError(f"service item {code} has been cancelled", status=410, code="item_cancelled")
+            raise ProblemError(
+                f"service item {code} has been cancelled",
+                status=410,
+                code="item_cancelled",
+                detail_zh=f"事项 {code} 已取消",
+            )
         if origin is None and resident is not None:
             seat = snapshot.regions[resident]
             origin = (seat.lat, seat.lng)
@@ -481,7 +508,12 @@ class CatalogueService:
         snapshot = self._ready()
         hall = snapshot.halls.get(hall_id)
         if hall is None:
-            raise ProblemError(f"no service hall {hall_id}", status=404, code="hall_not_found")
+            raise ProblemError(
+                f"no service hall {hall_id}",
+                status=404,
+                code="hall_not_found",
+                detail_zh=f"未找到服务大厅 {hall_id}",
+            )
         return _hall_card(snapshot, hall, _near(near))
 
     def life_events(self, region: str | None, limit: int, cursor: str | None) -> LifeEventPage:
@@ -497,7 +529,12 @@ class CatalogueService:
         for event in self.mirror.life_events:
             if event.id == event_id:
                 return _life_event(snapshot, event, resident)
-        raise ProblemError(f"no life event {event_id[:64]}", status=404, code="life_event_not_found")
+        raise ProblemError(
+            f"no life event {event_id[:64]}",
+            status=404,
+            code="life_event_not_found",
+            detail_zh=f"未找到主题 {event_id[:64]}",
+        )
 
 
 def _life_event(snapshot: Snapshot, event: LifeEvent, resident: str | None) -> LifeEventOut:

@@ -75,6 +75,7 @@ def _record(entry: ItemEntry, run: int, now: datetime, encoder: msgspec.json.Enc
         entry.department,
         entry.is_online,
         entry.is_schedule,
+        entry.is_express,
         _STATUSES.get(entry.status, "cancelled"),
         entry.task_version,
         _etag(body),
@@ -97,6 +98,7 @@ _PAGE_COLUMNS = [
     "department",
     "online",
     "bookable",
+    "mailable",
     "status",
     "version",
     "etag",
@@ -115,7 +117,7 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
             CREATE TEMP TABLE IF NOT EXISTS sync_page (
                 catalog_code text, region_code text, parent_code text, scenario text, name text,
                 audience text, theme text, kind text, department text, online boolean,
-                bookable boolean, status text, version integer, etag text, upstream_seq bigint,
+                bookable boolean, mailable boolean, status text, version integer, etag text, upstream_seq bigint,
                 synced_at timestamptz, sync_run bigint, body bytea
             ) ON COMMIT DELETE ROWS
             """,
@@ -151,15 +153,18 @@ async def _write_page(conn: Conn, records: list[tuple[object, ...]]) -> int:
             """
             INSERT INTO bff.catalogue_entries AS e (
                 catalog_code, region_code, parent_code, scenario, name, audience, theme, kind,
-                department, online, bookable, status, version, etag, upstream_seq, synced_at, sync_run)
+                department, online, bookable, mailable, status, version, etag, upstream_seq, synced_at,
+                sync_run)
             SELECT DISTINCT ON (catalog_code, region_code)
                 catalog_code, region_code, parent_code, scenario, name, audience, theme, kind,
-                department, online, bookable, status, version, etag, upstream_seq, synced_at, sync_run
+                department, online, bookable, mailable, status, version, etag, upstream_seq, synced_at,
+                sync_run
             FROM sync_page ORDER BY catalog_code, region_code, upstream_seq DESC
             ON CONFLICT (catalog_code, region_code) DO UPDATE SET
                 parent_code = excluded.parent_code, scenario = excluded.scenario, name = excluded.name,
                 audience = excluded.audience, theme = excluded.theme, kind = excluded.kind,
                 department = excluded.department, online = excluded.online, bookable = excluded.bookable,
+                mailable = excluded.mailable,
                 status = excluded.status, version = excluded.version, etag = excluded.etag,
                 upstream_seq = excluded.upstream_seq,
                 synced_at = CASE WHEN e.etag = excluded.etag AND e.status = excluded.status

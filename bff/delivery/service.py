@@ -128,7 +128,10 @@ class DeliveryService:
                 "DELETE FROM bff.shipments WHERE id = $1 AND waybill_no IS NULL", row["id"]
             )
             raise ProblemError(
-                f"the courier refused: {exc.detail}", status=422, code="courier_refused"
+                f"the courier refused: {exc.detail}",
+                status=422,
+                code="courier_refused",
+                detail_zh=f"快递公司拒绝了寄递：{exc.detail}",
             ) from None
         return created.waybill_no
 
@@ -200,17 +203,22 @@ class DeliveryService:
                 "the result of this case is already being mailed",
                 status=409,
                 code="delivery_already_requested",
+                detail_zh="该办件的结果已在寄递中",
             )
         if case["status"] != "concluded" or case["result_code"] not in MAILABLE_RESULTS:
             raise ProblemError(
                 "only a concluded case with an issued result can be mailed",
                 status=409,
                 code="no_result_to_mail",
+                detail_zh="只有已办结且出证的办件才能寄递",
             )
         guide = await self.catalogue.guide(case["item_code"], case["region_code"])
         if not guide.channels.mailable:
             raise ProblemError(
-                "results of this item are handed out at the hall", status=422, code="item_not_mailable"
+                "results of this item are handed out at the hall",
+                status=422,
+                code="item_not_mailable",
+                detail_zh="该事项的结果只能到大厅领取",
             )
         address_id, recipient = await self.addresses.recipient(principal, data.address_id)
         hall = guide.halls[0] if guide.halls else None
@@ -240,6 +248,7 @@ class DeliveryService:
                 "the result of this case is already being mailed",
                 status=409,
                 code="delivery_already_requested",
+                detail_zh="该办件的结果已在寄递中",
             ) from None
         assert row is not None
         return row

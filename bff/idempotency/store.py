@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from adapters.errors import ProblemError
 from auth import ratelimit
 from bff.platform.logs import get_logger
-from bff.platform.problems import PROBLEM_MEDIA_TYPE, define, render
+from bff.platform.problems import PROBLEM_MEDIA_TYPE, define, localized, render
 from bff.platform.responses import recorded
 
 # A plain or a pooled connection: both run the same statements.
@@ -120,6 +120,7 @@ class IdemContext:
                 status=409,
                 code="idempotency_in_progress",
                 headers={"Retry-After": "1"},
+                detail_zh="请求耗时过长，已由重试接手",
             )
         return Recorded(status=status, media_type=media_type, body=body)
 
@@ -175,6 +176,7 @@ class IdempotencyStore:
                 code="rate_limited",
                 headers={"Retry-After": str(retry_after)},
                 extra={"retryAfter": retry_after},
+                detail_zh=f"每 {self.write_window_s:g} 秒最多 {self.write_rate} 次修改，请稍后再试",
             )
 
     async def run(
@@ -187,12 +189,14 @@ class IdempotencyStore:
                 "send an Idempotency-Key header (a fresh random value per intended action)",
                 status=400,
                 code="idempotency_key_missing",
+                detail_zh="请发送 Idempotency-Key 请求头（每个操作一个新的随机值）",
             )
         if not _KEY.match(key):
             raise ProblemError(
                 "Idempotency-Key must be 8 to 128 printable ASCII characters",
                 status=400,
                 code="validation_failed",
+                detail_zh="Idempotency-Key 须为 8 到 128 个可打印 ASCII 字符",
             )
         body = await request.body()
         print_ = fingerprint(request.method, request.url.path, body)
@@ -207,12 +211,14 @@ class IdempotencyStore:
             if exc.status >= 500 or exc.code == "idempotency_in_progress":
                 await self._release(subject, key)
                 raise
-            # A refusal changed nothing; it is the answer to this key from now on.
+            # A refusal changed nothing; it is the answer to this key from now on (in the language
+            # it was first given in: a replay is byte for byte).
+            language = request.headers.get("accept-language", "")
             problem = render(
                 exc.status,
                 exc.code,
-                exc.detail,
-                accept_language=request.headers.get("accept-language", ""),
+                localized(exc.detail, exc.detail_zh, language),
+                accept_language=language,
                 instance=request.url.path,
                 extra=exc.extra,
             )
@@ -280,6 +286,7 @@ class IdempotencyStore:
                     "this Idempotency-Key was already used with a different request",
                     status=422,
                     code="idempotency_key_reused",
+                    detail_zh="该 Idempotency-Key 已用于另一个请求",
                 )
             if row["state"] == "done":
                 return row
@@ -288,12 +295,14 @@ class IdempotencyStore:
                 status=409,
                 code="idempotency_in_progress",
                 headers={"Retry-After": "1"},
+                detail_zh="相同 Idempotency-Key 的请求仍在处理中",
             )
         raise ProblemError(
             "a request with this Idempotency-Key is still being processed",
             status=409,
             code="idempotency_in_progress",
             headers={"Retry-After": "1"},
+            detail_zh="相同 Idempotency-Key 的请求仍在处理中",
         )
 
     async def _release(self, subject: str, key: str) -> None:

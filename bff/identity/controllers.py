@@ -225,7 +225,7 @@ class MeController(Controller):
         rt = auth
         person = await persons.load(rt.pool, rt.crypto, principal.person_id)
         if person is None:
-            raise ProblemError("no such person", status=404, code="not_found")
+            raise ProblemError("no such person", status=404, code="not_found", detail_zh="未找到此人")
         await audit.record(
             rt.pool,
             subject=principal.person_id,
@@ -293,7 +293,12 @@ class MeController(Controller):
         session_id: FromPath[Any],
     ) -> None:
         if not await logout.end_session(auth, principal, str(session_id), now=_now()):
-            raise ProblemError("no such live session of yours", status=404, code="not_found")
+            raise ProblemError(
+                "no such live session of yours",
+                status=404,
+                code="not_found",
+                detail_zh="没有您的这个有效会话",
+            )
 
 
 @get("/.well-known/jwks.json", tags=["identity"], summary="Public keys of access tokens (incl. the next one)")
@@ -320,7 +325,12 @@ class StaffKioskController(Controller):
         try:
             public_key = base64.b64decode(data.public_key, validate=True)
         except (binascii.Error, ValueError):
-            raise ProblemError("publicKey: not base64", status=400, code="validation_failed") from None
+            raise ProblemError(
+                "publicKey: not base64",
+                status=400,
+                code="validation_failed",
+                detail_zh="publicKey：不是 base64",
+            ) from None
         await kiosks.register(
             auth,
             principal,

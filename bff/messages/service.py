@@ -261,7 +261,12 @@ class MessageService:
     ) -> Recorded[SubscriptionsOut]:
         unknown = sorted(set(data.results) - KNOWN_TEMPLATES)
         if unknown:
-            raise ProblemError(f"unknown template ids: {unknown}", status=422, code="unknown_template")
+            raise ProblemError(
+                f"unknown template ids: {unknown}",
+                status=422,
+                code="unknown_template",
+                detail_zh=f"未知的模板编号：{unknown}",
+            )
         async with self.pool.acquire() as conn, conn.transaction():
             openid = await conn.fetchval(
                 "SELECT openid FROM bff.sessions WHERE id = $1", uuid.UUID(principal.session_id)
@@ -271,6 +276,7 @@ class MessageService:
                     "subscribe messages are chosen in a mini-program session",
                     status=409,
                     code="wechat_not_bound",
+                    detail_zh="订阅消息只能在小程序会话中选择",
                 )
             rows = await self.ledger.record_choices(
                 conn, principal.person_id, openid, data.results, principal.channel
@@ -299,11 +305,17 @@ class MessageService:
             for ch, enabled in switches.items():
                 if (category, ch) in LOCKED and not enabled:
                     raise ProblemError(
-                        f"{category}/{ch} cannot be switched off", status=422, code="preference_locked"
+                        f"{category}/{ch} cannot be switched off",
+                        status=422,
+                        code="preference_locked",
+                        detail_zh=f"{category}/{ch} 不能关闭",
                     )
         if (data.quiet_start is None) != (data.quiet_end is None):
             raise ProblemError(
-                "quiet hours need both a start and an end", status=400, code="validation_failed"
+                "quiet hours need both a start and an end",
+                status=400,
+                code="validation_failed",
+                detail_zh="免打扰时段须同时给出开始和结束时间",
             )
         async with self.pool.acquire() as conn, conn.transaction():
             prefs = await self.ledger.set_preferences(

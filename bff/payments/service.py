@@ -123,12 +123,18 @@ class PaymentService:
         fee = await self.cases.open_fee(principal, case_id)
         if fee is None:
             raise ProblemError(
-                "the case system has issued no fee for this case", status=409, code="no_fee_due"
+                "the case system has issued no fee for this case",
+                status=409,
+                code="no_fee_due",
+                detail_zh="案件系统未对该办件开具费用",
             )
         trade_type = TRADE_TYPES.get(principal.channel)
         if trade_type is None:
             raise ProblemError(
-                "residents pay in the app, mini-program or kiosk", status=403, code="forbidden"
+                "residents pay in the app, mini-program or kiosk",
+                status=403,
+                code="forbidden",
+                detail_zh="居民请在 App、小程序或自助终端缴费",
             )
         row = await self.pool.fetchrow("SELECT * FROM bff.payment_orders WHERE id = $1", ctx.request_id)
         if row is None:
@@ -140,6 +146,7 @@ class PaymentService:
                 f"an open {row['trade_type']} order exists for this fee until {china_time(row['time_expire'])}",
                 status=409,
                 code="payment_open_elsewhere",
+                detail_zh=f"该费用已有未关闭的{row['trade_type']}订单，有效至 {china_time(row['time_expire'])}",
             )
         row = await self._ensure_prepay(row)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -164,14 +171,22 @@ class PaymentService:
     ) -> asyncpg.Record:
         if fee.paid_upstream:
             raise ProblemError(
-                "the case system already has this fee as paid", status=409, code="fee_already_paid"
+                "the case system already has this fee as paid",
+                status=409,
+                code="fee_already_paid",
+                detail_zh="案件系统显示该费用已缴纳",
             )
         openid = None
         if trade_type == "JSAPI":
             session = await sessions.get(self.pool, principal.session_id)
             openid = session.openid if session is not None else None
             if not openid:
-                raise ProblemError("no WeChat openid in this session", status=409, code="payer_unknown")
+                raise ProblemError(
+                    "no WeChat openid in this session",
+                    status=409,
+                    code="payer_unknown",
+                    detail_zh="本会话没有微信 openid",
+                )
         now = datetime.now(UTC).replace(microsecond=0)
         # Payable until the end of the fee's payable-by day (China time), at most `expire_s` from
         # now, and at least WeChat's minimum of one minute.
@@ -184,6 +199,7 @@ class PaymentService:
                 f"the fee was payable by {fee.payable_by}; ask the department or pay at a bank with the code",
                 status=409,
                 code="fee_overdue",
+                detail_zh=f"该费用须在 {fee.payable_by} 前缴纳；请联系部门或凭缴款码到银行缴纳",
             )
         expire = min(now + timedelta(seconds=self.expire_s), due.astimezone(UTC))
         row = await self.pool.fetchrow(
@@ -217,7 +233,12 @@ class PaymentService:
                 fee.fee_id,
             )
             if row is None:
-                raise ProblemError("the order was closed meanwhile; try again", status=409, code="conflict")
+                raise ProblemError(
+                    "the order was closed meanwhile; try again",
+                    status=409,
+                    code="conflict",
+                    detail_zh="订单已被关闭，请重试",
+                )
         else:
             await audit.record(
                 self.pool,
@@ -248,7 +269,12 @@ class PaymentService:
             if exc.reason == "ORDERPAID":
                 await self._sync(row, "query")
                 return await self._row(row["id"])
-            raise ProblemError(exc.detail, status=502, code="payment_upstream_refused") from None
+            raise ProblemError(
+                exc.detail,
+                status=502,
+                code="payment_upstream_refused",
+                detail_zh=f"微信支付拒绝了下单：{exc.detail}",
+            ) from None
         updated = await self.pool.fetchrow(
             """
             UPDATE bff.payment_orders SET status = 'paying', trade_state = 'NOTPAY', prepay_id = $2,
@@ -419,7 +445,12 @@ class PaymentService:
         except (msgspec.ValidationError, msgspec.DecodeError):
             outcome = "mismatch:resource"
         if outcome == "unknown":
-            exc2 = ProblemError("no order of ours has that number", status=400, code="payment_order_unknown")
+            exc2 = ProblemError(
+                "no order of ours has that number",
+                status=400,
+                code="payment_order_unknown",
+                detail_zh="没有该编号的订单",
+            )
             await self._refused("unknown_out_trade_no", verified.notification_id, exc2)
             raise exc2
         if outcome.startswith("mismatch:"):
@@ -427,6 +458,7 @@ class PaymentService:
                 f"the notification does not match our order ({outcome[9:]})",
                 status=400,
                 code="payment_notification_mismatch",
+                detail_zh=f"通知与我方订单不符（{outcome[9:]}）",
             )
             await self._refused(outcome, verified.notification_id, exc3)
             raise exc3

@@ -49,7 +49,25 @@ async def owned(
             channel=principal.channel,
         )
         log.warning("object_access_denied", kind=kind)
-    raise ProblemError(f"no {kind} {object_id}", status=404, code=f"{kind}_not_found")
+    raise ProblemError(
+        f"no {kind} {object_id}",
+        status=404,
+        code=f"{kind}_not_found",
+        detail_zh=f"未找到{_KIND_ZH.get(kind, kind)} {object_id}",
+    )
+
+
+# The objects residents are refused in Chinese by name.
+_KIND_ZH = {
+    "address": "地址",
+    "appointment": "预约",
+    "case": "办件",
+    "delivery": "寄递",
+    "message": "消息",
+    "payment": "缴费",
+    "rating": "评价",
+    "upload": "上传文件",
+}
 
 
 def parse_uuid(value: str, kind: str) -> Any:
@@ -58,4 +76,9 @@ def parse_uuid(value: str, kind: str) -> Any:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ProblemError(f"no {kind} {value[:64]}", status=404, code=f"{kind}_not_found") from None
+        raise ProblemError(
+            f"no {kind} {value[:64]}",
+            status=404,
+            code=f"{kind}_not_found",
+            detail_zh=f"未找到{_KIND_ZH.get(kind, kind)} {value[:64]}",
+        ) from None

@@ -10,7 +10,9 @@ its signature. What it cannot know is added here, once, from the app itself (nev
 - the request body of routes that take raw bytes (uploads);
 - for the callbacks upstream systems send us, their signature headers (required) and the
   `x-signed-callback` extension naming the sender, so client generators and readers know the
-  operation is not one the app calls (and takes no Idempotency-Key: the sender's event id is the key).
+  operation is not one the app calls (and takes no Idempotency-Key: the sender's event id is the key);
+- OpenAPI links from an answer to the operations that take what it names (`linked`): a booking's
+  id to reading, cancelling and moving it; client generators and the stateful tests follow them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPIMediaType,
+    OpenAPIResponse,
     Operation,
     Parameter,
     Reference,
@@ -134,6 +138,26 @@ def signed_callback(sender: str, headers: Sequence[str]) -> type[Operation]:
             self.parameters = [*(self.parameters or []), *required]
 
     return SignedCallbackOperation
+
+
+def linked(links: dict[str, tuple[str, dict[str, str]]]) -> type[Operation]:
+    """The operation class of a route whose success answer names what other operations take:
+    `{link name: (target operationId, {target parameter: runtime expression})}`, e.g.
+    `{"GetAppointment": ("ApiV1AppointmentsAppointmentIdGetAppointment",
+    {"appointment_id": "$response.body#/id"})}`. The contract test checks every target exists."""
+    made = {
+        name: Link(operation_id=target, parameters=dict(parameters))
+        for name, (target, parameters) in links.items()
+    }
+
+    @dataclass
+    class LinkedOperation(Operation):
+        def __post_init__(self) -> None:
+            for status, response in (self.responses or {}).items():
+                if str(status).startswith("2") and isinstance(response, OpenAPIResponse):
+                    response.links = {**(response.links or {}), **made}
+
+    return LinkedOperation
 
 
 _DEVICE_GUARDS = frozenset({kiosk_signed, kiosk_signed_if_sent})

@@ -70,7 +70,10 @@ class RatingService:
         if row is None:
             if case["status"] not in ("concluded", "delivering", "delivered", "rated"):
                 raise ProblemError(
-                    "a case can be rated once it is concluded", status=409, code="case_not_concluded"
+                    "a case can be rated once it is concluded",
+                    status=409,
+                    code="case_not_concluded",
+                    detail_zh="办件办结后才能评价",
                 )
             expected = INDICATORS[case["channel"]]
             if set(data.indicators) != set(expected):
@@ -79,6 +82,7 @@ class RatingService:
                     status=422,
                     code="indicators_invalid",
                     extra={"expected": list(expected)},
+                    detail_zh="评价指标须恰为：" + "、".join(expected),
                 )
             row = await self.pool.fetchrow(
                 """
@@ -95,7 +99,9 @@ class RatingService:
                 data.comment,
             )
             if row is None:
-                raise ProblemError("one rating per case", status=409, code="already_rated")
+                raise ProblemError(
+                    "one rating per case", status=409, code="already_rated", detail_zh="每个办件只能评价一次"
+                )
         try:
             upstream = await self.client.rate(
                 request_id=str(rating_id),
@@ -110,7 +116,10 @@ class RatingService:
             await self.pool.execute("DELETE FROM bff.ratings WHERE id = $1 AND status = 'pending'", rating_id)
             code = "already_rated" if exc.reason == "already_rated" else "indicators_invalid"
             raise ProblemError(
-                exc.detail, status=409 if code == "already_rated" else 422, code=code
+                exc.detail,
+                status=409 if code == "already_rated" else 422,
+                code=code,
+                detail_zh=f"评价系统拒绝了评价：{exc.detail}",
             ) from None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(

@@ -131,12 +131,15 @@ def check(content: bytes, declared_type: str, file_name: str) -> tuple[str, str]
     """The media type the content really has, when it is allowed and agrees with what was said,
     and the name to keep."""
     if not content:
-        raise ProblemError("the file is empty", status=422, code="upload_empty")
+        raise ProblemError("the file is empty", status=422, code="upload_empty", detail_zh="文件为空")
     file_name = clean_name(file_name)
     detected = sniff(content)
     if detected is None:
         raise ProblemError(
-            "only PDF, JPEG and PNG files are accepted", status=422, code="upload_type_not_allowed"
+            "only PDF, JPEG and PNG files are accepted",
+            status=422,
+            code="upload_type_not_allowed",
+            detail_zh="只接受 PDF、JPEG 和 PNG 文件",
         )
     declared = declared_type.split(";", 1)[0].strip().lower()
     suffix = os.path.splitext(file_name)[1].lower()
@@ -148,6 +151,7 @@ def check(content: bytes, declared_type: str, file_name: str) -> tuple[str, str]
             f"the content is {detected}, not what the name or Content-Type says",
             status=422,
             code="upload_type_mismatch",
+            detail_zh=f"文件内容为 {detected}，与文件名或 Content-Type 不符",
         )
     if not only_itself(content, detected):
         raise ProblemError(
@@ -233,6 +237,7 @@ class UploadService:
                 status=409,
                 code="upload_quota_exceeded",
                 extra={"quotaCount": self.quota_count, "quotaBytes": self.quota_bytes},
+                detail_zh=f"最多 {self.quota_count} 个文件或 {self.quota_bytes} 字节可等待用于申请；请提交申请，或等待未用文件过期",
             )
 
     async def attach(self, conn: Any, person_id: str, upload_ids: list[str]) -> None:
@@ -266,7 +271,10 @@ class UploadService:
 
     def too_large(self) -> ProblemError:
         return ProblemError(
-            f"files are limited to {self.max_bytes} bytes", status=413, code="payload_too_large"
+            f"files are limited to {self.max_bytes} bytes",
+            status=413,
+            code="payload_too_large",
+            detail_zh=f"文件最大 {self.max_bytes} 字节",
         )
 
     def accept(self, content: bytes, declared_type: str, file_name: str) -> tuple[str, str]:
