@@ -27,6 +27,7 @@ from adapters.booking.client import BookingClient
 from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
 from adapters.courier.client import CourierClient
+from adapters.elicence.client import ElicenceClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
 from adapters.pushgw.client import PushGatewayClient
@@ -123,6 +124,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "courier": Upstream("courier", settings.courier_url, policy(settings)),
         "pushgw": Upstream("pushgw", settings.pushgw_url, policy(settings)),
         "sms": Upstream("sms", settings.sms_url, policy(settings)),
+        "elicence": Upstream("elicence", settings.elicence_url, policy(settings)),
     }
 
 
@@ -233,6 +235,7 @@ class Root:
     relay: Relay
     consumer: Consumer
     messages: MessageService
+    elicence: ElicenceClient
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -252,6 +255,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     case_client = CaseClient(ups["cases"])
     rating_client = RatingClient(ups["ratings"])
     courier = CourierClient(ups["courier"])
+    elicence = ElicenceClient(ups["elicence"], settings.elicence_client_id, settings.elicence_secret)
 
     # Identity.
     auth = AuthRuntime(
@@ -477,6 +481,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         relay=relay,
         consumer=consumer,
         messages=messages,
+        elicence=elicence,
         jobs=jobs,
         loops=loops,
     )
