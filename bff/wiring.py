@@ -53,6 +53,7 @@ from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
+from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -182,6 +183,12 @@ def audit_anchor_key(settings: Settings) -> bytes:
     return hashlib.sha256(f"audit-anchor:{settings.auth_dev_seed}".encode()).digest()
 
 
+def licence_show_key(settings: Settings) -> bytes:
+    if settings.licence_show_key:
+        return settings.licence_show_key.encode()
+    return hashlib.sha256(f"licence-show:{settings.auth_dev_seed}".encode()).digest()
+
+
 def wechatpay_client(settings: Settings, upstream: Upstream) -> WeChatPayClient:
     """The merchant's key from its file; empty outside prod: the dev merchant's (settings refuse
     that in prod)."""
@@ -236,6 +243,7 @@ class Root:
     consumer: Consumer
     messages: MessageService
     elicence: ElicenceClient
+    licences: LicenceService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -421,6 +429,15 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         heartbeat_s=settings.push_sse_heartbeat_s,
     )
 
+    # E-licences: the wallet, 亮证 and its counter check, and who used my data.
+    licences = LicenceService(
+        pool,
+        elicence,
+        auth.crypto,
+        show_key=licence_show_key(settings),
+        show_ttl_s=settings.licence_show_ttl_s,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -482,6 +499,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         consumer=consumer,
         messages=messages,
         elicence=elicence,
+        licences=licences,
         jobs=jobs,
         loops=loops,
     )

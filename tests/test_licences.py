@@ -1,0 +1,270 @@
+"""Issue 13 §2-3: the e-licence wallet, 亮证 and the counter's check, and "who used my data", over
+the app with real PostgreSQL, Redis and the e-licence library sandbox over HTTP.
+
+What must be shown: a licence shown, checked by a counter, the check repeated (refused), expired
+(refused) and forged (refused); the check appears in the resident's data-access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.auth_helpers import login_resident, staff_headers
+from tests.test_journey_helpers import auth, key
+from tests.test_sandbox_elicence import DEPT, DRIVING, ID_CARD
+
+COUNTER = {"departmentCode": DEPT["department_code"], "departmentName": DEPT["department_name"]}
+
+
+async def resident_with_licences(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, *, level: int = 3
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A resident logged in on the app, holding an ID card (long-term) and a driving licence."""
+    who = await login_resident(client, sandbox, channel="app", level=level)
+    person = who["resident"]
+    made = {}
+    for name, extra in (
+        ("id", {"type_code": ID_CARD, "issuer": "ga"}),
+        ("driving", {"type_code": DRIVING, "issuer": "jj", "valid_to": "2032-06-30", "trust_grade": "B"}),
+    ):
+        body = {"holder_code": person["id_card_number"], "holder_name": person["name"], **extra}
+        response = await sandbox.post("/_control/elicence/licences", json=body)
+        assert response.status_code == 201, response.text
+        made[name] = response.json()
+    return who, made
+
+
+async def show(client: httpx.AsyncClient, who: dict[str, Any], licence_id: str) -> dict[str, Any]:
+    response = await client.post(f"/api/v1/licences/{licence_id}/show", headers=auth(who, key()))
+    assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def check(
+    client: httpx.AsyncClient, payload: str, idem: str | None = None, **extra: Any
+) -> httpx.Response:
+    headers = {**staff_headers(client), "Idempotency-Key": idem or key()}
+    body = {"payload": payload, "purpose": "办理业务核验身份", **COUNTER, **extra}
+    return await client.post("/api/v1/staff/licence-checks", json=body, headers=headers)
+
+
+async def test_wallet_lists_masked_licences_with_grade_validity_and_watermark(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    who, made = await resident_with_licences(client, sandbox, level=2)
+    id_number = who["resident"]["id_card_number"]
+    listed = await client.get("/api/v1/licences", headers=auth(who))
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["cache-control"] == "no-store"
+    assert id_number not in listed.text and who["resident"]["name"] not in listed.text
+    items = {i["typeCode"]: i for i in listed.json()["items"]}
+    card, driving = items[ID_CARD], items[DRIVING]
+    assert card["number"] == id_number[:3] + "*" * 11 + id_number[-4:]
+    assert card["longTerm"] is True and card["validTo"] is None and card["status"] == "valid"
+    assert (driving["trustGrade"], driving["validTo"], driving["longTerm"]) == ("B", "2032-06-30", False)
+    assert driving["trustGradeText"] == "已在窗口与原件核对"
+
+    detail = await client.get(f"/api/v1/licences/{made['driving']['licence_id']}", headers=auth(who))
+    assert detail.status_code == 200 and detail.headers["cache-control"] == "no-store"
+    text = detail.json()["watermarkText"]
+    assert text.startswith(
+        f"此件由{made['driving']['issuer_name']}提供，仅供办理政务服务事项时使用，有效期至"
+    )
+    # Personal-data reads are audited like the other personal routes.
+    actions = await db.fetch(
+        "SELECT action, result FROM bff.audit_log WHERE subject = $1 ORDER BY seq", who["person_id"]
+    )
+    assert {("licence.list", "masked"), ("licence.read", "masked")} <= {tuple(a) for a in actions}
+
+    # Another resident's licence is answered like a missing one, and the attempt is audited.
+    other, _ = await resident_with_licences(client, sandbox, level=2)
+    stranger = await client.get(f"/api/v1/licences/{made['driving']['licence_id']}", headers=auth(other))
+    assert stranger.status_code == 404 and stranger.json()["code"] == "licence_not_found"
+    missing = await client.get("/api/v1/licences/EL0000000000000000", headers=auth(other))
+    assert missing.status_code == 404 and missing.json()["code"] == "licence_not_found"
+    denied = await db.fetchval(
+        "SELECT count(*) FROM bff.audit_log WHERE subject = $1 AND result = 'denied_not_owner'",
+        other["person_id"],
+    )
+    assert denied == 1
+
+
+async def test_shown_licence_checked_once_then_repeated_expired_and_forged_refused(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    who, made = await resident_with_licences(client, sandbox)
+    shown = await show(client, who, made["id"]["licence_id"])
+    assert shown["payload"].startswith("SXL1.") and shown["ttlSeconds"] == 120
+    assert who["resident"]["id_card_number"] not in json.dumps(shown)
+
+    idem = key()
+    first = await check(client, shown["payload"], idem)
+    assert first.status_code == 200, first.text
+    assert first.headers["cache-control"] == "no-store"
+    verified = first.json()
+    assert verified["result"] == "verified" and verified["departmentName"] == DEPT["department_name"]
+    assert verified["licence"]["id"] == made["id"]["licence_id"]
+    assert who["resident"]["id_card_number"] not in first.text
+    # The counter's retry after a lost answer (same key) is the same verification, not "used".
+    replay = await check(client, shown["payload"], idem)
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == first.content
+
+    repeated = await check(client, shown["payload"])
+    assert repeated.status_code == 409 and repeated.json()["code"] == "licence_show_used"
+
+    # Expired: a show whose time ran out (the library's code expires with it).
+    late = await show(client, who, made["driving"]["licence_id"])
+    await db.execute(
+        "UPDATE bff.licence_shows SET expires_at = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(late["showId"]),
+    )
+    expired = await check(client, late["payload"])
+    assert expired.status_code == 410 and expired.json()["code"] == "licence_show_expired"
+
+    # Forged: an altered claim, a payload signed with another key, and plain junk.
+    fresh = await show(client, who, made["driving"]["licence_id"])
+    prefix, body, mac = fresh["payload"].split(".")
+    claim = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claim[1] += 3600  # live longer
+    longer = base64.urlsafe_b64encode(json.dumps(claim).encode()).decode().rstrip("=")
+    for forged in (f"{prefix}.{longer}.{mac}", f"{prefix}.{body}.{'A' * len(mac)}", "SXL1.x.y", "hello"):
+        refused = await check(client, forged)
+        assert refused.status_code == 422 and refused.json()["code"] == "licence_show_invalid", forged
+    # The untouched payload still works: a forgery does not use it up.
+    assert (await check(client, fresh["payload"])).status_code == 200
+
+    checks = await db.fetch(
+        "SELECT result, refusal, usage_id IS NOT NULL AS at_library FROM bff.licence_checks "
+        "WHERE person_id = $1 ORDER BY at",
+        who["person_id"],
+    )
+    assert [tuple(c) for c in checks] == [
+        ("verified", None, True),
+        ("refused", "licence_show_used", False),
+        ("refused", "licence_show_expired", False),
+        ("verified", None, True),
+    ]
+    staff_audit = await db.fetchval(
+        "SELECT count(*) FROM bff.audit_log WHERE subject = 'staff:test' AND action = 'licence.check' "
+        "AND object = $1",
+        f"licence_show:{shown['showId']}",
+    )
+    assert staff_audit == 2  # the accepted check and the repeated one (a replay is not a new check)
+    shows = await db.fetchval(
+        "SELECT count(*) FROM bff.audit_log WHERE subject = $1 AND action = 'licence.show'", who["person_id"]
+    )
+    assert shows == 3
+
+
+async def test_one_payload_checked_at_once_on_two_replicas_is_accepted_once(
+    make_client: Any, sandbox: httpx.AsyncClient
+) -> None:
+    one, two = await make_client(), await make_client()
+    who, made = await resident_with_licences(one, sandbox)
+    shown = await show(one, who, made["id"]["licence_id"])
+    answers = await asyncio.gather(*(check(c, shown["payload"]) for c in (one, two, one, two, one, two)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 409, 409, 409, 409, 409], [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"licence_show_used"}
+
+
+async def test_the_counter_route_is_staff_only_and_showing_needs_level_3(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    who, made = await resident_with_licences(client, sandbox)
+    shown = await show(client, who, made["id"]["licence_id"])
+    body = {"payload": shown["payload"], "purpose": "核验", **COUNTER}
+    as_resident = await client.post("/api/v1/staff/licence-checks", json=body, headers=auth(who, key()))
+    assert as_resident.status_code == 403 and as_resident.json()["code"] == "staff_only"
+    low, low_made = await resident_with_licences(client, sandbox, level=2)
+    refused = await client.post(
+        f"/api/v1/licences/{low_made['id']['licence_id']}/show", headers=auth(low, key())
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "step_up_required"
+    # A revoked licence cannot be shown.
+    await sandbox.post(f"/_control/elicence/licences/{made['driving']['licence_id']}/revoke", json={})
+    revoked = await client.post(
+        f"/api/v1/licences/{made['driving']['licence_id']}/show", headers=auth(who, key())
+    )
+    assert revoked.status_code == 409 and revoked.json()["code"] == "licence_not_valid"
+
+
+async def test_the_check_appears_in_my_data_access_log_newest_first_and_paged(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    who, made = await resident_with_licences(client, sandbox)
+    await client.get("/api/v1/licences", headers=auth(who))
+    shown = await show(client, who, made["id"]["licence_id"])
+    assert (await check(client, shown["payload"])).status_code == 200
+    assert (await check(client, shown["payload"])).status_code == 409
+
+    page = await client.get("/api/v1/me/data-access", headers=auth(who))
+    assert page.status_code == 200, page.text
+    assert page.headers["cache-control"] == "no-store"
+    body = page.json()
+    assert body["licenceLibrary"]["status"] == "ok"
+    items = body["items"]
+    ats = [i["at"] for i in items]
+    assert ats == sorted(ats, reverse=True)
+    library = [i for i in items if i["source"] == "elicence_library"]
+    assert len(library) == 1, items  # the check, once (mirrored at check time and read from the feed)
+    (used,) = library
+    assert (used["action"], used["result"], used["actor"]) == ("verify", "verified", "department")
+    assert used["departmentName"] == DEPT["department_name"] and used["why"] == "办理业务核验身份"
+    assert used["channel"] == "window" and used["what"] == "核验电子证照：居民身份证"
+    refused = [i for i in items if i["source"] == "counter"]
+    assert [(r["result"], r["departmentName"]) for r in refused] == [
+        ("licence_show_used", DEPT["department_name"])
+    ]
+    mine = [i["action"] for i in items if i["source"] == "bff"]
+    assert "licence.show" in mine and "licence.list" in mine
+    assert all(i["actor"] == "self" for i in items if i["source"] == "bff")
+
+    # Paged two at a time: the same rows, in the same order, none twice.
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/api/v1/me/data-access", params=params, headers=auth(who))
+        assert response.status_code == 200, response.text
+        seen += [i["id"] for i in response.json()["items"]]
+        cursor = response.json()["nextCursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    # The walk sees the first read of this log (audited after it answered), then exactly that page.
+    assert seen[1:] == [i["id"] for i in items]
+    english = await client.get("/api/v1/me/data-access", headers={**auth(who), "Accept-Language": "en"})
+    assert "Checked a licence: 居民身份证" in [i["what"] for i in english.json()["items"]]
+    bad = await client.get("/api/v1/me/data-access", params={"cursor": "forged"}, headers=auth(who))
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"
+
+
+async def test_data_access_is_served_stale_while_the_library_is_down(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    who, made = await resident_with_licences(client, sandbox)
+    shown = await show(client, who, made["id"]["licence_id"])
+    assert (await check(client, shown["payload"])).status_code == 200
+    assert (await client.get("/api/v1/me/data-access", headers=auth(who))).json()["licenceLibrary"][
+        "status"
+    ] == "ok"
+    await sandbox.put("/_control/faults/elicence", json={"errorRate": 1.0, "errorKind": "503"})
+    down = await client.get("/api/v1/me/data-access", headers=auth(who))
+    assert down.status_code == 200, down.text
+    body = down.json()
+    assert body["licenceLibrary"]["status"] == "stale" and body["licenceLibrary"]["asOf"]
+    assert [i["action"] for i in body["items"] if i["source"] == "elicence_library"] == ["verify"]
+    # The wallet itself needs the library: a 503 problem, never a 500.
+    wallet = await client.get("/api/v1/licences", headers=auth(who))
+    assert wallet.status_code == 503 and wallet.json()["code"] == "upstream_unavailable"
