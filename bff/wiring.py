@@ -467,6 +467,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("payments_refunds", interval=5.0, budget=60.0, run=payments.submit_refunds),
         # Yesterday's trade bill against the ledger, once a day (checked hourly).
         Job("payments_bill_check", interval=3600.0, budget=300.0, run=payments.bill_tick),
+        # Licences ending within 90 days: one reminder per threshold (90, 30, 7 days) each.
+        Job("licences_remind_expiring", interval=3600.0, budget=600.0, run=licences.remind_expiring),
     ]
     loops = [
         Loop("push_relay", leader_only=True, run=relay.run),

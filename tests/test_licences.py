@@ -11,14 +11,17 @@ import asyncio
 import base64
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.auth_helpers import login_resident, staff_headers
-from tests.test_journey_helpers import auth, key
+from tests.test_journey_helpers import auth, key, today_china
 from tests.test_sandbox_elicence import DEPT, DRIVING, ID_CARD
+
+SOCIAL = "11100000000000000040"
 
 COUNTER = {"departmentCode": DEPT["department_code"], "departmentName": DEPT["department_name"]}
 
@@ -268,3 +271,61 @@ async def test_data_access_is_served_stale_while_the_library_is_down(
     # The wallet itself needs the library: a 503 problem, never a 500.
     wallet = await client.get("/api/v1/licences", headers=auth(who))
     assert wallet.status_code == 503 and wallet.json()["code"] == "upstream_unavailable"
+
+
+async def test_a_licence_near_its_end_is_told_once_per_threshold(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """90, 30 and 7 days before the end: one outbox message each, never twice; a long-term
+    licence or one further out is not told; a renewed licence (a new end date) starts over."""
+    who, made = await resident_with_licences(client, sandbox)
+    today = today_china()
+    holder = who["resident"]
+    near = await sandbox.post(
+        "/_control/elicence/licences",
+        json={
+            "type_code": SOCIAL,
+            "holder_code": holder["id_card_number"],
+            "holder_name": holder["name"],
+            "issuer": "rs",
+            "valid_to": (today + timedelta(days=60)).isoformat(),
+        },
+    )
+    assert near.status_code == 201, near.text
+    licence_id = near.json()["licence_id"]
+    service = client.app.state.root.licences  # type: ignore[attr-defined]
+
+    async def told() -> list[tuple[str, int]]:
+        rows = await db.fetch(
+            "SELECT dedup_key, (payload ->> 'threshold')::int AS threshold FROM bff.outbox "
+            "WHERE person_id = $1 AND topic = 'licence.expiring' ORDER BY id",
+            who["person_id"],
+        )
+        return [(r["dedup_key"].split(":")[1], r["threshold"]) for r in rows]
+
+    await service.remind_expiring(today=today)
+    assert await told() == [(licence_id, 90)]  # the driving licence (2032) and the ID card are far off
+    await service.remind_expiring(today=today)
+    assert await told() == [(licence_id, 90)]  # once
+    await service.remind_expiring(today=today + timedelta(days=31))  # 29 days left
+    await service.remind_expiring(today=today + timedelta(days=32))
+    assert await told() == [(licence_id, 90), (licence_id, 30)]
+    await service.remind_expiring(today=today + timedelta(days=55))  # 5 days left
+    await service.remind_expiring(today=today + timedelta(days=56))
+    assert await told() == [(licence_id, 90), (licence_id, 30), (licence_id, 7)]
+    await service.remind_expiring(today=today + timedelta(days=61))  # ended: nothing more
+    assert len(await told()) == 3
+    payload = await db.fetchval(
+        "SELECT payload FROM bff.outbox WHERE person_id = $1 AND topic = 'licence.expiring' ORDER BY id LIMIT 1",
+        who["person_id"],
+    )
+    body = json.loads(payload) if isinstance(payload, str) else payload
+    assert body == {
+        "licenceId": licence_id,
+        "typeName": "社会保障卡",
+        "validTo": (today + timedelta(days=60)).isoformat(),
+        "daysLeft": 60,
+        "threshold": 90,
+    }
+    assert holder["id_card_number"] not in json.dumps(body, ensure_ascii=False)
+    assert made["driving"]["licence_id"] not in {k for k, _ in await told()}

@@ -54,6 +54,8 @@ from bff.licences.schemas import (
 from bff.platform.logs import get_logger
 from bff.platform.paging import keyset_after, keyset_page
 from bff.platform.problems import CODES
+from push import outbox
+from push.topics import LicenceExpiring
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 log = get_logger("bff.licences")
@@ -63,7 +65,12 @@ SHOW_PURPOSE = "亮证"
 COPY_VALID_DAYS = 30  # a copy's watermark runs this long at most (the library's rule)
 _PREFIX = "SXL1"
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FEED_PAGES = 5  # per first page of data-access: at most this many feed pages are read
+_FEED_PAGES = 5
+REMIND_DAYS = (
+    7,
+    30,
+    90,
+)  # ascending: the nearest threshold a licence is within  # per first page of data-access: at most this many feed pages are read
 
 GRADE_TEXT = {
     "A": "发证机关签发，可直接使用",
@@ -481,6 +488,54 @@ class LicenceService:
             data.channel,
             at,
         )
+
+    # --- renewal reminders ---
+
+    async def remind_expiring(self, *, today: date | None = None, batch: int = 200) -> int:
+        """The job: every resident's licences ending within 90 days are told once per threshold
+        (90, 30, 7 days; the nearest one not yet passed), through the outbox. The dedup key holds the
+        licence's end date, so a renewed licence (a new end) starts over. Residents are read in
+        keyset batches; the library is asked per resident (it has no "expiring" query)."""
+        day = today or datetime.now(CHINA).date()
+        told, after = 0, uuid.UUID(int=0)
+        while True:
+            rows = await self.pool.fetch(
+                "SELECT id, id_number_enc FROM bff.persons WHERE id_number_enc IS NOT NULL AND id > $1 "
+                "ORDER BY id LIMIT $2",
+                after,
+                batch,
+            )
+            for row in rows:
+                holder = self.crypto.decrypt("id_number", row["id_number_enc"])
+                found = await self.library.licences(holder)  # unavailable: the run ends, the next retries
+                for licence in found.licences:
+                    told += await self._remind(str(row["id"]), licence, day)
+            if len(rows) < batch:
+                return told
+            after = rows[-1]["id"]
+
+    async def _remind(self, person_id: str, licence: Licence, day: date) -> int:
+        if licence.status != "valid" or licence.valid_to is None:
+            return 0
+        days_left = (date.fromisoformat(licence.valid_to) - day).days
+        threshold = next((t for t in REMIND_DAYS if days_left <= t), None)
+        if threshold is None or days_left < 0:
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            sent = await outbox.enqueue(
+                conn,
+                "licence.expiring",
+                person_id,
+                f"licence-expiring:{licence.licence_id}:{licence.valid_to}:{threshold}",
+                LicenceExpiring(
+                    licence_id=licence.licence_id,
+                    type_name=licence.type_name,
+                    valid_to=licence.valid_to,
+                    days_left=days_left,
+                    threshold=threshold,
+                ),
+            )
+        return int(sent)
 
     # --- who used my data ---
 
