@@ -169,6 +169,29 @@ async def test_shown_licence_checked_once_then_repeated_expired_and_forged_refus
     assert shows == 3
 
 
+async def test_a_code_the_library_let_expire_is_refused_as_expired_and_shown_as_its_use(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Our row still live, the library's code gone (its clock is the one that counts there): the
+    library refuses, we answer expired, and its refused use is in the resident's log."""
+    who, made = await resident_with_licences(client, sandbox)
+    shown = await show(client, who, made["id"]["licence_id"])
+    code = await db.fetchval(
+        "SELECT auth_code FROM bff.licence_shows WHERE id = $1", uuid.UUID(shown["showId"])
+    )
+    assert (await sandbox.post(f"/_control/elicence/auth-codes/{code}/expire")).status_code == 201
+    refused = await check(client, shown["payload"])
+    assert refused.status_code == 410 and refused.json()["code"] == "licence_show_expired"
+    row = await db.fetchrow(
+        "SELECT refusal, usage_id FROM bff.licence_checks WHERE show_id = $1", uuid.UUID(shown["showId"])
+    )
+    assert row["refusal"] == "licence_show_expired" and row["usage_id"] is not None
+    items = (await client.get("/api/v1/me/data-access", headers=auth(who))).json()["items"]
+    library = [(i["action"], i["result"]) for i in items if i["source"] == "elicence_library"]
+    assert library == [("verify", "refused")]
+    assert not [i for i in items if i["source"] == "counter"]  # the library's own record, once
+
+
 async def test_one_payload_checked_at_once_on_two_replicas_is_accepted_once(
     make_client: Any, sandbox: httpx.AsyncClient
 ) -> None:
@@ -315,6 +338,13 @@ async def test_a_licence_near_its_end_is_told_once_per_threshold(
     assert await told() == [(licence_id, 90), (licence_id, 30), (licence_id, 7)]
     await service.remind_expiring(today=today + timedelta(days=61))  # ended: nothing more
     assert len(await told()) == 3
+    # Renewed: a new end date 60 days after that day is told afresh.
+    renewed = today + timedelta(days=121)
+    await db.execute(
+        "UPDATE sandbox.elicence_licences SET valid_to = $2 WHERE licence_id = $1", licence_id, renewed
+    )
+    await service.remind_expiring(today=today + timedelta(days=61))
+    assert await told() == [(licence_id, 90), (licence_id, 30), (licence_id, 7), (licence_id, 90)]
     payload = await db.fetchval(
         "SELECT payload FROM bff.outbox WHERE person_id = $1 AND topic = 'licence.expiring' ORDER BY id LIMIT 1",
         who["person_id"],
