@@ -436,6 +436,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         auth.crypto,
         show_key=licence_show_key(settings),
         show_ttl_s=settings.licence_show_ttl_s,
+        catalogue=catalogue,
+        appointments=appointments,
     )
 
     jobs = [

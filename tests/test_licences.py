@@ -18,7 +18,8 @@ import asyncpg
 import httpx
 
 from tests.auth_helpers import login_resident, staff_headers
-from tests.test_journey_helpers import auth, key, today_china
+from tests.delivery_helpers import ensure_mirror
+from tests.test_journey_helpers import auth, key, today_china, upstream_urls
 from tests.test_sandbox_elicence import DEPT, DRIVING, ID_CARD
 
 SOCIAL = "11100000000000000040"
@@ -359,3 +360,47 @@ async def test_a_licence_near_its_end_is_told_once_per_threshold(
     }
     assert holder["id_card_number"] not in json.dumps(body, ensure_ascii=False)
     assert made["driving"]["licence_id"] not in {k for k, _ in await told()}
+
+
+async def test_a_licence_60_days_from_its_end_is_a_renewal_todo_with_a_real_free_slot(
+    make_client: Any, sandbox: httpx.AsyncClient, services: Any, sandbox_url: str
+) -> None:
+    await ensure_mirror(services, sandbox_url)
+    client = await make_client(**upstream_urls(sandbox_url))
+    await client.app.state.root.catalogue_mirror.refresh(force=True)
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    person = who["resident"]
+    today = today_china()
+    for type_code, issuer, days in ((ID_CARD, "ga", 60), (DRIVING, "jj", 400)):
+        made = await sandbox.post(
+            "/_control/elicence/licences",
+            json={
+                "type_code": type_code,
+                "holder_code": person["id_card_number"],
+                "holder_name": person["name"],
+                "issuer": issuer,
+                "valid_to": (today + timedelta(days=days)).isoformat(),
+            },
+        )
+        assert made.status_code == 201, made.text
+        if type_code == ID_CARD:
+            licence_id = made.json()["licence_id"]
+    response = await client.get(
+        "/api/v1/me/licence-renewals", params={"near": "28.19,112.94"}, headers=auth(who)
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert person["id_card_number"] not in response.text and person["phone_number"] not in response.text
+    (todo,) = response.json()["items"]  # the driving licence is 400 days off
+    assert todo["licence"]["id"] == licence_id and todo["daysLeft"] == 60
+    assert todo["status"] == "ok", json.dumps(todo, ensure_ascii=False)
+    assert todo["item"]["name"] == "居民身份证换领"
+    form = todo["form"]
+    assert form["itemCode"] == todo["item"]["code"] and form["contactName"].startswith(person["name"][0])
+    assert form["contactPhone"] == person["phone_number"][:3] + "****" + person["phone_number"][-4:]
+    assert todo["hall"]["distanceKm"] is not None
+    # The slot is real: the booking system holds it for the resident.
+    held = await client.post(
+        "/api/v1/appointments/holds", json={"slotId": todo["slot"]["slotId"]}, headers=auth(who, key())
+    )
+    assert held.status_code == 201, held.text

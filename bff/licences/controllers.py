@@ -18,6 +18,7 @@ from bff.licences.schemas import (
     LicenceCheckOut,
     LicenceDetail,
     LicenceList,
+    RenewalList,
     ShowOut,
 )
 from bff.licences.service import LicenceService
@@ -67,6 +68,29 @@ class LicenceController(Controller):
         return await idempotency.run(
             request, principal.person_id, lambda ctx: licences.show(ctx, principal, licence_id)
         )
+
+    @get(
+        "/me/licence-renewals",
+        summary="Licences ending within 90 days, each with its renewal item, a started form, "
+        "the nearest hall and its first free slot",
+    )
+    async def renewals(
+        self,
+        principal: NamedDependency[Principal],
+        licences: NamedDependency[LicenceService],
+        near: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=r"^-?\d{1,2}(\.\d{1,8})?,-?\d{1,3}(\.\d{1,8})?$",
+                description="lat,lng: the nearest hall first",
+            ),
+        ] = None,
+    ) -> RenewalList:
+        where = None
+        if near is not None:
+            lat, lng = (float(part) for part in near.split(","))
+            where = (lat, lng)
+        return await licences.renewals(principal, where)
 
     @get("/me/data-access", summary="Who used my data: when, which department or channel, what, why")
     async def data_access(

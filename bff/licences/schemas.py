@@ -135,3 +135,56 @@ class DataAccessPage(Camel):
     next_cursor: str | None
     # How fresh the licence library's part is: its usage report is read when the first page is.
     licence_library: LibraryFreshness
+
+
+class RenewalItem(Camel):
+    code: str
+    name: str
+    region_code: str
+
+
+class RenewalHall(Camel):
+    id: str
+    name: str
+    address: str
+    distance_km: float | None  # with `near`
+
+
+class RenewalSlot(Camel):
+    slot_id: str
+    starts_at: str
+    ends_at: str
+    available: int
+
+
+class RenewalMaterial(Camel):
+    name: str
+    elicence_type: str
+    licence_id: str  # the wallet's licence standing in for the material
+
+
+class RenewalForm(Camel):
+    """What an application for the renewal starts from: the profile's values, masked here (the
+    app fills them in from the profile when it submits), and the licence in place of an upload."""
+
+    item_code: str
+    region_code: str
+    contact_name: str | None  # masked
+    contact_phone: str | None  # masked
+    materials: list[RenewalMaterial]
+
+
+class RenewalTodo(Camel):
+    licence: LicenceOut
+    days_left: int
+    # None when the catalogue names no renewal item for this licence type in the region, or the
+    # catalogue or booking system could not say in time (`status` tells which).
+    item: RenewalItem | None
+    form: RenewalForm | None
+    hall: RenewalHall | None
+    slot: RenewalSlot | None
+    status: Literal["ok", "no_item", "no_slot", "unavailable"]
+
+
+class RenewalList(Camel):
+    items: list[RenewalTodo]

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -34,10 +35,12 @@ import msgspec
 from adapters.elicence.client import ElicenceClient, ElicenceRefused
 from adapters.elicence.schemas import Licence, Usage
 from adapters.errors import BadUpstreamAnswer, ProblemError, UpstreamUnavailable
-from adapters.pii import mask_id_number, mask_name
+from adapters.pii import mask_id_number, mask_name, mask_phone
 from auth import audit, persons
 from auth.crypto import PiiCrypto
 from auth.principal import Principal
+from bff.appointments.service import AppointmentService
+from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdemContext, Recorded
 from bff.licences.schemas import (
     DataAccessItem,
@@ -49,6 +52,13 @@ from bff.licences.schemas import (
     LicenceDetail,
     LicenceList,
     LicenceOut,
+    RenewalForm,
+    RenewalHall,
+    RenewalItem,
+    RenewalList,
+    RenewalMaterial,
+    RenewalSlot,
+    RenewalTodo,
     ShowOut,
 )
 from bff.platform.logs import get_logger
@@ -65,12 +75,14 @@ SHOW_PURPOSE = "亮证"
 COPY_VALID_DAYS = 30  # a copy's watermark runs this long at most (the library's rule)
 _PREFIX = "SXL1"
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FEED_PAGES = 5
-REMIND_DAYS = (
-    7,
-    30,
-    90,
-)  # ascending: the nearest threshold a licence is within  # per first page of data-access: at most this many feed pages are read
+_RENEWAL_HALLS = 3
+_FEED_PAGES = 5  # per first page of data-access: at most this many feed pages are read
+REMIND_DAYS = (7, 30, 90)  # ascending: the nearest threshold a licence is within
+# The catalogue item that renews a licence type (by its name in the item library).
+RENEWAL_ITEMS = {
+    "11100000000000000001": "居民身份证换领",
+    "11100000000000000050": "机动车驾驶证有效期满换证",
+}
 
 GRADE_TEXT = {
     "A": "发证机关签发，可直接使用",
@@ -167,7 +179,12 @@ class LicenceService:
         *,
         show_key: bytes,
         show_ttl_s: int,
+        catalogue: CatalogueService | None = None,
+        appointments: AppointmentService | None = None,
     ) -> None:
+        # Read ports for the renewal to-do: the renewal item and its halls, their free slots.
+        self.catalogue = catalogue
+        self.appointments = appointments
         self.pool = pool
         self.library = library
         self.crypto = crypto
@@ -537,6 +554,102 @@ class LicenceService:
             )
         return int(sent)
 
+    # --- the renewal to-do ---
+
+    async def renewals(self, principal: Principal, near: tuple[float, float] | None = None) -> RenewalList:
+        """Each licence ending within 90 days, with its renewal item in the licence's region, a form
+        started from the profile, the nearest hall handling the item and its first free slot. One
+        part that cannot be found leaves the to-do with that part missing, never without the to-do."""
+        person = await persons.load(self.pool, self.crypto, principal.person_id)
+        todos: list[RenewalTodo] = []
+        if person is not None and person.id_number:
+            found = await self.library.licences(person.id_number)
+            day = datetime.now(CHINA).date()
+            for licence in found.licences:
+                if licence.status != "valid" or licence.valid_to is None:
+                    continue
+                days_left = (date.fromisoformat(licence.valid_to) - day).days
+                if 0 <= days_left <= REMIND_DAYS[-1]:
+                    todos.append(await self._renewal(person, licence, days_left, near))
+        todos.sort(key=lambda t: t.days_left)
+        await self._audit_read(principal, "licence.renewals", f"person:{principal.person_id}")
+        return RenewalList(items=todos)
+
+    async def _renewal(
+        self, person: persons.Person, licence: Licence, days_left: int, near: tuple[float, float] | None
+    ) -> RenewalTodo:
+        todo = RenewalTodo(
+            licence=licence_out(licence),
+            days_left=days_left,
+            item=None,
+            form=None,
+            hall=None,
+            slot=None,
+            status="no_item",
+        )
+        name = RENEWAL_ITEMS.get(licence.type_code)
+        if name is None or self.catalogue is None or self.appointments is None:
+            return todo
+        try:
+            page = self.catalogue.search(
+                name, region=licence.area_code, audience=None, topic=None, limit=5, cursor=None
+            )
+            hit = next((i for i in page.items if i.name == name), None)
+            if hit is None:
+                return todo
+            guide = await self.catalogue.guide(hit.code, licence.area_code)
+        except (ProblemError, UpstreamUnavailable) as exc:
+            log.warning("renewal_item_unavailable", code=exc.code)
+            todo.status = "unavailable"
+            return todo
+        todo.item = RenewalItem(code=guide.code, name=guide.name, region_code=guide.region_code)
+        todo.form = RenewalForm(
+            item_code=guide.code,
+            region_code=guide.region_code,
+            contact_name=mask_name(person.name) if person.name else None,
+            contact_phone=mask_phone(person.phone) if person.phone else None,
+            materials=[
+                RenewalMaterial(name=m.name, elicence_type=licence.type_code, licence_id=licence.licence_id)
+                for m in guide.materials
+                if m.elicence_type == licence.type_code
+            ],
+        )
+        todo.status = "no_slot"
+        halls = sorted(guide.halls, key=lambda h: _km(near, h.lat, h.lng) if near else 0.0)
+        # The nearest hall that takes bookings for the item and has a free seat; a few at most.
+        for hall in halls[:_RENEWAL_HALLS]:
+            try:
+                calendar = await self.appointments.calendar(hall.id, guide.code)
+                if calendar.first_bookable is None:
+                    continue
+                slots = await self.appointments.day_slots(
+                    hall.id, guide.code, date.fromisoformat(calendar.first_bookable)
+                )
+            except (ProblemError, UpstreamUnavailable) as exc:
+                log.info("renewal_hall_skipped", code=exc.code)
+                if isinstance(exc, UpstreamUnavailable):
+                    todo.status = "unavailable"
+                    return todo
+                continue
+            free = next((slot for slot in slots if slot.available > 0), None)
+            if free is None:
+                continue
+            todo.hall = RenewalHall(
+                id=hall.id,
+                name=hall.name,
+                address=hall.address,
+                distance_km=round(_km(near, hall.lat, hall.lng), 1) if near else None,
+            )
+            todo.slot = RenewalSlot(
+                slot_id=free.slot_id,
+                starts_at=_stamp(free.starts_at),
+                ends_at=_stamp(free.ends_at),
+                available=free.available,
+            )
+            todo.status = "ok"
+            return todo
+        return todo
+
     # --- who used my data ---
 
     async def sync_usages(self, person_id: str, holder: str) -> datetime:
@@ -629,6 +742,15 @@ class LicenceService:
         if synced is None:
             return LibraryFreshness(status="unavailable", as_of=None)
         return LibraryFreshness(status="stale" if first_page else "ok", as_of=_stamp(synced))
+
+
+def _km(near: tuple[float, float] | None, lat: float, lng: float) -> float:
+    """Great-circle distance in km (haversine): halls are a few km apart, so this is plenty."""
+    if near is None:
+        return 0.0
+    lat1, lng1, lat2, lng2 = map(math.radians, (near[0], near[1], lat, lng))
+    a = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lng2 - lng1) / 2) ** 2
+    return 6371.0 * 2 * math.asin(math.sqrt(a))
 
 
 def _usage_row_id(usage_id: str) -> uuid.UUID:
