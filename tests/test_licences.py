@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bff.licences.service import USAGE_BUDGET_S
 from tests.auth_helpers import login_resident, staff_headers
 from tests.delivery_helpers import ensure_mirror
 from tests.test_journey_helpers import auth, key, today_china, upstream_urls
@@ -292,6 +294,13 @@ async def test_data_access_is_served_stale_while_the_library_is_down(
     body = down.json()
     assert body["licenceLibrary"]["status"] == "stale" and body["licenceLibrary"]["asOf"]
     assert [i["action"] for i in body["items"] if i["source"] == "elicence_library"] == ["verify"]
+    # Slow rather than down: the page waits for the library at most its budget.
+    await sandbox.put("/_control/faults/elicence", json={"latencyMs": 3000})
+    started = time.monotonic()
+    slow = await client.get("/api/v1/me/data-access", headers=auth(who))
+    assert slow.status_code == 200 and slow.json()["licenceLibrary"]["status"] == "stale"
+    assert time.monotonic() - started < USAGE_BUDGET_S + 0.5
+    await sandbox.put("/_control/faults/elicence", json={"errorRate": 1.0, "errorKind": "503"})
     # The wallet itself needs the library: a 503 problem, never a 500.
     wallet = await client.get("/api/v1/licences", headers=auth(who))
     assert wallet.status_code == 503 and wallet.json()["code"] == "upstream_unavailable"

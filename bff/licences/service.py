@@ -18,6 +18,7 @@ merged newest first with the API's keyset cursor.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -76,6 +77,7 @@ COPY_VALID_DAYS = 30  # a copy's watermark runs this long at most (the library's
 _PREFIX = "SXL1"
 _LICENCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RENEWAL_HALLS = 3
+USAGE_BUDGET_S = 1.0  # the library's usage report's share of a data-access page
 _FEED_PAGES = 5  # per first page of data-access: at most this many feed pages are read
 REMIND_DAYS = (7, 30, 90)  # ascending: the nearest threshold a licence is within
 # The catalogue item that renews a licence type (by its name in the item library).
@@ -731,10 +733,11 @@ class LicenceService:
             return LibraryFreshness(status="ok", as_of=_stamp(datetime.now(UTC)))
         if first_page:
             try:
-                return LibraryFreshness(
-                    status="ok", as_of=_stamp(await self.sync_usages(principal.person_id, holder))
-                )
-            except (UpstreamUnavailable, BadUpstreamAnswer, ElicenceRefused) as exc:
+                # A slow library costs the page at most this much; what was mirrored is served.
+                async with asyncio.timeout(USAGE_BUDGET_S):
+                    synced_now = await self.sync_usages(principal.person_id, holder)
+                return LibraryFreshness(status="ok", as_of=_stamp(synced_now))
+            except (UpstreamUnavailable, BadUpstreamAnswer, ElicenceRefused, TimeoutError) as exc:
                 log.warning("licence_usages_unavailable", error=type(exc).__name__)
         synced = await self.pool.fetchval(
             "SELECT synced_at FROM bff.licence_usage_cursors WHERE person_id = $1", principal.person_id
