@@ -143,7 +143,13 @@ async def test_shown_licence_checked_once_then_repeated_expired_and_forged_refus
     claim = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     claim[1] += 3600  # live longer
     longer = base64.urlsafe_b64encode(json.dumps(claim).encode()).decode().rstrip("=")
-    for forged in (f"{prefix}.{longer}.{mac}", f"{prefix}.{body}.{'A' * len(mac)}", "SXL1.x.y", "hello"):
+    for forged in (
+        f"{prefix}.{longer}.{mac}",
+        f"{prefix}.{body}.{'A' * len(mac)}",
+        "SXL1.x.y",
+        "SXL1.x.签名",
+        "hello",
+    ):
         refused = await check(client, forged)
         assert refused.status_code == 422 and refused.json()["code"] == "licence_show_invalid", forged
     # The untouched payload still works: a forgery does not use it up.

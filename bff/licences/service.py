@@ -273,7 +273,8 @@ class LicenceService:
         """The claim of a payload we signed, or None (forged, altered, not ours)."""
         prefix, _, rest = payload.partition(".")
         body, _, mac = rest.partition(".")
-        if prefix != _PREFIX or not body or not hmac.compare_digest(self._sign(body), mac):
+        # Bytes, not str: compare_digest refuses non-ASCII text, and a scanner may send anything.
+        if prefix != _PREFIX or not body or not hmac.compare_digest(self._sign(body).encode(), mac.encode()):
             return None
         try:
             claim = msgspec.json.decode(_unb64(body), type=_Claim)
