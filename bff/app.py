@@ -19,6 +19,7 @@ from bff.catalogue.controllers import CatalogueController, ItemController, Staff
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.kiosk import kiosk_router
+from bff.licences.controllers import LicenceController, StaffLicenceCheckController
 from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
@@ -55,6 +56,8 @@ API_ROUTES = [
     DeliveryWebhookController,
     MessageController,
     PushReceiptController,
+    LicenceController,
+    StaffLicenceCheckController,
 ]
 
 

@@ -16,6 +16,7 @@ from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
+from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -73,6 +74,10 @@ def provide_messages(state: State) -> MessageService:
     return root(state).messages
 
 
+def provide_licences(state: State) -> LicenceService:
+    return root(state).licences
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -91,5 +96,6 @@ def dependencies() -> dict[str, Any]:
         "addresses": Provide(provide_addresses, sync_to_thread=False),
         "delivery": Provide(provide_delivery, sync_to_thread=False),
         "messages": Provide(provide_messages, sync_to_thread=False),
+        "licences": Provide(provide_licences, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

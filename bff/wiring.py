@@ -28,6 +28,7 @@ from adapters.booking.client import BookingClient
 from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
 from adapters.courier.client import CourierClient
+from adapters.elicence.client import ElicenceClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
 from adapters.pushgw.client import PushGatewayClient
@@ -53,6 +54,7 @@ from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
 from bff.idempotency import IdempotencyStore
+from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -124,6 +126,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "courier": Upstream("courier", settings.courier_url, policy(settings)),
         "pushgw": Upstream("pushgw", settings.pushgw_url, policy(settings)),
         "sms": Upstream("sms", settings.sms_url, policy(settings)),
+        "elicence": Upstream("elicence", settings.elicence_url, policy(settings)),
     }
 
 
@@ -181,6 +184,12 @@ def audit_anchor_key(settings: Settings) -> bytes:
     return hashlib.sha256(f"audit-anchor:{settings.auth_dev_seed}".encode()).digest()
 
 
+def licence_show_key(settings: Settings) -> bytes:
+    if settings.licence_show_key:
+        return settings.licence_show_key.encode()
+    return hashlib.sha256(f"licence-show:{settings.auth_dev_seed}".encode()).digest()
+
+
 def wechatpay_client(settings: Settings, upstream: Upstream) -> WeChatPayClient:
     """The merchant's key from its file; empty outside prod: the dev merchant's (settings refuse
     that in prod)."""
@@ -234,6 +243,8 @@ class Root:
     relay: Relay
     consumer: Consumer
     messages: MessageService
+    elicence: ElicenceClient
+    licences: LicenceService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -253,6 +264,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     case_client = CaseClient(ups["cases"])
     rating_client = RatingClient(ups["ratings"])
     courier = CourierClient(ups["courier"])
+    elicence = ElicenceClient(ups["elicence"], settings.elicence_client_id, settings.elicence_secret)
 
     # Identity.
     auth = AuthRuntime(
@@ -418,6 +430,17 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         heartbeat_s=settings.push_sse_heartbeat_s,
     )
 
+    # E-licences: the wallet, 亮证 and its counter check, and who used my data.
+    licences = LicenceService(
+        pool,
+        elicence,
+        auth.crypto,
+        show_key=licence_show_key(settings),
+        show_ttl_s=settings.licence_show_ttl_s,
+        catalogue=catalogue,
+        appointments=appointments,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -447,6 +470,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("payments_refunds", interval=5.0, budget=60.0, run=payments.submit_refunds),
         # Yesterday's trade bill against the ledger, once a day (checked hourly).
         Job("payments_bill_check", interval=3600.0, budget=300.0, run=payments.bill_tick),
+        # Licences ending within 90 days: one reminder per threshold (90, 30, 7 days) each.
+        Job("licences_remind_expiring", interval=3600.0, budget=600.0, run=licences.remind_expiring),
     ]
     loops = [
         Loop("push_relay", leader_only=True, run=relay.run),
@@ -478,6 +503,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         relay=relay,
         consumer=consumer,
         messages=messages,
+        elicence=elicence,
+        licences=licences,
         jobs=jobs,
         loops=loops,
     )

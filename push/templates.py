@@ -323,6 +323,18 @@ TEMPLATES: dict[str, Template] = {
             },
         ),
         Template(
+            # No registered WeChat or SMS template fits a licence's renewal: inbox and app push only.
+            name="licence.expiring",
+            version=1,
+            category="other",
+            title={"zh": "证照即将到期", "en": "Licence expiring soon"},
+            body={
+                "zh": "您的{typeName}将于{validTo}到期（还有{daysLeft}天），请及时办理换领。",
+                "en": "Your {typeName} expires on {validTo} (in {daysLeft} days); renew it in time.",
+            },
+            link="/licences/{licenceId}",
+        ),
+        Template(
             # The registered fee template (缴费通知) asks for a payment; none confirms one, and no
             # SMS template fits either: inbox and app push only.
             name="payment.changed",

@@ -10,7 +10,12 @@ from typing import Literal
 import msgspec
 
 Topic = Literal[
-    "case.changed", "payment.changed", "delivery.changed", "appointment.changed", "appointment.reminder"
+    "case.changed",
+    "payment.changed",
+    "delivery.changed",
+    "appointment.changed",
+    "appointment.reminder",
+    "licence.expiring",
 ]
 
 
@@ -72,10 +77,22 @@ class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=T
     booking_no: str
 
 
+class LicenceExpiring(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """One of the resident's licences ends soon: told once when it comes within `threshold` days
+    (90, then 30, then 7). The licence's type name and end date only, never its number."""
+
+    licence_id: str
+    type_name: str
+    valid_to: str  # ISO date, China
+    days_left: int
+    threshold: int
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "case.changed": CaseChanged,
     "payment.changed": PaymentChanged,
     "delivery.changed": DeliveryChanged,
     "appointment.changed": AppointmentChanged,
     "appointment.reminder": AppointmentReminder,
+    "licence.expiring": LicenceExpiring,
 }

@@ -231,6 +231,7 @@ def make_settings(services: Services, sandbox_url: str, **overrides: Any) -> Set
         "catalogue_url": f"{sandbox_url}/catalogue",
         "wechat_url": f"{sandbox_url}/wechat",
         "idp_url": f"{sandbox_url}/idp",
+        "elicence_url": f"{sandbox_url}/elicence",
         # Every in-process client comes from one address (127.0.0.1): a per-IP login limit would make
         # tests throttle each other. Tests of that limit set it and use their own client address.
         "auth_rate_per_ip": 1_000_000,

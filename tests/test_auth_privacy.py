@@ -142,6 +142,8 @@ def test_prod_requires_real_keys() -> None:
         pushgw_secret="real-pushgw-secret",
         sms_access_key_id="real-sms-key",
         sms_secret="real-sms-secret",
+        elicence_secret="real-elicence-secret",
+        licence_show_key="real-licence-show-key",
     )
     with pytest.raises(msgspec.ValidationError, match="auth_access_ttl_s"):
         Settings(auth_access_ttl_s=601)

@@ -36,6 +36,7 @@ from push.topics import (
     AppointmentReminder,
     CaseChanged,
     DeliveryChanged,
+    LicenceExpiring,
     PaymentChanged,
 )
 from sandbox.wechat.routes import SUBSCRIBE_TEMPLATES, keyword_error
@@ -214,6 +215,15 @@ def every_event() -> list[msgspec.Struct]:
     made += [payment_changed(status) for status in get_args(PaymentStatus)]
     made += [delivery_changed(status) for status in get_args(CourierStatus)]
     made += [delivery_changed("created", waybill_no=None)]
+    made += [
+        LicenceExpiring(
+            licence_id="EL0123456789ABCDEF",
+            type_name="居民身份证",
+            valid_to="2027-01-30",
+            days_left=60,
+            threshold=90,
+        )
+    ]
     return made
 
 

@@ -58,6 +58,8 @@ def test_cli_stops_with_a_message_not_a_traceback() -> None:
 
 
 PUSH_KEYS = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
+# The e-licence library's client secret and the key that signs shown licences (亮证).
+LICENCE_KEYS = {"ELICENCE_SECRET": "e", "LICENCE_SHOW_KEY": "l"}
 
 
 def test_prod_refuses_the_sandbox_secrets() -> None:
@@ -70,6 +72,7 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
         "PII_INDEX_KEY": "secret-index-key",
         "AUDIT_ANCHOR_KEY": "c2VjcmV0LWFuY2hvci1rZXk=",
         "CURSOR_KEY": "secret-cursor-key",
+        "LICENCE_SHOW_KEY": "secret-licence-show-key",
     }
     with pytest.raises(SettingsError, match="WECHAT_SECRET"):
         load_settings(keys, None)
@@ -86,6 +89,9 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
         with pytest.raises(SettingsError, match=name):
             load_settings({**real, **{k: v for k, v in PUSH_KEYS.items() if k != name}}, None)
     real.update(PUSH_KEYS)
+    with pytest.raises(SettingsError, match="ELICENCE_SECRET"):
+        load_settings(real, None)
+    real["ELICENCE_SECRET"] = "e"
     with pytest.raises(SettingsError, match="WECHATPAY_MERCHANT_KEY_FILE"):
         load_settings(real, None)
     real["WECHATPAY_MERCHANT_KEY_FILE"] = "/run/secrets/wechatpay_key.pem"
@@ -109,6 +115,7 @@ def test_prod_requires_a_cursor_key() -> None:
         "WECHATPAY_MERCHANT_KEY_FILE": "/run/secrets/wechatpay_key.pem",
         "COURIER_WEBHOOK_SECRET": "k",
         **PUSH_KEYS,
+        **LICENCE_KEYS,
     }
     with pytest.raises(SettingsError, match="CURSOR_KEY"):
         load_settings(keys, None)

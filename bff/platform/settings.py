@@ -217,6 +217,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     push_lease_s: float = 30.0
     push_consumer_concurrency: int = 16
     push_sse_heartbeat_s: float = 15.0
+    # E-licences (issue 13): the e-licence library (the sandbox in dev), our platform client's id and
+    # HMAC secret there; a shown licence's QR payload (亮证) lives `licence_show_ttl_s` (60 s - 10 min)
+    # and is signed with `licence_show_key` (derived from `auth_dev_seed` when empty; required in prod).
+    elicence_url: str = "http://127.0.0.1:8100/elicence"
+    elicence_client_id: str = "sanxiang-bff"
+    elicence_secret: str = "sandbox-elicence-secret"  # noqa: S105 - the sandbox's; set in prod
+    licence_show_ttl_s: int = 120
+    licence_show_key: str = ""
     # The worker's own /metrics (push stream length, lag, outcomes) on this port; 0: not served.
     worker_metrics_port: int = 0
 
@@ -236,6 +244,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise msgspec.ValidationError("Must be 32 bytes - at `$.wechatpay_apiv3_key`")
         if not 60 <= self.payment_expire_s <= 90 * 86400:
             raise msgspec.ValidationError("Must be 1 min to 90 days - at `$.payment_expire_s`")
+        if not 60 <= self.licence_show_ttl_s <= 600:
+            raise msgspec.ValidationError("Must be 1 to 10 minutes - at `$.licence_show_ttl_s`")
         if not 0 < self.auth_access_ttl_s <= 600:
             raise msgspec.ValidationError("Must be in (0, 600] seconds - at `$.auth_access_ttl_s`")
         if self.env == "prod":
@@ -248,6 +258,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "pii_index_key",
                 "audit_anchor_key",
                 "cursor_key",
+                "licence_show_key",
             ):
                 if not getattr(self, name):
                     raise msgspec.ValidationError(f"Required in prod - at `$.{name}`")
@@ -262,6 +273,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "pushgw_secret",
                 "sms_access_key_id",
                 "sms_secret",
+                "elicence_secret",
             ):
                 if getattr(self, name).startswith("sandbox-"):
                     raise msgspec.ValidationError(f"Required in prod (not the sandbox's) - at `$.{name}`")
