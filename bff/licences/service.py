@@ -168,8 +168,8 @@ class _Claim(msgspec.Struct, frozen=True, array_like=True):
     expires: int  # unix seconds
 
 
-def _refused(code: str, detail: str) -> ProblemError:
-    return ProblemError(detail, status=CODES[code].status, code=code)
+def _refused(code: str, detail: str, zh: str) -> ProblemError:
+    return ProblemError(detail, detail_zh=zh, status=CODES[code].status, code=code)
 
 
 class LicenceService:
@@ -202,13 +202,20 @@ class LicenceService:
     async def _own(self, principal: Principal, licence_id: str) -> tuple[str, Licence]:
         if not _LICENCE_ID.match(licence_id):
             # Not an id the library gives out: nothing to ask it (and nothing to sign oddly encoded).
-            raise ProblemError(f"no licence {licence_id[:64]}", status=404, code="licence_not_found")
+            raise ProblemError(
+                f"no licence {licence_id[:64]}",
+                detail_zh="未找到该电子证照",
+                status=404,
+                code="licence_not_found",
+            )
         holder = await self._holder(principal)
         try:
             licence = await self.library.licence(licence_id)
         except ElicenceRefused as exc:
             if exc.reason != "licence_not_found":
-                raise BadUpstreamAnswer(f"elicence refused a read: {exc.reason}") from None
+                raise BadUpstreamAnswer(
+                    f"elicence refused a read: {exc.reason}", detail_zh=f"电子证照库拒绝读取：{exc.reason}"
+                ) from None
             licence = None
         if licence is not None and holder is not None and licence.holder_code == holder:
             return holder, licence
@@ -221,7 +228,12 @@ class LicenceService:
                 result="denied_not_owner",
                 channel=principal.channel,
             )
-        raise ProblemError(f"no licence {licence_id[:64]}", status=404, code="licence_not_found")
+        raise ProblemError(
+            f"no licence {licence_id[:64]}",
+            detail_zh="未找到该电子证照",
+            status=404,
+            code="licence_not_found",
+        )
 
     async def _audit_read(self, principal: Principal, action: str, obj: str) -> None:
         await audit.record(
@@ -240,7 +252,9 @@ class LicenceService:
             try:
                 found = await self.library.licences(holder)
             except ElicenceRefused as exc:
-                raise BadUpstreamAnswer(f"elicence refused a search: {exc.reason}") from None
+                raise BadUpstreamAnswer(
+                    f"elicence refused a search: {exc.reason}", detail_zh=f"电子证照库拒绝查询：{exc.reason}"
+                ) from None
             items = [licence_out(lic) for lic in found.licences]
         await self._audit_read(principal, "licence.list", f"person:{principal.person_id}")
         return LicenceList(items=items)
@@ -286,7 +300,12 @@ class LicenceService:
     async def show(self, ctx: IdemContext, principal: Principal, licence_id: str) -> Recorded[ShowOut]:
         holder, licence = await self._own(principal, licence_id)
         if licence.status != "valid":
-            raise ProblemError(f"the licence is {licence.status}", code="licence_not_valid", status=409)
+            raise ProblemError(
+                f"the licence is {licence.status}",
+                detail_zh="该证照已过期或已注销",
+                code="licence_not_valid",
+                status=409,
+            )
         show_id = ctx.request_id
         try:
             # The request id is the show's: a re-run after a lost answer gets the same code back.
@@ -300,9 +319,14 @@ class LicenceService:
         except ElicenceRefused as exc:
             if exc.reason in ("licence_expired", "licence_revoked"):
                 raise ProblemError(
-                    "the licence is no longer valid", code="licence_not_valid", status=409
+                    "the licence is no longer valid",
+                    detail_zh="该证照已失效",
+                    code="licence_not_valid",
+                    status=409,
                 ) from None
-            raise BadUpstreamAnswer(f"elicence refused a grant: {exc.reason}") from None
+            raise BadUpstreamAnswer(
+                f"elicence refused a grant: {exc.reason}", detail_zh=f"电子证照库拒绝授权：{exc.reason}"
+            ) from None
         expires_at = datetime.fromisoformat(code.expires_at)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -398,13 +422,19 @@ class LicenceService:
     ) -> ProblemError:
         await self._log_check(staff, data, check_id, show, refusal=code, usage_id=usage_id)
         details = {
-            "licence_show_invalid": "not a licence code this platform issued",
-            "licence_show_expired": "the shown licence code has expired; ask the holder to show it again",
-            "licence_show_used": "this shown licence code was already checked",
-            "licence_not_valid": "the licence has expired or was revoked",
-            "licence_not_found": "the licence is no longer in the library",
+            "licence_show_invalid": ("not a licence code this platform issued", "不是本平台出具的亮证码"),
+            "licence_show_expired": (
+                "the shown licence code has expired; ask the holder to show it again",
+                "亮证码已过期，请持证人重新亮证",
+            ),
+            "licence_show_used": (
+                "this shown licence code was already checked",
+                "该亮证码已核验过，不能重复使用",
+            ),
+            "licence_not_valid": ("the licence has expired or was revoked", "该证照已过期或已注销"),
+            "licence_not_found": ("the licence is no longer in the library", "电子证照库中已无该证照"),
         }
-        return _refused(code, details[code])
+        return _refused(code, *details[code])
 
     async def check(
         self, ctx: IdemContext, staff: Principal, data: LicenceCheckIn, *, now: datetime | None = None
@@ -446,7 +476,9 @@ class LicenceService:
             ours = _CHECK_REFUSALS.get(exc.reason)
             if ours is None:
                 await self._release(show_id, check_id)
-                raise BadUpstreamAnswer(f"elicence refused a check: {exc.reason}") from None
+                raise BadUpstreamAnswer(
+                    f"elicence refused a check: {exc.reason}", detail_zh=f"电子证照库拒绝核验：{exc.reason}"
+                ) from None
             raise await self._refuse(staff, data, check_id, show, ours, exc.refusal.usage_id) from None
         except (UpstreamUnavailable, BadUpstreamAnswer):
             # Nothing was checked for the counter: the holder's payload stays good for a retry.
