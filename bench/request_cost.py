@@ -1,7 +1,7 @@
 """What an ordinary screen costs: authenticated reads layer by layer, against a bare floor.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/12 \\
-        .venv/bin/python -m bench.request_cost [--seconds 3] [--connections 32]
+        .venv/bin/python -m bench.request_cost [--seconds 3] [--rounds 2] [--connections 32]
 
 One invocation: a scratch database and the sandbox (`bench.scratch`), one resident logged in with a
 case and three appointments, then for each configuration one API process (`uvicorn`, uvloop and
@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,7 +324,13 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
-        self.proc.wait(30)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            print(f"server did not stop within 30 s; its log: {self.log.name}", file=sys.stderr)
+            return
         self.log.close()
         os.unlink(self.log.name)
 
@@ -452,7 +459,7 @@ def _profile_summary(path: str, top: int) -> str:
     return "\n".join(lines)
 
 
-def run(seconds: float, connections: int, profile_seconds: float, top: int) -> None:
+def run(seconds: float, connections: int, profile_seconds: float, top: int, rounds: int) -> None:
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs `wrk` and `taskset` (apt-get install wrk util-linux)")
     from bench.scratch import scratch
@@ -478,15 +485,21 @@ def run(seconds: float, connections: int, profile_seconds: float, top: int) -> N
                 LOG_LEVEL="INFO",
                 BENCH_PERSON=person,
             )
-            await asyncio.to_thread(_drive, env, token, seconds, connections, profile_seconds, top)
+            await asyncio.to_thread(_drive, env, token, seconds, connections, profile_seconds, top, rounds)
 
     asyncio.run(setup_and_drive())
 
 
 def _drive(
-    env: dict[str, str], token: str, seconds: float, connections: int, profile_seconds: float, top: int
+    env: dict[str, str],
+    token: str,
+    seconds: float,
+    connections: int,
+    profile_seconds: float,
+    top: int,
+    rounds: int,
 ) -> None:
-    results: dict[tuple[str, str], dict[str, float]] = {}
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
 
     def measure(label: str, server: Server, routes: tuple[str, ...]) -> None:
         for route in routes:
@@ -494,26 +507,43 @@ def _drive(
             before = cpu_seconds(server.proc.pid)
             row = wrk(server.url + route, token, seconds, connections)
             row["cpu_ms"] = (cpu_seconds(server.proc.pid) - before) / max(1, row["requests"]) * 1000
-            results[(label, route)] = row
+            results.setdefault((label, route), []).append(row)
 
-    with Server(env, "floor", ()) as floor:
-        measure("floor", floor, ROUTES)
-    for label, layers, routes in CONFIGS:
-        with Server(env, "app", layers) as server:
-            measure(label, server, routes)
-    with Server(env, "floor", ()) as floor:
-        measure("floor (again, last)", floor, ROUTES)
+    load_before = os.getloadavg()[0]
+    # Rounds interleave the floor and every configuration, so a neighbour's burst on the shared
+    # machine lands on one round of each, not on one configuration; the table shows medians.
+    for _ in range(rounds):
+        with Server(env, "floor", ()) as floor:
+            measure("floor", floor, ROUTES)
+        for label, layers, routes in CONFIGS:
+            with Server(env, "app", layers) as server:
+                measure(label, server, routes)
+    load_after = os.getloadavg()[0]
 
-    print(f"\n{connections} connections, {seconds:g} s per row; API pinned to core 0, wrk to core 1\n")
-    print("| route | configuration | req/s | × floor | CPU ms/request | p50 ms | p99 ms | non-2xx |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    def median(label: str, route: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[(label, route)])
+
+    print(
+        f"\n{connections} connections, {seconds:g} s per row, {rounds} rounds (medians); API pinned to "
+        f"core 0, wrk to core 1; load average {load_before:.1f} before, {load_after:.1f} after\n"
+    )
+    print(
+        "| route | configuration | req/s | × floor | CPU ms/request | × floor CPU | p50 ms | p99 ms | non-2xx |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for route in ROUTES:
-        floor_rate = results[("floor", route)]["rate"]
-        for label in ["floor", *(c[0] for c in CONFIGS if route in c[2]), "floor (again, last)"]:
-            r = results[(label, route)]
+        floor_rows = results[("floor", route)]
+        for label in ["floor", *(c[0] for c in CONFIGS if route in c[2])]:
+            rows = results[(label, route)]
+            ratio = statistics.median(r["rate"] / f["rate"] for r, f in zip(rows, floor_rows, strict=True))
+            cpu_ratio = statistics.median(
+                r["cpu_ms"] / f["cpu_ms"] for r, f in zip(rows, floor_rows, strict=True)
+            )
             print(
-                f"| {route.removeprefix('/api/v1')} | {label} | {r['rate']:,.0f} | {r['rate'] / floor_rate:.2f} | "
-                f"{r['cpu_ms']:.3f} | {r['p50']:.1f} | {r['p99']:.1f} | {int(r['bad'])} |"
+                f"| {route.removeprefix('/api/v1')} | {label} | {median(label, route, 'rate'):,.0f} | "
+                f"{ratio:.2f} | {median(label, route, 'cpu_ms'):.3f} | {cpu_ratio:.2f} | "
+                f"{median(label, route, 'p50'):.1f} | {median(label, route, 'p99'):.1f} | "
+                f"{sum(int(r['bad']) for r in rows)} |"
             )
     if profile_seconds <= 0:
         return
@@ -539,12 +569,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile-seconds", type=float, default=3.0, help="0: no profile")
     parser.add_argument("--top", type=int, default=20, help="profile entries per route")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the table shows medians")
     args = parser.parse_args()
     if args.command == "serve":
         sys.path.insert(0, str(REPO))
         serve(args.mode, {x for x in args.off.split(",") if x}, args.profile)
     else:
-        run(args.seconds, args.connections, args.profile_seconds, args.top)
+        run(args.seconds, args.connections, args.profile_seconds, args.top, args.rounds)
 
 
 if __name__ == "__main__":
