@@ -17,6 +17,8 @@ httptools as `sanxiang serve`, one worker) pinned to core 0 and `wrk` pinned to 
   no auth, no edge, no audit.
 
 CPU per request is the API process's own CPU time (/proc utime + stime) over the requests served.
+Rounds (`--rounds`) interleave the floor and every configuration; the table shows medians, and its
+ratios are the median of each round's ratio to that round's floor.
 Then each route is profiled (pyinstrument sampling every 0.5 ms, in a separate all-layers-on
 process; its timings are not the table's): own time per function, and our functions inclusive, as
 shares of the time spent serving requests. Short runs (`--seconds`, default 3): the machine is
