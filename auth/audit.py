@@ -11,13 +11,23 @@ A superuser could still cut the newest rows of a chain and rewrite its head. So 
 anchored outside the table: `AuditAnchor.run` (a worker job) signs the heads with a key the database
 does not hold, stores the anchor and writes it to the log stream; `verify_anchors` checks that every
 anchored position still holds the anchored hash.
+
+Records written outside a caller's transaction (`record(pool, ...)`: a personal-data read, a refused
+access) are group-committed: the callers waiting at the same moment share one multi-row INSERT,
+one round trip and one transaction, instead of one each. Each caller still returns only once its
+own record is committed (or raises if it could not be), exactly as with a single INSERT, so a
+response is never sent for an unaudited read and a crash loses nothing that was answered. Rows
+enter the batch's INSERT ordered by chain, so concurrent batches lock chain heads in one order and
+cannot deadlock with each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +44,82 @@ VALUES (0, now(), $1, $2, $3, $4, $5, $6, '\\x', '\\x')
 """
 
 
+# The chain a row joins is picked by the trigger (migration 0102); the ORDER BY repeats its formula
+# so a batch locks chain heads in ascending order.
+_INSERT_MANY = """
+INSERT INTO bff.audit_log (seq, at, subject, action, object, result, channel, request_id, prev_hash, hash)
+SELECT 0, now(), r.subject, r.action, r.object, r.result, r.channel, r.request_id, '\\x', '\\x'
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+     WITH ORDINALITY AS r (subject, action, object, result, channel, request_id, n)
+ORDER BY hashtext(r.request_id || chr(31) || r.subject) & 15, r.n
+"""
+_MAX_BATCH = 256
+
+Row = tuple[str, str, str, str, str, str]
+
+
+class GroupCommit:
+    """One pool's batching writer (see the module docstring). The first caller to find no flush
+    running starts one; whoever arrives while its INSERT is in flight goes into the next batch."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.pending: list[tuple[Row, asyncio.Future[None]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def write(self, row: Row) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((row, done))
+        if self.flusher is None or self.flusher.done():
+            # A task of its own: a caller that is cancelled (its client left) does not cancel the
+            # batch other callers wait on; its record is still written.
+            self.flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        batch: list[tuple[Row, asyncio.Future[None]]] = []
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[:_MAX_BATCH], self.pending[_MAX_BATCH:]
+                try:
+                    await self._insert([row for row, _ in batch])
+                except Exception:  # retried one by one: each caller gets its own outcome
+                    for row, done in batch:
+                        try:
+                            await self._insert([row])
+                        except Exception as exc:  # handed to the caller that wrote it
+                            _settle(done, exc)
+                        else:
+                            _settle(done, None)
+                else:
+                    for _, done in batch:
+                        _settle(done, None)
+                batch = []
+        finally:
+            # Cancelled (the loop is shutting down): nobody waits forever, nobody is told "written".
+            for _, done in [*batch, *self.pending]:
+                _settle(done, RuntimeError("the audit writer stopped before the record was written"))
+            self.pending = []
+
+    async def _insert(self, rows: list[Row]) -> None:
+        if len(rows) == 1:
+            await self.pool.execute(_INSERT, *rows[0])
+            return
+        await self.pool.execute(_INSERT_MANY, *(list(column) for column in zip(*rows, strict=True)))
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+_writers: weakref.WeakKeyDictionary[asyncpg.Pool, GroupCommit] = weakref.WeakKeyDictionary()
+
+
 async def record(
     conn_or_pool: asyncpg.Connection | asyncpg.Pool | Any,
     *,
@@ -44,10 +130,26 @@ async def record(
     channel: str,
     request_id: str | None = None,
 ) -> None:
-    """Append one audit record. Inside a caller's transaction its chain's head stays locked until
-    commit: write the audit record last."""
+    """Append one audit record; returns once it is committed. Inside a caller's transaction (a
+    connection) its chain's head stays locked until commit: write the audit record last. Given the
+    pool, it is group-committed with the records other callers write at the same moment."""
     rid = request_id or context.request_id.get() or "-"
-    await conn_or_pool.execute(_INSERT, subject, action, object, result, channel, rid)
+    row: Row = (subject, action, object, result, channel, rid)
+    writer = _writer(conn_or_pool) if isinstance(conn_or_pool, asyncpg.Pool) else None
+    if writer is not None:
+        await writer.write(row)
+        return
+    await conn_or_pool.execute(_INSERT, *row)
+
+
+def _writer(pool: asyncpg.Pool) -> GroupCommit | None:
+    try:
+        writer = _writers.get(pool)
+        if writer is None:
+            writer = _writers[pool] = GroupCommit(pool)
+    except TypeError:  # asyncpg's own Pool has no __weakref__ slot; the app's TimedPool does
+        return None
+    return writer
 
 
 def _stamp(row: asyncpg.Record) -> str:

@@ -1,7 +1,8 @@
 """Authentication and the guards every protected route uses.
 
 `authenticate` verifies the Bearer access token once per request (signature and claims locally,
-then one Redis MGET against the deny-list) and, for kiosk sessions, the device signature of this
+then the deny-list: one Redis MGET, or this process's memory of the token kept exact by
+pub/sub, see `auth.denylist`) and, for kiosk sessions, the device signature of this
 very request: a kiosk token is useless away from its kiosk. The result is kept in the ASGI scope,
 so the `principal` dependency and any number of guards share one verification.
 
@@ -81,7 +82,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     except TokenError as exc:
         await _audit_refusal(connection, "-", _client_channel(connection), exc.code)
         raise
-    if await denylist.is_denied(rt.redis, claims.jti, claims.sid):
+    denied = (
+        await rt.deny.is_denied(claims.jti, claims.sid)
+        if rt.deny is not None
+        else await denylist.is_denied(rt.redis, claims.jti, claims.sid)
+    )
+    if denied:
         await _audit_refusal(connection, claims.sub, claims.chn, "token_revoked")
         raise TokenError("the session has ended; sign in again", "token_revoked", zh="会话已结束，请重新登录")
     if claims.chn == "kiosk":

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from adapters.idp.client import IdpClient
 from adapters.wechat.client import WeChatClient
 from auth.crypto import PiiCrypto
+from auth.denylist import DenyCache
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
 
@@ -41,6 +42,8 @@ class AuthRuntime:
     wechat: WeChatClient
     idp: IdpClient
     config: AuthConfig
+    # None: every check is a Redis round trip (Redis Cluster: its asyncio client has no pub/sub).
+    deny: DenyCache | None = None
 
     @property
     def deny_ttl_s(self) -> int:

@@ -40,6 +40,7 @@ from adapters.wechatpay import crypto as wechatpay_crypto
 from adapters.wechatpay.client import WeChatPayClient
 from auth import crypto, keys, persons
 from auth.audit import AuditAnchor
+from auth.denylist import DenyCache
 from auth.runtime import AuthConfig, AuthRuntime
 from auth.sessions import Lifetimes
 from auth.tokens import TokenService
@@ -275,6 +276,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         wechat=wechat,
         idp=idp,
         config=auth_config(settings),
+        deny=None if settings.redis_cluster else DenyCache(redis),
     )
     idempotency = IdempotencyStore(
         pool,
@@ -520,7 +522,14 @@ async def open_root(settings: Settings) -> AsyncIterator[Root]:
     try:
         for upstream in ups.values():
             await upstream.start()
-        yield _build(settings, pool, redis, ups)
+        root = _build(settings, pool, redis, ups)
+        if root.auth.deny is not None:
+            root.auth.deny.start()
+        try:
+            yield root
+        finally:
+            if root.auth.deny is not None:
+                await root.auth.deny.stop()
     finally:
         for upstream in ups.values():
             await upstream.close()
