@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,13 @@ async def kiosk_stack(services: Any, sandbox_url: str, bridge_url: Any) -> Any:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = serve_env(
-        services, sandbox_url, port, CASE_NOTIFY_URL=f"{url}/api/v1/case-events", KIOSK_BRIDGE_URL=bridge
+        services,
+        sandbox_url,
+        port,
+        CASE_NOTIFY_URL=f"{url}/api/v1/case-events",
+        KIOSK_BRIDGE_URL=bridge,
+        WECHATPAY_URL=f"{sandbox_url}/wechatpay",
+        PAYMENT_NOTIFY_URL=f"{url}/api/v1/payments/wechat/notify",
     )
     await sync_once(make_settings(services, sandbox_url))
     api = start_process([sys.executable, "-m", "bff.cli", "serve"], env, "bff-kiosk")
@@ -395,8 +401,66 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 cases = (await api.get("/api/v1/cases", headers=auth(phone))).json()["items"]
                 kiosk_case = next(c for c in cases if c["itemCode"] == item["code"])
                 assert number in {kiosk_case["projectNo"], kiosk_case["id"]}
-                # The department accepts and concludes it: a hall case, rated with the hall indicators.
+                # The department accepts it and issues a fee: paid here by scanning the order's QR code.
                 await advance(sandbox, kiosk_case["projectNo"], "accept", opinion="材料齐全，予以受理")
+                issued = await sandbox.post(
+                    f"/cases/_control/applications/{kiosk_case['projectNo']}/fee",
+                    json={
+                        "lines": [{"name": "工本费", "amount_fen": 1550}],
+                        "payable_by": (date.today() + timedelta(days=7)).isoformat(),
+                        "deliver": True,
+                    },
+                )
+                assert issued.status_code == 201, issued.text
+                for _ in range(100):
+                    fee = (await api.get(f"/api/v1/cases/{kiosk_case['id']}", headers=auth(phone))).json()[
+                        "fee"
+                    ]
+                    if fee:
+                        break
+                    await asyncio.sleep(0.1)
+                assert fee and fee["owedFen"] == 1550, fee
+                await kiosk.tap("回首页", "home")
+                await kiosk.tap("扫码缴费", "pay")
+                await page.get_by_role("button", name=re.compile(r"¥15\.50")).first.click()
+                await kiosk.settled("payQr")
+                qr = page.get_by_role("img", name=re.compile("扫一扫"))
+                assert await qr.count() == 1 and await page.locator(".qr path").get_attribute("d")
+                await kiosk.check_accessible("pay by QR")
+                await page.screenshot(path=SHOTS / "kiosk-pay-zh.png")
+                orders = [r for r in kiosk.requests if r.method == "POST" and r.url.endswith("/payments")]
+                assert len(orders) == 1
+                order = (await api.get(f"/api/v1/cases/{kiosk_case['id']}", headers=auth(phone))).json()[
+                    "fee"
+                ]
+                paying = (await api.get(f"/api/v1/payments/{order['paymentId']}", headers=auth(phone))).json()
+                assert paying["tradeType"] == "NATIVE"
+                code_url = await db.fetchval(
+                    "SELECT code_url FROM bff.payment_orders WHERE id::text = $1", order["paymentId"]
+                )
+                assert code_url.startswith("weixin://")
+                # The code on the screen is that order's: its dark cells are those of the code_url.
+                drawn = (await page.locator(".qr path").get_attribute("d")).count("M")
+                expected = await page.evaluate(
+                    """url => { const c = qrcode(0, "M"); c.addData(url); c.make(); let n = 0;
+                       for (let r = 0; r < c.getModuleCount(); r++) for (let k = 0; k < c.getModuleCount(); k++)
+                         if (c.isDark(r, k)) n++; return n; }""",
+                    code_url,
+                )
+                assert drawn == expected > 0
+                # The resident scans and pays on their phone; the screen's next look at the order sees it.
+                scanned = await sandbox.post(
+                    f"/_control/wechatpay/orders/{paying['outTradeNo']}/pay", json={}
+                )
+                assert scanned.status_code == 200, scanned.text
+                await page.clock.run_for(2500)
+                await kiosk.settled("paid")
+                assert await page.get_by_text(paying["outTradeNo"]).count() == 1
+                settled = (await api.get(f"/api/v1/cases/{kiosk_case['id']}", headers=auth(phone))).json()[
+                    "fee"
+                ]
+                assert settled["owedFen"] == 0, settled
+                # The department concludes it: a hall case, rated with the hall indicators.
                 await advance(
                     sandbox, kiosk_case["projectNo"], "conclude", result_code="0", licence_no="湘证2026000999"
                 )

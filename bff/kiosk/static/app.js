@@ -313,14 +313,13 @@ SCREENS.home = async () => {
     ["appointments", t("appointments"), () => show("appointments")],
     ["apply", t("apply"), () => show("search", { applying: true })],
     ["rate", t("rate"), () => show("rate")],
+    // 长辈版 shows no payment prompt (MIIT 适老化: no buttons that push payments); staff help there.
+    ...(state.elder ? [] : [["pay", t("pay"), () => show("pay")]]),
   ];
   const grid = el(
     "div",
     { class: "home-grid" },
     buttons.map(([id, label, go]) => el("button", { type: "button", class: "tile", id: `go-${id}`, onclick: go }, label)),
-    // KIOSK-TODO(payments): pay a fee by Native QR (POST /api/v1/cases/{id}/payments) once that route is
-    // on main; until then a disabled tile says so. Elder mode shows no payment prompt at all.
-    state.elder ? null : el("button", { type: "button", class: "tile secondary", id: "go-pay", disabled: true, title: t("payPlaceholder") }, t("payLater")),
   );
   return el("section", { class: "screen home", "aria-labelledby": "screen-title" }, heading(t("hello", state.me.name)), grid);
 };
@@ -532,6 +531,94 @@ SCREENS.apply = async (args) => {
     nav({ screen: "guide", args: args.from }),
   );
 };
+
+const yuan = (fen) => `¥${(fen / 100).toFixed(2)}`;
+
+// The fees this resident owes: the case list does not carry them, so open the cases still in progress.
+SCREENS.pay = async () => {
+  let owed;
+  try {
+    const open = (await api("GET", "/api/v1/cases")).items.filter((c) => !["submitting", "not_accepted", "concluded", "delivering", "delivered", "rated"].includes(c.status));
+    const details = await Promise.all(open.slice(0, 10).map((c) => api("GET", `/api/v1/cases/${encodeURIComponent(c.id)}`)));
+    owed = details.filter((d) => d.fee && d.fee.owedFen > 0);
+  } catch (error) {
+    return el("section", { class: "screen" }, heading(t("payTitle")), problemBox(error, () => show("pay")), nav(null));
+  }
+  return el(
+    "section",
+    { class: "screen pay", "aria-labelledby": "screen-title" },
+    heading(t("payTitle")),
+    owed.length ? el("ul", { class: "list" }, owed.map((d) =>
+      el("li", {}, el("button", { type: "button", class: "row", onclick: () => show("payQr", { caseId: d.case.id, name: d.case.itemName, fee: d.fee }) },
+        el("span", { class: "row-title" }, `${d.case.itemName} ${yuan(d.fee.owedFen)}`),
+        el("span", { class: "row-sub" }, `${t("payBy")} ${d.fee.payableBy} · ${d.fee.issuingDepartment}`))))) : el("p", {}, t("payNone")),
+    nav(null),
+  );
+};
+
+// A QR code drawn as SVG cells from the vendored encoder (qrcode.js): no markup from a string.
+function qrSvg(text, label) {
+  const code = qrcode(0, "M");
+  code.addData(text);
+  code.make();
+  const n = code.getModuleCount();
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `-4 -4 ${n + 8} ${n + 8}`);
+  svg.setAttribute("class", "qr");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  const bg = document.createElementNS(ns, "rect");
+  for (const [k, v] of [["x", -4], ["y", -4], ["width", n + 8], ["height", n + 8], ["fill", "#fff"]]) bg.setAttribute(k, v);
+  svg.append(bg);
+  const path = document.createElementNS(ns, "path");
+  let d = "";
+  for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) if (code.isDark(r, c)) d += `M${c} ${r}h1v1h-1z`;
+  path.setAttribute("d", d);
+  svg.append(path);
+  return svg;
+}
+
+// The order (WeChat Pay Native: one per fee, the BFF returns the same order for the same case), its
+// QR code, then the order's status every 2 s until it is paid; leaving the screen stops the polling.
+SCREENS.payQr = async (args) => {
+  let order;
+  try {
+    order = await api("POST", `/api/v1/cases/${encodeURIComponent(args.caseId)}/payments`, { action: `pay:${args.caseId}` });
+  } catch (error) {
+    return el("section", { class: "screen" }, heading(t("payTitle")), problemBox(error, () => show("payQr", args)), nav({ screen: "pay" }));
+  }
+  if (order.status === "paid") return SCREENS.paid({ ...args, order });
+  const status = el("p", { class: "pay-status", "aria-live": "polite" }, t("payWaiting"));
+  const screen = el(
+    "section",
+    { class: "screen pay-qr", "aria-labelledby": "screen-title" },
+    heading(`${t("payTitle")}：${args.name}`),
+    el("p", { class: "amount" }, yuan(order.amountFen)),
+    order.codeUrl ? qrSvg(order.codeUrl, t("payScan")) : el("p", {}, t("payNoQr")),
+    el("p", {}, t("payScan")),
+    status,
+    nav({ screen: "pay" }),
+  );
+  const poll = async () => {
+    if (state.screen !== "payQr" || state.args !== args || !state.session) return;
+    try {
+      const now = await api("GET", `/api/v1/payments/${encodeURIComponent(order.id)}`);
+      if (now.status === "paid") return show("paid", { ...args, order: now });
+      if (now.status === "closed" || now.status === "failed") {
+        status.textContent = t("payClosed");
+        return;
+      }
+    } catch (error) {
+      status.textContent = t("payRetrying");
+    }
+    setTimeout(poll, 2000);
+  };
+  setTimeout(poll, 2000);
+  return screen;
+};
+
+SCREENS.paid = async (a) => receipt(t("paid"), [[t("item"), a.name], [t("amount"), yuan(a.order.paidFen || a.order.amountFen), "ticket"], [t("tradeNo"), a.order.outTradeNo], [t("time"), china(a.order.paidAt || new Date().toISOString())]]);
 
 SCREENS.rate = async () => {
   let cases;
