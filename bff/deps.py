@@ -15,6 +15,7 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
+from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.messages.service import MessageService
 from bff.ops.health import Health
@@ -73,6 +74,10 @@ def provide_messages(state: State) -> MessageService:
     return root(state).messages
 
 
+def provide_hotline(state: State) -> HotlineService:
+    return root(state).hotline
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -91,5 +96,6 @@ def dependencies() -> dict[str, Any]:
         "addresses": Provide(provide_addresses, sync_to_thread=False),
         "delivery": Provide(provide_delivery, sync_to_thread=False),
         "messages": Provide(provide_messages, sync_to_thread=False),
+        "hotline": Provide(provide_hotline, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -10,7 +10,12 @@ from typing import Literal
 import msgspec
 
 Topic = Literal[
-    "case.changed", "payment.changed", "delivery.changed", "appointment.changed", "appointment.reminder"
+    "case.changed",
+    "payment.changed",
+    "delivery.changed",
+    "appointment.changed",
+    "appointment.reminder",
+    "hotline.changed",
 ]
 
 
@@ -72,10 +77,26 @@ class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=T
     booking_no: str
 
 
+class HotlineChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A 12345 ticket reached a step the resident should hear of (`event`: dispatched,
+    info_requested, supervised, feedback_given, closed). Numbers and department names only: the
+    resident's own text never goes into a message."""
+
+    ticket_id: str
+    ticket_no: str
+    kind: str
+    event: str
+    status: str
+    department_name: str | None
+    deadline_at: str | None  # ISO-8601
+    occurred_at: str
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "case.changed": CaseChanged,
     "payment.changed": PaymentChanged,
     "delivery.changed": DeliveryChanged,
     "appointment.changed": AppointmentChanged,
     "appointment.reminder": AppointmentReminder,
+    "hotline.changed": HotlineChanged,
 }
