@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.auth_helpers import login_resident
 from tests.callback_receiver import listen
-from tests.delivery_helpers import ensure_mirror
+from tests.delivery_helpers import ensure_mirror, fresh_phone
 from tests.test_journey_helpers import auth, key, upload
 from tests.test_push import overrides, pipeline
 
@@ -342,8 +342,17 @@ async def test_a_consultation_answered_by_the_knowledge_base_files_nothing(
         await client.get("/api/v1/hotline/answers", params={"q": "今天天气不错"}, headers=auth(who))
     ).json()
     assert unknown["answers"] == []
-    filed = await file(client, who, {"kind": "consultation", "text": "我家门口的路灯坏了好几天，找谁修？"})
+    phone = fresh_phone()
+    filed = await file(
+        client, who, {"kind": "consultation", "text": f"{phone}我家门口的路灯坏了好几天，找谁修？"}
+    )
     assert filed.status_code == 201, filed.text
+    # A number typed into the text is masked wherever we show or keep it in plain text.
+    assert phone not in filed.text and f"{phone[:3]}****{phone[-4:]}" in filed.json()["text"]
+    kept = await db.fetchrow(
+        "SELECT title, text_enc FROM bff.hotline_tickets WHERE person_id = $1", who["person_id"]
+    )
+    assert phone not in kept["title"] and phone.encode() not in kept["text_enc"]
     assert (
         await db.fetchval("SELECT count(*) FROM bff.hotline_tickets WHERE person_id = $1", who["person_id"])
         == 1

@@ -315,7 +315,8 @@ class HotlineService:
                 status=422,
                 code="hotline_phone_required",
             )
-        title = data.title or text[:20]
+        # Shown in lists and kept in plain text: masked, like any display text (the full text is encrypted).
+        title = mask_text(data.title or text[:20])
         if row is None:
             row = await self.pool.fetchrow(
                 """
