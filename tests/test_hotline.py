@@ -9,6 +9,8 @@ changes nothing. Forged webhooks are refused; dropped ones are caught up from th
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -554,3 +556,48 @@ async def test_forged_webhooks_are_refused_and_dropped_ones_come_from_the_feed(
     assert dispatched["event_id"] in {
         r["event_id"] for r in await db.fetch("SELECT event_id FROM bff.hotline_events WHERE via = 'feed'")
     }
+
+
+def signed(event: dict[str, Any], *, at: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """A step exactly as 12345 signs it (sandbox/webhooks.py)."""
+    body = json.dumps(event).encode()
+    stamp = str(at if at is not None else int(time.time()))
+    digest = hmac.new(b"sandbox-hotline-secret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/json",
+        "X-Hotline-Event-Id": event["event_id"],
+        "X-Hotline-Timestamp": stamp,
+        "X-Hotline-Signature": f"sha256={digest}",
+    }
+
+
+async def test_one_step_arriving_many_times_at_once_is_applied_and_told_once(
+    make_client: Any, services: Any, sandbox_url: str, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await ensure_mirror(services, sandbox_url)
+    client = await make_client(**hotline_settings(sandbox_url))  # no webhooks: this test delivers them
+    who = await login_resident(client, sandbox, level=2)
+    made = (await file(client, who, complaint())).json()
+    event = await control(sandbox, made["ticketNo"], "dispatch")
+    body, headers = signed(event)
+    root = client.app.state.root  # type: ignore[attr-defined]
+    deliveries = [client.post(NOTIFY, content=body, headers=headers) for _ in range(12)]
+    answers = await asyncio.gather(*deliveries, root.hotline.reconcile(max_pages=200, page_size=500))
+    outcomes = sorted(a.json()["outcome"] for a in answers[:-1])
+    via = await db.fetchval("SELECT via FROM bff.hotline_events WHERE event_id = $1", event["event_id"])
+    assert outcomes.count("applied") == (1 if via == "callback" else 0), (via, outcomes)
+    assert set(outcomes) <= {"applied", "duplicate"} and via in {"callback", "feed"}
+    assert await told(db, who["person_id"]) == ["dispatched"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM bff.hotline_events WHERE event_id = $1", event["event_id"])
+        == 1
+    )
+    seen = await ticket(client, who, made["id"])
+    assert seen["status"] == "dispatched" and [t["kind"] for t in seen["timeline"]] == [
+        "accepted",
+        "dispatched",
+    ]
+    # A stale delivery (a replay outside the window) changes nothing and is refused.
+    stale_body, stale = signed(event, at=int(time.time()) - 301)
+    replay = await client.post(NOTIFY, content=stale_body, headers=stale)
+    assert replay.status_code == 401 and replay.json()["code"] == "hotline_callback_rejected"
