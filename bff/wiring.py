@@ -451,6 +451,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("delivery_resolve_pending", interval=30.0, budget=60.0, run=delivery.resolve_pending),
         # A lost 12345 webhook is caught up from the hotline's change feed.
         Job("hotline_reconcile", interval=15.0, budget=60.0, run=hotline.reconcile),
+        # Filings whose 12345 answer was lost are sent again, the same bytes under the same request id.
+        Job("hotline_resolve_filing", interval=30.0, budget=60.0, run=hotline.resolve_filing),
         Job("cases_resolve_submitting", interval=60.0, budget=60.0, run=cases.resolve_submitting),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),

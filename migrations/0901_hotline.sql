@@ -10,6 +10,9 @@ CREATE TABLE IF NOT EXISTS bff.hotline_tickets (
     kind text NOT NULL CHECK (kind IN ('consultation', 'complaint', 'report', 'suggestion', 'praise')),
     title text NOT NULL,
     text_enc bytea NOT NULL,
+    -- The filing exactly as sent to 12345 (encrypted): an answer lost on the way is asked for again
+    -- with the same bytes (12345 refuses a request id reused with other ones).
+    request_enc bytea,
     channel text NOT NULL,
     anonymous boolean NOT NULL DEFAULT false,
     item_code text,
@@ -35,6 +38,7 @@ CREATE TABLE IF NOT EXISTS bff.hotline_tickets (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS hotline_tickets_person ON bff.hotline_tickets (person_id, created_at);
+CREATE INDEX IF NOT EXISTS hotline_tickets_filing ON bff.hotline_tickets (created_at) WHERE ticket_no IS NULL;
 
 CREATE TABLE IF NOT EXISTS bff.hotline_events (
     event_id text PRIMARY KEY,

@@ -601,3 +601,47 @@ async def test_one_step_arriving_many_times_at_once_is_applied_and_told_once(
     stale_body, stale = signed(event, at=int(time.time()) - 301)
     replay = await client.post(NOTIFY, content=stale_body, headers=stale)
     assert replay.status_code == 401 and replay.json()["code"] == "hotline_callback_rejected"
+
+
+async def test_a_filing_whose_answer_was_lost_is_completed_once_by_the_resolver_or_a_retry(
+    make_client: Any, services: Any, sandbox_url: str, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    await ensure_mirror(services, sandbox_url)
+    client = await make_client(**hotline_settings(sandbox_url, upstream_max_retries=0))
+    root = client.app.state.root  # type: ignore[attr-defined]
+    who = await login_resident(client, sandbox, level=2)
+    other = await login_resident(client, sandbox, level=2)
+    # 12345 answers nothing usable: the outcome is unknown, the resident is told so.
+    await sandbox.put("/_control/faults/hotline", json={"errorRate": 1.0, "errorKind": "500"})
+    idem, lost = key(), key()
+    failed = await file(client, who, complaint(), idem)
+    assert failed.status_code in (502, 503) and failed.json()["code"] in (
+        "upstream_unavailable",
+        "bad_upstream_answer",
+    )
+    assert (await file(client, other, complaint(), lost)).status_code in (502, 503)
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM bff.hotline_tickets WHERE person_id = ANY($1) AND status = 'filing'",
+            [who["person_id"], other["person_id"]],
+        )
+        == 2
+    )
+    assert (await client.get("/api/v1/hotline/tickets", headers=auth(who))).json()["items"] == []
+    await sandbox.delete("/_control/faults")
+
+    # A retry of the key sends the same filing: one ticket, at 12345 and here.
+    retried = await file(client, who, complaint(), idem)
+    assert retried.status_code == 201, retried.text
+    # Nobody retries the other: the worker's resolver completes it with the same bytes.
+    assert await root.hotline.resolve_filing(older_than_s=0) == 1
+    assert await root.hotline.resolve_filing(older_than_s=0) == 0
+    for person in (who, other):
+        mine = (await client.get("/api/v1/hotline/tickets", headers=auth(person))).json()["items"]
+        assert len(mine) == 1 and mine[0]["status"] == "accepted" and mine[0]["ticketNo"]
+        at_12345 = await sandbox.get(
+            "/hotline/v1/tickets", params={"caller_ref": person["person_id"]}, headers=CHANNEL
+        )
+        assert [t["ticket_no"] for t in at_12345.json()["tickets"]] == [mine[0]["ticketNo"]]
+    again = await file(client, other, complaint(), lost)
+    assert again.status_code == 201 and again.json()["ticketNo"] == mine[0]["ticketNo"]

@@ -56,8 +56,8 @@ class HotlineClient:
     async def _call(self, method: str, path: str, **kwargs: Any) -> Reply:
         return await self.upstream.call(method, path, headers=self._headers, **kwargs)
 
-    async def file(
-        self,
+    @staticmethod
+    def filing(
         *,
         request_id: str,
         kind: str,
@@ -69,25 +69,28 @@ class HotlineClient:
         related: Related,
         attachments: list[Attachment],
         notify_url: str | None,
-    ) -> Ticket:
-        reply = await self._call(
-            "POST",
-            "/v1/tickets",
-            json={
-                "request_id": request_id,
-                "kind": kind,
-                "content": content,
-                "caller": msgspec.to_builtins(caller),
-                "channel": channel,
-                "anonymous": anonymous,
-                "location": msgspec.to_builtins(location),
-                "related": msgspec.to_builtins(related),
-                "attachments": msgspec.to_builtins(attachments),
-                "notify_url": notify_url,
-            },
-            idempotent=True,
-        )
+    ) -> dict[str, Any]:
+        """The body of a filing. 12345 de-duplicates by request id AND refuses the same id with other
+        bytes, so a caller that may have to send it again keeps this body and sends exactly it."""
+        return {
+            "request_id": request_id,
+            "kind": kind,
+            "content": content,
+            "caller": msgspec.to_builtins(caller),
+            "channel": channel,
+            "anonymous": anonymous,
+            "location": msgspec.to_builtins(location),
+            "related": msgspec.to_builtins(related),
+            "attachments": msgspec.to_builtins(attachments),
+            "notify_url": notify_url,
+        }
+
+    async def send_filing(self, body: dict[str, Any]) -> Ticket:
+        reply = await self._call("POST", "/v1/tickets", json=body, idempotent=True)
         return self._result(reply, Ticket)
+
+    async def file(self, **fields: Any) -> Ticket:
+        return await self.send_filing(self.filing(**fields))
 
     async def ticket(self, ticket_no: str) -> Ticket:
         reply = await self._call("GET", f"/v1/tickets/{quote(ticket_no, safe='')}")

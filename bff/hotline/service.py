@@ -23,8 +23,9 @@ from typing import Any
 
 import asyncpg
 import asyncpg.pool
+import msgspec
 
-from adapters.errors import NotSent, ProblemError
+from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from adapters.hotline import callback
 from adapters.hotline.client import HotlineClient, HotlineRefused
 from adapters.hotline.schemas import Attachment, Caller, HotlineChannel, HotlineEvent, Location, Related
@@ -317,13 +318,32 @@ class HotlineService:
             )
         # Shown in lists and kept in plain text: masked, like any display text (the full text is encrypted).
         title = mask_text(data.title or text[:20])
+        body = HotlineClient.filing(
+            request_id=str(ticket_id),
+            kind=data.kind,
+            content=text,
+            caller=Caller(name=person.name, phone=person.phone, ref=principal.person_id),
+            channel=_CHANNELS.get(principal.channel, "app"),
+            anonymous=data.anonymous,
+            location=Location(
+                region_code=data.location.region_code,
+                address=data.location.address,
+                lng=data.location.lng,
+                lat=data.location.lat,
+            )
+            if data.location
+            else None,
+            related=Related(catalog_code=data.item_code, project_no=case["project_no"] if case else None),
+            attachments=[a for _, _, a in attachments],
+            notify_url=self.notify_url,
+        )
         if row is None:
             row = await self.pool.fetchrow(
                 """
-                INSERT INTO bff.hotline_tickets (id, person_id, request_id, kind, title, text_enc, channel,
-                    anonymous, item_code, item_name, case_id, project_no, region_code, address_enc,
+                INSERT INTO bff.hotline_tickets (id, person_id, request_id, kind, title, text_enc, request_enc,
+                    channel, anonymous, item_code, item_name, case_id, project_no, region_code, address_enc,
                     attachments, status)
-                VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'filing')
+                VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'filing')
                 ON CONFLICT (id) DO NOTHING RETURNING *
                 """,
                 ticket_id,
@@ -331,6 +351,7 @@ class HotlineService:
                 data.kind,
                 title,
                 self.crypto.encrypt("text", text),
+                self.crypto.encrypt("request", msgspec.json.encode(body).decode()),
                 principal.channel,
                 data.anonymous,
                 data.item_code,
@@ -344,29 +365,22 @@ class HotlineService:
                 [{"uploadId": u, "fileName": n} for u, n, _ in attachments],
             ) or await self.pool.fetchrow("SELECT * FROM bff.hotline_tickets WHERE id = $1", ticket_id)
         assert row is not None
-        if row["ticket_no"] is None:
+        answer = await self._complete(row, principal.person_id, ctx)
+        assert answer is not None
+        return answer
+
+    async def _complete(
+        self, row: asyncpg.Record, person_id: str, ctx: IdemContext | None
+    ) -> Recorded[TicketDetail] | None:
+        """Ask 12345 with the stored filing (a re-run sends the same bytes) unless our row already
+        has its number; then the number, the first step and the answer in one transaction."""
+        ticket_id = row["id"]
+        events: list[HotlineEvent] = []
+        ticket_no = row["ticket_no"]
+        if ticket_no is None:
+            body = msgspec.json.decode(self.crypto.decrypt("request", row["request_enc"]))
             try:
-                ticket = await self.client.file(
-                    request_id=str(ticket_id),
-                    kind=data.kind,
-                    content=text,
-                    caller=Caller(name=person.name, phone=person.phone, ref=principal.person_id),
-                    channel=_CHANNELS.get(principal.channel, "app"),
-                    anonymous=data.anonymous,
-                    location=Location(
-                        region_code=data.location.region_code,
-                        address=data.location.address,
-                        lng=data.location.lng,
-                        lat=data.location.lat,
-                    )
-                    if data.location
-                    else None,
-                    related=Related(
-                        catalog_code=data.item_code, project_no=case["project_no"] if case else None
-                    ),
-                    attachments=[a for _, _, a in attachments],
-                    notify_url=self.notify_url,
-                )
+                ticket = await self.client.send_filing(body)
             except HotlineRefused as exc:
                 # 12345's final word: no ticket exists there, ours goes too.
                 await self._forget(ticket_id)
@@ -376,10 +390,15 @@ class HotlineService:
             except NotSent:
                 await self._forget(ticket_id)
                 raise
-            events = ticket.events
-            ticket_no = ticket.ticket_no
-        else:
-            ticket_no, events = row["ticket_no"], []
+            except (UpstreamUnavailable, BadUpstreamAnswer) as exc:
+                # In doubt: a retry of the key sends the same filing (12345 answers the ticket it
+                # made, or makes it now); otherwise `resolve_filing` does.
+                raise UpstreamUnavailable(
+                    "12345 did not answer, so the outcome is not known yet: retry with the same"
+                    " Idempotency-Key, or see your tickets shortly",
+                    headers=exc.headers or None,
+                ) from None
+            events, ticket_no = ticket.events, ticket.ticket_no
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
@@ -392,8 +411,32 @@ class HotlineService:
             )
             for event in events:
                 await self.apply_event(conn, event, "reply")
-            await self.uploads.attach(conn, principal.person_id, [u for u, _, _ in attachments])
+            await self.uploads.attach(conn, person_id, [a["uploadId"] for a in row["attachments"]])
+            if ctx is None:  # the resolver: nobody waits for an answer
+                return None
             return await ctx.finish(conn, await self._detail(conn, ticket_id, english=False))
+
+    async def resolve_filing(self, *, older_than_s: float = 60.0, batch: int = 50) -> int:
+        """The worker's job: filings whose answer never came (12345 down, the API killed, the
+        resident gone) are sent again, the same bytes under the same request id, so no ticket
+        12345 made stays invisible to its resident and none is made twice. A refusal removes ours."""
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.hotline_tickets WHERE ticket_no IS NULL AND status = 'filing'
+              AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2
+            """,
+            older_than_s,
+            batch,
+        )
+        settled = 0
+        for row in rows:
+            try:
+                await self._complete(row, row["person_id"], None)
+            except ProblemError as exc:
+                log.info("hotline_filing_still_pending", code=exc.code)
+                continue
+            settled += 1
+        return settled
 
     async def _forget(self, ticket_id: uuid.UUID) -> None:
         await self.pool.execute(
