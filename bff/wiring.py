@@ -29,6 +29,7 @@ from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
 from adapters.courier.client import CourierClient
 from adapters.elicence.client import ElicenceClient
+from adapters.hotline.client import HotlineClient
 from adapters.http import Policy, Upstream
 from adapters.idp.client import IdpClient
 from adapters.pushgw.client import PushGatewayClient
@@ -54,6 +55,7 @@ from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
+from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
@@ -128,6 +130,7 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
         "pushgw": Upstream("pushgw", settings.pushgw_url, policy(settings)),
         "sms": Upstream("sms", settings.sms_url, policy(settings)),
         "elicence": Upstream("elicence", settings.elicence_url, policy(settings)),
+        "hotline": Upstream("hotline", settings.hotline_url, policy(settings)),
     }
 
 
@@ -211,6 +214,12 @@ def payment_notify_url(settings: Settings) -> str:
     )
 
 
+def hotline_attachment_base_url(settings: Settings) -> str:
+    return settings.hotline_attachment_base_url or (
+        f"http://{settings.api_host}:{settings.api_port}/api/v1/uploads"
+    )
+
+
 def upload_dir(settings: Settings) -> Path:
     return Path(settings.upload_dir) if settings.upload_dir else Path(settings.data_dir) / "uploads"
 
@@ -246,6 +255,7 @@ class Root:
     messages: MessageService
     elicence: ElicenceClient
     licences: LicenceService
+    hotline: HotlineService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -380,6 +390,21 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
     cases.deliveries = delivery  # the case timeline's port onto shipments (delivery depends on cases)
 
+    # 12345 tickets: filed and followed through the hotline's channel API; steps go to the outbox.
+    hotline = HotlineService(
+        pool,
+        HotlineClient(ups["hotline"], settings.hotline_channel_key),
+        catalogue,
+        cases,
+        uploads,
+        auth.crypto,
+        notify_url=settings.hotline_notify_url,
+        webhook_secret=settings.hotline_webhook_secret,
+        webhook_window_s=settings.hotline_webhook_window_s,
+        feed_lookback=settings.hotline_feed_lookback,
+        attachment_base_url=hotline_attachment_base_url(settings),
+    )
+
     # Notifications: outbox -> relay -> stream -> consumers -> channels (WeChat through the one client).
     pii = auth.crypto
 
@@ -450,6 +475,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         Job("delivery_reconcile", interval=15.0, budget=60.0, run=delivery.reconcile),
         # Shipments whose courier answer was lost are asked again with the same request id.
         Job("delivery_resolve_pending", interval=30.0, budget=60.0, run=delivery.resolve_pending),
+        # A lost 12345 webhook is caught up from the hotline's change feed.
+        Job("hotline_reconcile", interval=15.0, budget=60.0, run=hotline.reconcile),
+        # Filings whose 12345 answer was lost are sent again, the same bytes under the same request id.
+        Job("hotline_resolve_filing", interval=30.0, budget=60.0, run=hotline.resolve_filing),
         Job("cases_resolve_submitting", interval=60.0, budget=60.0, run=cases.resolve_submitting),
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
@@ -507,6 +536,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         messages=messages,
         elicence=elicence,
         licences=licences,
+        hotline=hotline,
         jobs=jobs,
         loops=loops,
     )

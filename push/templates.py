@@ -19,13 +19,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 Lang = Literal["zh", "en"]
-Category = Literal["action_needed", "case_progress", "appointments", "payments", "delivery", "other"]
+Category = Literal[
+    "action_needed", "case_progress", "appointments", "payments", "delivery", "hotline", "other"
+]
 CATEGORIES: tuple[Category, ...] = (
     "action_needed",
     "case_progress",
     "appointments",
     "payments",
     "delivery",
+    "hotline",
     "other",
 )
 # Categories whose messages always reach the inbox and ignore quiet hours (DOMAIN.md).
@@ -110,6 +113,26 @@ DELIVERY_STATUS_EN = {
     "returned": "returned",
 }
 
+# 12345 steps (sandbox/hotline: accepted 受理 … closed 办结).
+HOTLINE_STATUS_ZH = {
+    "accepted": "已受理",
+    "dispatched": "已派单",
+    "in_progress": "办理中",
+    "awaiting_info": "待补充信息",
+    "supervised": "已督办",
+    "feedback_given": "已答复待评价",
+    "closed": "已办结",
+}
+HOTLINE_STATUS_EN = {
+    "accepted": "accepted",
+    "dispatched": "passed to the department",
+    "in_progress": "being handled",
+    "awaiting_info": "waiting for your information",
+    "supervised": "under supervision for being late",
+    "feedback_given": "answered, awaiting your rating",
+    "closed": "closed",
+}
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -180,6 +203,16 @@ def _fields(
     if out.get("occurredAt"):
         out["deadline"] = (china_time(out["occurredAt"]) + timedelta(days=SUPPLEMENT_DAYS)).strftime(
             "%Y-%m-%d"
+        )
+    if "ticketNo" in out:
+        # 12345 tickets: who handles it and by when, where known.
+        department, due = out.get("departmentName", ""), out.get("deadlineAt", "")
+        due_text = china_time(due).strftime("%Y-%m-%d %H:%M") if due else ""
+        out["departmentText"] = (f"，承办单位：{department}" if department else "") + (
+            f"，办理时限：{due_text}" if due_text and out.get("event") == "dispatched" else ""
+        )
+        out["departmentTextEn"] = (f" ({department})" if department else "") + (
+            f", due {due_text}" if due_text and out.get("event") == "dispatched" else ""
         )
     if out.get("status"):
         out["statusZh"] = statuses[0].get(out["status"], "有更新")
@@ -368,6 +401,31 @@ TEMPLATES: dict[str, Template] = {
             },
             statuses=(DELIVERY_STATUS_ZH, DELIVERY_STATUS_EN),
         ),
+        Template(
+            # No registered WeChat subscribe or SMS template fits a 12345 step: inbox and app push.
+            name="hotline.changed",
+            version=1,
+            category="hotline",
+            title={"zh": "12345 工单进度", "en": "12345 ticket update"},
+            body={
+                "zh": "您的12345工单（{ticketNo}）{statusZh}{departmentText}。",
+                "en": "Your 12345 ticket {ticketNo} is {statusEn}{departmentTextEn}.",
+            },
+            link="/hotline/tickets/{ticketId}",
+            statuses=(HOTLINE_STATUS_ZH, HOTLINE_STATUS_EN),
+        ),
+        Template(
+            name="hotline.info_requested",
+            version=1,
+            category="action_needed",
+            title={"zh": "12345 工单需要补充信息", "en": "12345 needs more information"},
+            body={
+                "zh": "您的12345工单（{ticketNo}）需要补充信息，请登录查看并尽快回复，以免影响办理。",
+                "en": "Your 12345 ticket {ticketNo} needs more information from you; please reply soon.",
+            },
+            link="/hotline/tickets/{ticketId}",
+            statuses=(HOTLINE_STATUS_ZH, HOTLINE_STATUS_EN),
+        ),
     ]
 }
 
@@ -376,6 +434,8 @@ def template_for(topic: str, payload: Mapping[str, Any]) -> Template:
     """The template of a topic; case changes pick theirs by event (a 补正 request is action needed)."""
     if topic == "case.changed" and payload.get("event") == "supplement_requested":
         return TEMPLATES["case.supplement_requested"]
+    if topic == "hotline.changed" and payload.get("event") == "info_requested":
+        return TEMPLATES["hotline.info_requested"]
     if topic == "appointment.changed":
         return TEMPLATES[f"appointment.{payload.get('event', 'booked')}"]
     if topic in TEMPLATES:

@@ -16,6 +16,7 @@ Topic = Literal[
     "appointment.changed",
     "appointment.reminder",
     "licence.expiring",
+    "hotline.changed",
 ]
 
 
@@ -88,6 +89,21 @@ class LicenceExpiring(msgspec.Struct, frozen=True, rename="camel", kw_only=True)
     threshold: int
 
 
+class HotlineChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A 12345 ticket reached a step the resident should hear of (`event`: dispatched,
+    info_requested, supervised, feedback_given, closed). Numbers and department names only: the
+    resident's own text never goes into a message."""
+
+    ticket_id: str
+    ticket_no: str
+    kind: str
+    event: str
+    status: str
+    department_name: str | None
+    deadline_at: str | None  # ISO-8601
+    occurred_at: str
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "case.changed": CaseChanged,
     "payment.changed": PaymentChanged,
@@ -95,4 +111,5 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "appointment.changed": AppointmentChanged,
     "appointment.reminder": AppointmentReminder,
     "licence.expiring": LicenceExpiring,
+    "hotline.changed": HotlineChanged,
 }

@@ -138,6 +138,8 @@ def test_prod_requires_real_keys() -> None:
         wechatpay_apiv3_key="real-apiv3-key-0123456789abcdefg",
         wechatpay_merchant_key_file="/run/secrets/wechatpay_key.pem",
         courier_webhook_secret="real-courier-secret",
+        hotline_channel_key="real-hotline-key",
+        hotline_webhook_secret="real-hotline-secret",
         pushgw_app_key="real-app-key",
         pushgw_secret="real-pushgw-secret",
         sms_access_key_id="real-sms-key",

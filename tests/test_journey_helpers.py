@@ -258,6 +258,7 @@ def serve_env(services: Any, sandbox_url: str, port: int, **extra: str) -> dict[
             "CASES_URL": f"{sandbox_url}/cases",
             "RATINGS_URL": f"{sandbox_url}/ratings",
             "ELICENCE_URL": f"{sandbox_url}/elicence",
+            "HOTLINE_URL": f"{sandbox_url}/hotline",
             # The session's earlier tests logged many residents in from this address.
             "AUTH_RATE_PER_IP": "100000",
             "AUTH_RATE_PER_SUBJECT": "100000",

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from adapters.courier.schemas import CourierStatus
 from bff.app import create_app
+from bff.hotline.service import HOTLINE_NOTIFIED
 from bff.payments.schemas import PaymentStatus
 from push import outbox
 from push.stream import GROUP, STREAM, claimed_entries, ensure_group
@@ -36,6 +37,7 @@ from push.topics import (
     AppointmentReminder,
     CaseChanged,
     DeliveryChanged,
+    HotlineChanged,
     LicenceExpiring,
     PaymentChanged,
 )
@@ -223,6 +225,20 @@ def every_event() -> list[msgspec.Struct]:
             days_left=60,
             threshold=90,
         )
+    ]
+    made += [
+        HotlineChanged(
+            ticket_id=str(uuid.uuid4()),
+            ticket_no="RX20261201000042",
+            kind="complaint",
+            event=event,
+            status=status,
+            department_name=department,
+            deadline_at="2026-12-08T18:00:00+08:00" if department else None,
+            occurred_at=at,
+        )
+        for event, status in HOTLINE_NOTIFIED.items()
+        for department in ("长沙市人力资源和社会保障局", None)
     ]
     return made
 

@@ -57,6 +57,7 @@ def test_cli_stops_with_a_message_not_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+HOTLINE_KEYS = {"HOTLINE_CHANNEL_KEY": "h", "HOTLINE_WEBHOOK_SECRET": "hs"}
 PUSH_KEYS = {"PUSHGW_APP_KEY": "a", "PUSHGW_SECRET": "p", "SMS_ACCESS_KEY_ID": "k", "SMS_SECRET": "s"}
 # The e-licence library's client secret and the key that signs shown licences (亮证).
 LICENCE_KEYS = {"ELICENCE_SECRET": "e", "LICENCE_SHOW_KEY": "l"}
@@ -84,6 +85,11 @@ def test_prod_refuses_the_sandbox_secrets() -> None:
     with pytest.raises(SettingsError, match="COURIER_WEBHOOK_SECRET"):
         load_settings(real, None)
     real["COURIER_WEBHOOK_SECRET"] = "k"
+    # 12345: this channel's access key and the webhook secret, each by name.
+    for name in HOTLINE_KEYS:
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**real, **{k: v for k, v in HOTLINE_KEYS.items() if k != name}}, None)
+    real.update(HOTLINE_KEYS)
     # The push providers' sandbox keys are refused too, each by name.
     for name in PUSH_KEYS:
         with pytest.raises(SettingsError, match=name):
@@ -114,6 +120,7 @@ def test_prod_requires_a_cursor_key() -> None:
         "WECHATPAY_APIV3_KEY": "0123456789abcdef0123456789abcdef",
         "WECHATPAY_MERCHANT_KEY_FILE": "/run/secrets/wechatpay_key.pem",
         "COURIER_WEBHOOK_SECRET": "k",
+        **HOTLINE_KEYS,
         **PUSH_KEYS,
         **LICENCE_KEYS,
     }

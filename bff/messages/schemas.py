@@ -29,7 +29,9 @@ define(
 )
 
 ChannelName = Literal["inbox", "wechat", "app", "sms"]
-Category = Literal["action_needed", "case_progress", "appointments", "payments", "delivery", "other"]
+Category = Literal[
+    "action_needed", "case_progress", "appointments", "payments", "delivery", "hotline", "other"
+]
 DeliveryStatus = Literal[
     "created", "sending", "delivered", "permanent-failure", "temporary-failure", "technical-failure"
 ]

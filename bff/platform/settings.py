@@ -200,6 +200,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     courier_feed_lookback: int = 50
     address_max_per_person: int = 10
 
+    # 12345 tickets (issue 15). The hotline's channel API (the sandbox in dev) and this channel's
+    # access key; where it delivers step webhooks (our public URL), the HMAC secret it signs them
+    # with and the accepted timestamp window; how far behind its cursor the feed is re-read; the
+    # base of the links to our uploads that a ticket's attachments carry.
+    hotline_url: str = "http://127.0.0.1:8100/hotline"
+    hotline_channel_key: str = "sandbox-hotline-channel-key"
+    hotline_notify_url: str = ""
+    hotline_webhook_secret: str = "sandbox-hotline-secret"  # noqa: S105 - the sandbox's; set in prod
+    hotline_webhook_window_s: int = 300
+    hotline_feed_lookback: int = 50
+    hotline_attachment_base_url: str = ""
+
     # Notifications (push/, issue 12). Providers are the sandbox in dev.
     pushgw_url: str = "http://127.0.0.1:8100/pushgw"
     pushgw_app_key: str = "sandbox-pushgw-app"
@@ -269,6 +281,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "case_webhook_secret",
                 "wechatpay_apiv3_key",
                 "courier_webhook_secret",
+                "hotline_channel_key",
+                "hotline_webhook_secret",
                 "pushgw_app_key",
                 "pushgw_secret",
                 "sms_access_key_id",
