@@ -36,6 +36,7 @@ from tests.test_journey_helpers import (
     open_days,
     serve_env,
 )
+from tests.test_sandbox_elicence import DEPT, ID_CARD
 
 CHROMIUM = os.environ.get("KIOSK_CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[1]
@@ -215,6 +216,17 @@ CONTRAST_JS = """() => {
 }"""
 
 
+async def dark_cells(page: Any, text: str) -> int:
+    """How many dark cells the vendored encoder gives `text` (what the page's QR code must draw)."""
+    count: int = await page.evaluate(
+        """text => { const c = qrcode(0, "M"); c.addData(text); c.make(); let n = 0;
+           for (let r = 0; r < c.getModuleCount(); r++) for (let k = 0; k < c.getModuleCount(); k++)
+             if (c.isDark(r, k)) n++; return n; }""",
+        text,
+    )
+    return count
+
+
 class Browser:
     """One kiosk page in Chromium, with every request it makes recorded."""
 
@@ -224,6 +236,7 @@ class Browser:
         self.requests: list[Any] = []
         page.on("request", lambda request: self.requests.append(request))  # noqa: PLW0108 - Playwright needs a plain function
         self.bridge_logins: list[str] = []  # what the bridge answered the page's login taps
+        self.shows: list[dict[str, Any]] = []  # the 亮证 answers (payloads) the page was given
         page.on("response", self._on_response)
         # Script errors and policy (CSP) violations; refused API calls are logged as failed loads.
         self.errors: list[str] = []
@@ -240,6 +253,8 @@ class Browser:
     async def _on_response(self, response: Any) -> None:
         if response.url.endswith("/bridge/login") and response.request.method == "POST":
             self.bridge_logins.append(await response.text())
+        if response.url.endswith("/show") and response.status == 201:
+            self.shows.append(await response.json())
 
     async def settled(self, screen: str | None = None) -> None:
         await self.page.wait_for_function(
@@ -304,10 +319,15 @@ class Browser:
 
 
 @pytest.mark.slow
-async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.AsyncClient, db: Any) -> None:
+async def test_kiosk_journey_in_a_real_browser(
+    registered: Any, sandbox: httpx.AsyncClient, db: Any, client: httpx.AsyncClient
+) -> None:
     url, bridge, device = registered
     api = httpx.AsyncClient(base_url=url, timeout=30)
     resident = await new_resident(sandbox, level=3)
+    licence = {"type_code": ID_CARD, "issuer": "ga"}
+    body = {"holder_code": resident["id_card_number"], "holder_name": resident["name"], **licence}
+    assert (await sandbox.post("/_control/elicence/licences", json=body)).status_code == 201
     # The resident booked on their phone; today at the hall they use the kiosk.
     phone = await login_resident(api, sandbox, resident=resident, level=3)
     booked_item = await bookable_item(db)
@@ -441,13 +461,7 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 assert code_url.startswith("weixin://")
                 # The code on the screen is that order's: its dark cells are those of the code_url.
                 drawn = (await page.locator(".qr path").get_attribute("d")).count("M")
-                expected = await page.evaluate(
-                    """url => { const c = qrcode(0, "M"); c.addData(url); c.make(); let n = 0;
-                       for (let r = 0; r < c.getModuleCount(); r++) for (let k = 0; k < c.getModuleCount(); k++)
-                         if (c.isDark(r, k)) n++; return n; }""",
-                    code_url,
-                )
-                assert drawn == expected > 0
+                assert drawn == await dark_cells(page, code_url) > 0
                 # The resident scans and pays on their phone; the screen's next look at the order sees it.
                 scanned = await sandbox.post(
                     f"/_control/wechatpay/orders/{paying['outTradeNo']}/pay", json={}
@@ -524,6 +538,37 @@ async def test_kiosk_journey_in_a_real_browser(registered: Any, sandbox: httpx.A
                 await kiosk.tap("提交评价", "rated")
                 rated = (await api.get(f"/api/v1/cases/{online_case['id']}", headers=auth(phone))).json()
                 assert rated["ratingId"] is not None
+
+                # 亮证: the wallet (masked), a licence shown as a QR code, checked once by the counter.
+                await kiosk.tap("回首页", "home")
+                await kiosk.tap("我的证照", "licences")
+                assert resident["id_card_number"] not in await page.locator("#app").inner_text()  # masked
+                await page.get_by_role("button", name=re.compile("居民身份证")).first.click()
+                await kiosk.settled("licenceShow")
+                await kiosk.check_accessible("licence show")
+                await page.screenshot(path=SHOTS / "kiosk-licence-show-zh.png")
+                assert len(kiosk.shows) == 1
+                payload = kiosk.shows[0]["payload"]
+                drawn = (await page.locator(".qr path").get_attribute("d")).count("M")
+                assert drawn == await dark_cells(page, payload) > 0
+                counter = {
+                    "payload": payload,
+                    "purpose": "窗口核验身份",
+                    "departmentCode": DEPT["department_code"],
+                    "departmentName": DEPT["department_name"],
+                }
+                checked = await client.post(
+                    "/api/v1/staff/licence-checks",
+                    json=counter,
+                    headers={**staff_headers(client), "Idempotency-Key": key()},
+                )
+                assert checked.status_code == 200, checked.text
+                again = await client.post(
+                    "/api/v1/staff/licence-checks",
+                    json=counter,
+                    headers={**staff_headers(client), "Idempotency-Key": key()},
+                )
+                assert again.status_code == 409 and again.json()["code"] == "licence_show_used"
 
                 # Every request went to the BFF or the bridge; every state change carried a key; every
                 # authenticated API call was signed; elder mode was told to the API.

@@ -313,6 +313,7 @@ SCREENS.home = async () => {
     ["appointments", t("appointments"), () => show("appointments")],
     ["apply", t("apply"), () => show("search", { applying: true })],
     ["rate", t("rate"), () => show("rate")],
+    ["licences", t("licences"), () => show("licences")],
     // 长辈版 shows no payment prompt (MIIT 适老化: no buttons that push payments); staff help there.
     ...(state.elder ? [] : [["pay", t("pay"), () => show("pay")]]),
   ];
@@ -529,6 +530,45 @@ SCREENS.apply = async (args) => {
     el("button", { type: "button", class: "big primary", id: "apply-submit", disabled: !/^1\d{10}$/.test(phone), onclick: submit }, t("submit")),
     status,
     nav({ screen: "guide", args: args.from }),
+  );
+};
+
+// 亮证 at the hall: the wallet (masked), then a licence's single-use QR payload for the counter to scan.
+SCREENS.licences = async () => {
+  let items;
+  try {
+    items = (await api("GET", "/api/v1/licences")).items;
+  } catch (error) {
+    return el("section", { class: "screen" }, heading(t("licences")), problemBox(error, () => show("licences")), nav(null));
+  }
+  return el(
+    "section",
+    { class: "screen licences", "aria-labelledby": "screen-title" },
+    heading(t("licences")),
+    items.length ? el("ul", { class: "list" }, items.map((l) =>
+      el("li", {}, el("button", { type: "button", class: "row", disabled: l.status !== "valid" || null, onclick: () => show("licenceShow", { licence: l }) },
+        el("span", { class: "row-title" }, `${l.typeName} ${l.number}`),
+        el("span", { class: "row-sub" }, `${l.longTerm ? t("longTerm") : `${t("validTo")} ${l.validTo}`} · ${l.trustGradeText}`))))) : el("p", {}, t("licencesNone")),
+    nav(null),
+  );
+};
+
+SCREENS.licenceShow = async (args) => {
+  let shown;
+  try {
+    shown = await api("POST", `/api/v1/licences/${encodeURIComponent(args.licence.id)}/show`, { action: `show:${args.licence.id}:${Date.now()}` });
+  } catch (error) {
+    return el("section", { class: "screen" }, heading(t("showTitle")), problemBox(error, () => show("licenceShow", args)), nav({ screen: "licences" }));
+  }
+  return el(
+    "section",
+    { class: "screen licence-show", "aria-labelledby": "screen-title" },
+    heading(`${t("showTitle")}：${shown.typeName}`),
+    el("p", {}, `${args.licence.number}`),
+    qrSvg(shown.payload, t("showScan")),
+    el("p", {}, t("showScan")),
+    el("p", { class: "pay-status" }, `${t("showUntil")} ${china(shown.expiresAt)}`),
+    nav({ screen: "licences" }),
   );
 };
 
