@@ -17,6 +17,7 @@ from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
+from bff.home.controllers import HomeController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.kiosk import kiosk_router
 from bff.licences.controllers import LicenceController, StaffLicenceCheckController
@@ -57,6 +58,7 @@ API_ROUTES = [
     MessageController,
     PushReceiptController,
     LicenceController,
+    HomeController,
     StaffLicenceCheckController,
 ]
 

@@ -15,6 +15,7 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
+from bff.home.service import HomeService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
@@ -78,6 +79,10 @@ def provide_licences(state: State) -> LicenceService:
     return root(state).licences
 
 
+def provide_home(state: State) -> HomeService:
+    return root(state).home
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -97,5 +102,6 @@ def dependencies() -> dict[str, Any]:
         "delivery": Provide(provide_delivery, sync_to_thread=False),
         "messages": Provide(provide_messages, sync_to_thread=False),
         "licences": Provide(provide_licences, sync_to_thread=False),
+        "home": Provide(provide_home, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

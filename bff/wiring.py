@@ -53,6 +53,7 @@ from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
+from bff.home.service import HomeService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
@@ -245,6 +246,7 @@ class Root:
     messages: MessageService
     elicence: ElicenceClient
     licences: LicenceService
+    home: HomeService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -441,6 +443,19 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
     )
 
+    # Home: every domain's to-dos in one answer, each read through its service's read port.
+    home = HomeService(
+        pool,
+        redis,
+        cases=cases,
+        appointments=appointments,
+        delivery=delivery,
+        licences=licences,
+        messages=messages,
+        fresh_s=settings.home_fresh_s,
+        stale_s=settings.home_stale_s,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -505,6 +520,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         messages=messages,
         elicence=elicence,
         licences=licences,
+        home=home,
         jobs=jobs,
         loops=loops,
     )
