@@ -117,6 +117,8 @@ async def _mailed_case(
 async def _home(
     client: httpx.AsyncClient, who: dict[str, Any], **headers: str
 ) -> tuple[httpx.Response, float]:
+    if "kiosk" in who:  # a kiosk signs every request
+        headers = {**who["kiosk"].headers("GET", "/api/v1/home", b""), **headers}
     started = time.perf_counter()
     response = await client.get("/api/v1/home", headers=auth(who, **headers))
     return response, time.perf_counter() - started
@@ -267,3 +269,41 @@ async def test_home_is_shaped_per_channel_mode_and_level(
     assert shaped["supplements"]["total"] == 3 and len(shaped["supplements"]["items"]) == 2
     assert elder.json()["display"]["mode"] == "elder"
     assert elder.headers["etag"] != (await _home(client, who))[0].headers["etag"]
+
+
+async def test_sources_run_concurrently_each_cut_at_its_budget_and_kiosk_gets_few_items(
+    make_client: Any, services: Any, sandbox_url: str, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    client = await _client(make_client, services, sandbox_url)
+    app = await login_resident(client, sandbox, channel="app", level=3)
+    for _ in range(4):
+        await _supplement_case(client, sandbox, app, db)
+    await _expiring_licence(sandbox, app)
+    # The same resident at a hall's kiosk (ID card and live face).
+    who = await login_resident(client, sandbox, channel="kiosk", level=3, resident=app["resident"])
+    first = _sections((await _home(client, who))[0])
+    assert first["supplements"]["total"] == 4 and len(first["supplements"]["items"]) == 3  # the kiosk's few
+
+    # Our own database holding the cases back (a long lock) and the licence library slow: were the
+    # sources run one after another this would take 0.5 + 0.5 + 0.8 s; together it is the longest.
+    slow = await sandbox.put("/_control/faults/elicence", json={"latencyMs": 2000})
+    assert slow.status_code in (200, 201, 204)
+    locker = await asyncpg.connect(services.database_url)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE bff.cases IN ACCESS EXCLUSIVE MODE")
+            response, took = await _home(client, who)
+    finally:
+        await locker.close()
+        await sandbox.delete("/_control/faults/elicence")
+    assert took <= BUDGET_S + 0.05, took
+    sections = _sections(response)
+    for name in ("supplements", "fees", "parcels", "ratings", "renewals"):
+        assert sections[name]["status"] == "stale", (name, sections[name])
+    assert sections["supplements"]["asOf"] == first["supplements"]["asOf"]
+    assert len(sections["supplements"]["items"]) == 3
+    assert sections["appointments"]["status"] == "ok" and sections["messages"]["status"] == "ok"
+
+    # The database free again: the cases are read afresh.
+    after = _sections((await _home(client, who))[0])
+    assert after["supplements"]["status"] == "ok"
