@@ -214,6 +214,13 @@ async def test_home_shows_every_section_then_degrades_per_upstream_never_failing
     # Back up: the renewals are read again.
     assert _sections((await _home(client, who))[0])["renewals"]["status"] == "ok"
 
+    # Never nagging: a rating is asked for 30 days after the case's last change, then never again.
+    await db.execute(
+        "UPDATE bff.cases SET updated_at = now() - interval '31 days' WHERE id = $1::uuid", rated_case
+    )
+    ratings = _sections((await _home(client, who))[0])["ratings"]
+    assert (ratings["status"], ratings["total"], ratings["items"]) == ("ok", 0, [])
+
 
 async def test_a_section_with_no_copy_is_unavailable_and_badges_say_so(
     make_client: Any, services: Any, sandbox_url: str, sandbox: httpx.AsyncClient
