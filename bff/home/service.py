@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -116,6 +117,8 @@ class Budgets:
     messages: float = 0.3
     # Kept back from the request's budget for merging, encoding and the audit record.
     reserve: float = 0.1
+    # One read or write of the Redis copies (Redis' own socket timeout is seconds: too long here).
+    cache: float = 0.05
 
 
 def _stamp(moment: datetime) -> str:
@@ -251,7 +254,9 @@ class HomeService:
 
     async def _copies(self, person_id: str, names: Sequence[str]) -> dict[str, Section]:
         try:
-            raw = await self.redis.mget([self._key(person_id, n) for n in names])
+            raw = await asyncio.wait_for(
+                self.redis.mget([self._key(person_id, n) for n in names]), self.budgets.cache
+            )
         except Exception as exc:  # a cache that cannot answer is no copy, never a 5xx
             log.warning("home_copy_unreadable", error=type(exc).__name__)
             return {}
@@ -270,7 +275,7 @@ class HomeService:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name, section in sections.items():
                     pipe.set(self._key(person_id, name), msgspec.json.encode(section), ex=int(self.stale_s))
-                await pipe.execute()
+                await asyncio.wait_for(pipe.execute(), self.budgets.cache)
         except Exception as exc:  # the answer is served without its copy kept
             log.warning("home_copy_not_kept", error=type(exc).__name__)
 
@@ -282,13 +287,17 @@ class HomeService:
         budget: float,
         fresh_s: float,
     ) -> dict[str, Section]:
+        started = time.monotonic()
+        left = context.remaining()
+        if left is not None:
+            budget = min(budget, left - self.budgets.reserve)
         if fresh_s > 0:
             copies = await self._copies(person_id, names)
             if len(copies) == len(names) and all(_age(c) < fresh_s for c in copies.values()):
                 return copies
-        left = context.remaining()
-        if left is not None:
-            budget = min(budget, left - self.budgets.reserve)
+        # What the source may take: its budget less the copy read before it and the one (keeping
+        # the answer, or reading the fallback) after it, so the whole stays within the budget.
+        budget -= time.monotonic() - started + self.budgets.cache
         reason: Reason = "timeout"
         if budget > 0:
             try:
