@@ -17,6 +17,7 @@ from bff.appointments.controllers import AppointmentController, SlotController
 from bff.cases.controllers import CaseController, CaseWebhookController
 from bff.catalogue.controllers import CatalogueController, ItemController, StaffSearchController
 from bff.delivery.controllers import DeliveryController, DeliveryWebhookController
+from bff.home.controllers import HomeController
 from bff.hotline.controllers import HotlineAnswerController, HotlineController, HotlineWebhookController
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.kiosk import kiosk_router
@@ -58,6 +59,7 @@ API_ROUTES = [
     MessageController,
     PushReceiptController,
     LicenceController,
+    HomeController,
     StaffLicenceCheckController,
     HotlineAnswerController,
     HotlineController,

@@ -15,6 +15,7 @@ from bff.appointments.service import AppointmentService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
+from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
@@ -83,6 +84,10 @@ def provide_hotline(state: State) -> HotlineService:
     return root(state).hotline
 
 
+def provide_home(state: State) -> HomeService:
+    return root(state).home
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -103,5 +108,6 @@ def dependencies() -> dict[str, Any]:
         "messages": Provide(provide_messages, sync_to_thread=False),
         "licences": Provide(provide_licences, sync_to_thread=False),
         "hotline": Provide(provide_hotline, sync_to_thread=False),
+        "home": Provide(provide_home, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -55,6 +55,7 @@ from bff.catalogue.semantic import SemanticModel
 from bff.catalogue.service import CatalogueService
 from bff.catalogue.sync import CatalogueSync
 from bff.delivery.service import DeliveryService
+from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
@@ -256,6 +257,7 @@ class Root:
     elicence: ElicenceClient
     licences: LicenceService
     hotline: HotlineService
+    home: HomeService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -468,6 +470,19 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         appointments=appointments,
     )
 
+    # Home: every domain's to-dos in one answer, each read through its service's read port.
+    home = HomeService(
+        pool,
+        redis,
+        cases=cases,
+        appointments=appointments,
+        delivery=delivery,
+        licences=licences,
+        messages=messages,
+        fresh_s=settings.home_fresh_s,
+        stale_s=settings.home_stale_s,
+    )
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -537,6 +552,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         elicence=elicence,
         licences=licences,
         hotline=hotline,
+        home=home,
         jobs=jobs,
         loops=loops,
     )

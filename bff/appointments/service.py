@@ -321,6 +321,20 @@ class AppointmentService:
         items = [await self.out(r, rescheduled_to=_str_or_none(r["rescheduled_to"])) for r in page]
         return AppointmentPage(items=items, next_cursor=following)
 
+    async def upcoming(self, person_id: str, limit: int = 20) -> list[AppointmentOut]:
+        """Read port for home: the resident's appointments still ahead (booked, or being booked),
+        soonest first."""
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.appointments
+            WHERE person_id = $1 AND status IN ('pending', 'booked') AND ends_at > now()
+            ORDER BY starts_at, id LIMIT $2
+            """,
+            person_id,
+            limit,
+        )
+        return [await self.out(r) for r in rows]
+
     async def own(self, principal: Principal, appointment_id: str) -> asyncpg.Record:
         """The caller's appointment, else a 404 (another resident's is audited)."""
         ident = parse_uuid(appointment_id, "appointment")

@@ -215,6 +215,19 @@ class Ratings(Protocol):
     async def of_case(self, conn: Conn | asyncpg.Pool, case_id: uuid.UUID) -> RatingRef | None: ...
 
 
+class CaseTodo(msgspec.Struct, frozen=True, kw_only=True):
+    """What one case asks of its resident now (home's read port)."""
+
+    case_id: str
+    project_no: str
+    item_name: str
+    status: str
+    updated_at: datetime
+    open_supplement_id: str | None
+    fee: FeeNotice | None  # the newest fee notice, only while it is still owed
+    rating_due: bool
+
+
 class TimelineStep(msgspec.Struct, frozen=True):
     """One entry another domain adds to a case's timeline: a payment step (order created, paid,
     refunded …) or a delivery step (the shipment, each tracking event)."""
@@ -351,6 +364,41 @@ class CaseService:
             clock, _ = await self._clock(events, row["promise_days"], None)
             items.append(await self.summary(self.pool, row, english=english, clock=clock))
         return CasePage(items=items, next_cursor=following)
+
+    async def todos(self, person_id: str, limit: int = 50) -> list[CaseTodo]:
+        """Read port for home: the resident's submitted cases changed most recently, each with what
+        it asks of the resident now (an open 补正, a fee still owed, a rating due)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT * FROM bff.cases WHERE person_id = $1 AND project_no IS NOT NULL
+            ORDER BY updated_at DESC, id DESC LIMIT $2
+            """,
+            person_id,
+            limit,
+        )
+        out = []
+        for row in rows:
+            fee = await self._fee(self.pool, row)
+            if fee is not None:
+                current = (
+                    await self.payments.current_for_fee(self.pool, fee.fee_id) if self.payments else None
+                )
+                if fee.paid_upstream or (current is not None and current.status not in ("created", "paying")):
+                    fee = None
+            rated = row["status"] == "rated" or await self._rating(self.pool, row["id"]) is not None
+            out.append(
+                CaseTodo(
+                    case_id=str(row["id"]),
+                    project_no=str(row["project_no"]),
+                    item_name=row["item_name"],
+                    status=row["status"],
+                    updated_at=row["updated_at"],
+                    open_supplement_id=await self.open_supplement(self.pool, row["id"]),
+                    fee=fee,
+                    rating_due=row["status"] in ("concluded", "delivering", "delivered") and not rated,
+                )
+            )
+        return out
 
     async def view(self, principal: Principal, case_id: str, *, english: bool) -> CaseDetail:
         row = await self.own(principal, case_id)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 
 import asyncpg
 import asyncpg.pool
+import msgspec
 
 from adapters.courier import callback
 from adapters.courier.client import CourierClient, CourierRefused
@@ -62,6 +63,20 @@ def _case_state(status: str) -> DeliveryState:
     if status == "returned":
         return "concluded"  # back at the hall: to collect, or to mail again
     return "delivering"
+
+
+class ParcelRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A parcel on its way to the resident (home's read port)."""
+
+    id: str
+    case_id: str
+    project_no: str | None
+    item_name: str
+    carrier: str
+    waybill_no: str | None
+    status: str
+    hall_name: str
+    updated_at: datetime
 
 
 class DeliveryService:
@@ -254,6 +269,35 @@ class DeliveryService:
         return row
 
     # --- reading ---
+
+    async def under_way(self, person_id: str, limit: int = 20) -> list[ParcelRef]:
+        """Read port for home: the resident's parcels not yet in hand, the most recently moved first."""
+        rows = await self.pool.fetch(
+            """
+            SELECT s.id, s.case_id, c.project_no, c.item_name, s.carrier, s.waybill_no, s.status,
+                   s.hall_name, s.updated_at
+            FROM bff.shipments s JOIN bff.cases c ON c.id = s.case_id
+            WHERE s.person_id = $1 AND s.status IN ('requesting', 'created', 'picked_up', 'in_transit',
+                                                     'out_for_delivery')
+            ORDER BY s.updated_at DESC LIMIT $2
+            """,
+            person_id,
+            limit,
+        )
+        return [
+            ParcelRef(
+                id=str(r["id"]),
+                case_id=str(r["case_id"]),
+                project_no=r["project_no"],
+                item_name=r["item_name"],
+                carrier=r["carrier"],
+                waybill_no=r["waybill_no"],
+                status=r["status"],
+                hall_name=r["hall_name"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
 
     async def view(self, principal: Principal, delivery_id: str) -> DeliveryOut:
         row = await self.pool.fetchrow(

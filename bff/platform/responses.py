@@ -28,9 +28,12 @@ def encoded(
     )
 
 
-def conditional(if_none_match: str | None, etag: str, body: bytes, of: type[T]) -> Response[T]:
-    """A cacheable read: `ETag` on the answer, 304 when the client holds that version already."""
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Language, X-UI-Mode"}
+def conditional(
+    if_none_match: str | None, etag: str, body: bytes, of: type[T], *, cache_control: str = "no-cache"
+) -> Response[T]:
+    """A cacheable read: `ETag` on the answer, 304 when the client holds that version already.
+    A personal answer passes `no-store`: the client revalidates its own copy, no cache keeps one."""
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept-Language, X-UI-Mode"}
     if if_none_match and etag in {tag.strip() for tag in if_none_match.split(",")}:
         return encoded(b"", of, status=304, headers=headers)
     return encoded(body, of, headers=headers)

@@ -237,6 +237,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     elicence_secret: str = "sandbox-elicence-secret"  # noqa: S105 - the sandbox's; set in prod
     licence_show_ttl_s: int = 120
     licence_show_key: str = ""
+    # Home (我的待办): each resident's sections are kept in Redis `home_stale_s`, the stale copy shown
+    # when a domain cannot answer in its budget; the renewals (slow to change) are served from a copy
+    # younger than `home_fresh_s` without asking the licence library again.
+    home_fresh_s: float = 30.0
+    home_stale_s: float = 600.0
     # The worker's own /metrics (push stream length, lag, outcomes) on this port; 0: not served.
     worker_metrics_port: int = 0
 
