@@ -240,3 +240,31 @@ async def test_the_worker_job_reconciles(client, sandbox, sandbox_url, db, servi
     )
     detail = (await client.get(f"/api/v1/cases/{case['case']['id']}", headers=auth(who))).json()
     assert detail["case"]["status"] == "pre_accepted"
+
+
+async def test_the_case_shows_which_licence_stood_in_for_each_material(client, sandbox, db) -> None:
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    body = await application(client, who, await bookable_item(db))
+    licences = [m for m in body["materials"] if "elicence" in m]
+    uploads = [m for m in body["materials"] if "uploadId" in m]
+    assert licences, "the demo item should take at least one e-licence in place of a scan"
+    applied = await client.post("/api/v1/cases", json=body, headers=auth(who, key()))
+    assert applied.status_code == 201, applied.text
+    detail = await client.get(f"/api/v1/cases/{applied.json()['case']['id']}", headers=auth(who))
+    shown = {m["name"]: m for m in detail.json()["materials"]}
+    assert set(shown) == {m["name"] for m in body["materials"]}
+    for given in licences:
+        used = shown[given["name"]]
+        number = given["elicence"]["number"]
+        assert used["kind"] == "elicence" and used["elicenceType"] == given["elicence"]["type"]
+        # Which licence, recognisably, but masked like an ID number.
+        assert used["licenceNumber"] == number[:3] + "*" * (len(number) - 7) + number[-4:]
+        assert number not in detail.text
+    for given in uploads:
+        assert shown[given["name"]] == {
+            "name": given["name"],
+            "kind": "upload",
+            "elicenceType": None,
+            "licenceNumber": None,
+            "uploadId": given["uploadId"],
+        }

@@ -157,6 +157,17 @@ class CaseFeeOut(Camel):
     pay_online: str | None
 
 
+class MaterialUsed(Camel):
+    """A material as it was given: an upload, or the e-licence that stood in for it (which one, with
+    its number masked like an ID number), so the resident sees what the department was shown."""
+
+    name: str
+    kind: Literal["elicence", "upload"]
+    elicence_type: str | None = None
+    licence_number: str | None = None  # masked
+    upload_id: str | None = None
+
+
 class CaseDetail(Camel):
     case: CaseSummary
     timeline: list[TimelineEntry]
@@ -164,6 +175,7 @@ class CaseDetail(Camel):
     deemed_accepted_on: str | None
     rating_id: str | None
     fee: CaseFeeOut | None = None
+    materials: list[MaterialUsed] = []
 
 
 class CasePage(Camel):

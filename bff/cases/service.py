@@ -20,6 +20,7 @@ from adapters.cases import callback
 from adapters.cases.client import CaseClient, CaseRefused
 from adapters.cases.schemas import Application, MaterialRef, SupplementReply
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
+from adapters.pii import mask_id_number
 from auth.principal import Principal
 from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
 from bff.cases.schemas import (
@@ -32,6 +33,7 @@ from bff.cases.schemas import (
     CountdownOut,
     FeeNotice,
     MaterialIn,
+    MaterialUsed,
     SupplementIn,
     TimelineEntry,
 )
@@ -127,6 +129,19 @@ def _title(kind: str, data: dict[str, Any], english: bool) -> str:
 
 def _invalid(code: str, detail: str, field: str, zh: str) -> ProblemError:
     return ProblemError(detail, status=422, code=code, extra={"field": field}, detail_zh=zh)
+
+
+def _material_used(given: dict[str, Any]) -> MaterialUsed:
+    """One material of the stored application (its camelCase `MaterialIn` form)."""
+    licence = given.get("elicence")
+    if licence:
+        return MaterialUsed(
+            name=given["name"],
+            kind="elicence",
+            elicence_type=licence["type"],
+            licence_number=mask_id_number(licence["number"]),
+        )
+    return MaterialUsed(name=given["name"], kind="upload", upload_id=given.get("uploadId"))
 
 
 async def check_materials(
@@ -886,6 +901,7 @@ class CaseService:
             deemed_accepted_on=deemed,
             rating_id=str(rating.id) if rating else None,
             fee=fee_out,
+            materials=[_material_used(m) for m in row["materials"] or []],
         )
 
     async def _clock(
