@@ -327,7 +327,8 @@ async def test_kiosk_journey_in_a_real_browser(
     resident = await new_resident(sandbox, level=3)
     licence = {"type_code": ID_CARD, "issuer": "ga"}
     body = {"holder_code": resident["id_card_number"], "holder_name": resident["name"], **licence}
-    assert (await sandbox.post("/_control/elicence/licences", json=body)).status_code == 201
+    id_card = await sandbox.post("/_control/elicence/licences", json=body)
+    assert id_card.status_code == 201, id_card.text
     # The resident booked on their phone; today at the hall they use the kiosk.
     phone = await login_resident(api, sandbox, resident=resident, level=3)
     booked_item = await bookable_item(db)
@@ -343,6 +344,17 @@ async def test_kiosk_journey_in_a_real_browser(
     await advance(sandbox, online_case["projectNo"], "accept", opinion="材料齐全，予以受理")
     await advance(sandbox, online_case["projectNo"], "conclude", result_code="0", licence_no="湘证2026000998")
     item = await kiosk_item(db)
+    # The wallet holds a licence of every type the item takes in place of a scan (one ID card is enough
+    # for the ID card material; the licence shown at the counter later is that one).
+    guide = (await api.get(f"/api/v1/items/{item['code']}", params={"region": item["region"]})).json()["item"]
+    wallet = {}
+    for kind in {m["elicenceType"] for m in guide["materials"] if m["required"] and m["elicenceType"]} - {
+        ID_CARD
+    }:
+        body = {"holder_code": resident["id_card_number"], "holder_name": resident["name"], "type_code": kind}
+        made = await sandbox.post("/_control/elicence/licences", json=body)
+        assert made.status_code == 201, made.text
+        wallet[kind] = made.json()["licence_id"]
     # The booking system's clock stands ten minutes before the slot: check-in is open "today".
     starts = datetime.fromisoformat(day["slots"][0]["startsAt"])
     offset = int((starts - timedelta(minutes=10)).timestamp() - datetime.now().timestamp())
@@ -421,6 +433,14 @@ async def test_kiosk_journey_in_a_real_browser(
                 cases = (await api.get("/api/v1/cases", headers=auth(phone))).json()["items"]
                 kiosk_case = next(c for c in cases if c["itemCode"] == item["code"])
                 assert number in {kiosk_case["projectNo"], kiosk_case["id"]}
+                # The case names the wallet's licences that stood in for the scans.
+                wallet[ID_CARD] = id_card.json()["licence_id"]
+                filed = (await api.get(f"/api/v1/cases/{kiosk_case['id']}", headers=auth(phone))).json()
+                licences = [m for m in filed["materials"] if m["kind"] == "elicence"]
+                assert licences, filed["materials"]
+                for used in licences:
+                    ref = wallet[used["elicenceType"]]
+                    assert used["licenceNumber"] == ref[:3] + "*" * (len(ref) - 7) + ref[-4:], used
                 # The department accepts it and issues a fee: paid here by scanning the order's QR code.
                 await advance(sandbox, kiosk_case["projectNo"], "accept", opinion="材料齐全，予以受理")
                 issued = await sandbox.post(

@@ -11,7 +11,6 @@ const HALL_INDICATORS = ["整体满意度", "服务效率", "服务水平", "服
 // Until the e-licence library route (/api/v1/licences) lands, an e-licence material is referenced by
 // its type and this marker: "the holder's current licence of this type", resolved by the department.
 // KIOSK-TODO(licences): pick the resident's licence from GET /api/v1/licences instead.
-const HOLDER_LICENCE = "holder-current";
 const params = new URLSearchParams(location.search);
 const BRIDGE = safeBridge(params.get("bridge")) || "http://127.0.0.1:8765";
 const REGION = /^\d{6}$/.test(params.get("region") || "") ? params.get("region") : "430000";
@@ -489,6 +488,17 @@ SCREENS.apply = async (args) => {
     el("button", { type: "button", class: "key wide", onclick: () => typed(phone.slice(0, -1)) }, t("del")));
   const materials = item.materials.filter((m) => m.required && m.elicenceType);
   const forms = item.materials.filter((m) => m.required && isForm(m));
+  // The resident's own licences from the wallet stand in for the scans: which one is named on the
+  // case (its wallet id), and a material no valid licence covers sends the resident to the counter.
+  if (!args.wallet) {
+    try {
+      args.wallet = (await api("GET", "/api/v1/licences")).items.filter((l) => l.status === "valid");
+    } catch (error) {
+      return el("section", { class: "screen" }, heading(t("applyTitle")), problemBox(error, () => show("apply", args)), nav({ screen: "guide", args: args.from }));
+    }
+  }
+  const held = (m) => args.wallet.find((l) => l.typeCode === m.elicenceType);
+  const covered = materials.every(held);
   const done = args.uploaded || (args.uploaded = {}); // survives a retry: the form is uploaded once
   const submit = async () => {
     try {
@@ -510,7 +520,7 @@ SCREENS.apply = async (args) => {
           itemCode: item.code,
           regionCode: item.regionCode,
           form: { contactName: state.me.name, contactPhone: phone },
-          materials: [...materials.map((m) => ({ name: m.name, elicence: { type: m.elicenceType, number: HOLDER_LICENCE } })), ...uploaded],
+          materials: [...materials.map((m) => ({ name: m.name, elicence: { type: m.elicenceType, number: held(m).id } })), ...uploaded],
         },
       });
       show("applied", { projectNo: detail.case.projectNo || detail.case.id, name: item.name, at: detail.case.submittedAt });
@@ -523,11 +533,15 @@ SCREENS.apply = async (args) => {
     { class: "screen apply", "aria-labelledby": "screen-title" },
     heading(`${t("applyTitle")}：${item.name}`),
     el("p", {}, t("applyUse")),
-    el("ul", { class: "materials" }, materials.map((m) => el("li", {}, el("span", {}, m.name), el("span", { class: "badge ok" }, t("elicence"))))),
+    el("ul", { class: "materials" }, materials.map((m) => {
+      const l = held(m);
+      return el("li", {}, el("span", {}, m.name), l ? el("span", { class: "badge ok" }, `${l.typeName} ${l.number}`) : el("span", { class: "badge" }, t("noLicence")));
+    })),
+    covered ? null : el("p", { class: "hint", role: "alert" }, t("noLicenceHint")),
     el("p", { class: "hint", id: "phone-hint" }, t("phoneHint")),
     el("output", { class: "query", id: "phone", "aria-label": t("phone"), "aria-describedby": "phone-hint" }, phone.replace(/^(\d{3})(\d{0,4})/, "$1 $2 ") || "—"),
     pad,
-    el("button", { type: "button", class: "big primary", id: "apply-submit", disabled: !/^1\d{10}$/.test(phone), onclick: submit }, t("submit")),
+    el("button", { type: "button", class: "big primary", id: "apply-submit", disabled: !covered || !/^1\d{10}$/.test(phone), onclick: submit }, t("submit")),
     status,
     nav({ screen: "guide", args: args.from }),
   );
