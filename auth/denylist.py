@@ -42,6 +42,8 @@ CHANNEL = "sx:auth:deny:changed"
 # revoker waits for acknowledgements before relying on that.
 STALE_AFTER_S = 1.0
 PING_EVERY_S = 0.2
+# How long a stop waits for the listener to end (it ends within PING_EVERY_S once told to).
+_STOP_WAIT_S = 2.0
 LISTENERS = "sx:auth:deny:listeners"
 REGISTERED_S = 1.5
 # Registration with the server's clock (processes' clocks are not compared with each other).
@@ -127,6 +129,7 @@ class DenyCache:
         self.fresh_as_of: float | None = None  # send time of the newest PING Redis answered
         self.task: asyncio.Task[None] | None = None
         self.listener_id = uuid.uuid4().hex
+        self.stopping = False
 
     def trusted(self) -> bool:
         return self.fresh_as_of is not None and time.monotonic() - self.fresh_as_of < STALE_AFTER_S
@@ -152,9 +155,11 @@ class DenyCache:
 
     async def stop(self) -> None:
         if self.task is not None:
+            self.stopping = True
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            # A pub/sub read can swallow its cancellation (redis-py): the loop then ends at its next
+            # turn (`stopping`), and a stop never waits on it for more than _STOP_WAIT_S.
+            await asyncio.wait({self.task}, timeout=_STOP_WAIT_S)
             self.task = None
             # Revokers need not wait for a process that is gone.
             with contextlib.suppress(Exception):
@@ -174,7 +179,7 @@ class DenyCache:
         await self.redis.eval(_REGISTER, 1, LISTENERS, self.listener_id)  # type: ignore[misc]
 
     async def _listen(self) -> None:
-        while True:
+        while not self.stopping:
             pubsub = self.redis.pubsub()
             try:
                 await self._follow(pubsub)
@@ -193,7 +198,7 @@ class DenyCache:
         sent = time.monotonic()
         await ps.subscribe(CHANNEL)
         ping_sent: float | None = None
-        while True:
+        while not self.stopping:
             message = await ps.get_message(timeout=PING_EVERY_S)
             now = time.monotonic()
             if message is None:
