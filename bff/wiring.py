@@ -345,12 +345,18 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         hold_day_quota=settings.hold_day_quota,
         places=catalogue.place,  # read port: hall and item names from the mirror
     )
+
+    async def contact_of(person_id: str) -> tuple[str | None, str | None]:
+        person = await persons.load(pool, auth.crypto, person_id)
+        return (person.name, person.phone) if person else (None, None)
+
     cases = CaseService(
         pool,
         case_client,
         catalogue,
         uploads,
         CalendarSource(pool),
+        contact_of=contact_of,
         notify_url=settings.case_notify_url,
         webhook_secret=settings.case_webhook_secret,
         webhook_window_s=settings.case_webhook_window_s,

@@ -4,6 +4,7 @@ once whatever the order, the reconciler catching a lost webhook, and the outbox 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
@@ -268,3 +269,44 @@ async def test_the_case_shows_which_licence_stood_in_for_each_material(client, s
             "licenceNumber": None,
             "uploadId": given["uploadId"],
         }
+
+
+async def test_a_form_without_contact_takes_it_from_the_verified_profile(client, sandbox, db) -> None:
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    body = await application(client, who, await bookable_item(db))
+    body["form"] = {}  # what a renewal to-do's started form leaves to the BFF
+    applied = await client.post("/api/v1/cases", json=body, headers=auth(who, key()))
+    assert applied.status_code == 201, applied.text
+    project_no = applied.json()["case"]["projectNo"]
+    sent = json.loads(
+        await db.fetchval("SELECT form FROM sandbox.case_applications WHERE project_no = $1", project_no)
+    )
+    resident = who["resident"]
+    assert sent["contactName"] == resident["name"] and sent["contactPhone"] == resident["phone_number"]
+    # What the resident types still wins over the profile.
+    typed = await application(client, who, await bookable_item(db))
+    typed["form"] = {"contactName": "李四", "contactPhone": "13900139000"}
+    second = await client.post("/api/v1/cases", json=typed, headers=auth(who, key()))
+    assert second.status_code == 201, second.text
+    form = json.loads(
+        await db.fetchval(
+            "SELECT form FROM sandbox.case_applications WHERE project_no = $1",
+            second.json()["case"]["projectNo"],
+        )
+    )
+    assert form["contactName"] == "李四" and form["contactPhone"] == "13900139000"
+
+
+async def test_no_contact_in_the_form_nor_the_profile_is_refused_and_changes_nothing(
+    client, sandbox, db
+) -> None:
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    await db.execute("UPDATE bff.persons SET phone_enc = NULL WHERE id = $1::uuid", who["person_id"])
+    body = await application(client, who, await bookable_item(db))
+    body["form"] = {"contactName": "张三"}
+    before = await snapshot(db)
+    refused = await client.post("/api/v1/cases", json=body, headers=auth(who, key()))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "form_invalid" and refused.json()["field"] == "form.contactPhone"
+    # Only the key's record of the refusal (its answer from now on).
+    assert await snapshot(db) == (*before[:4], before[4] + 1)

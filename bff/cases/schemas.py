@@ -42,8 +42,10 @@ class MaterialIn(CamelIn):
 
 
 class FormIn(CamelIn):
-    contact_name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-    contact_phone: Phone
+    # Left out: the resident's own name and phone from their verified profile (what a renewal to-do's
+    # started form, which may only show them masked, relies on).
+    contact_name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)] | None = None
+    contact_phone: Phone | None = None
     delivery_wanted: bool = False
     delivery_address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     remarks: Annotated[str, msgspec.Meta(max_length=500)] | None = None

@@ -9,6 +9,7 @@ our stable request id, and its answer is applied together with the recorded resp
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 
@@ -316,6 +317,10 @@ _DELIVERY_FROM: dict[str, tuple[str, ...]] = {
 }
 
 
+# Read port onto identity: the resident's verified name and phone (decrypted), for a form that leaves them out.
+ContactOf = Callable[[str], Awaitable[tuple[str | None, str | None]]]
+
+
 class CaseService:
     def __init__(
         self,
@@ -325,12 +330,14 @@ class CaseService:
         uploads: UploadService,
         calendar: CalendarSource,
         *,
+        contact_of: ContactOf | None = None,
         notify_url: str,
         webhook_secret: str,
         webhook_window_s: int,
         feed_lookback: int = 500,
     ) -> None:
         self.feed_lookback = feed_lookback
+        self.contact_of = contact_of
         self.pool = pool
         self.client = client
         self.catalogue = catalogue
@@ -510,8 +517,31 @@ class CaseService:
 
     # --- applying ---
 
+    async def _with_contact(self, principal: Principal, data: CaseIn) -> CaseIn:
+        """The form with the contact the resident left out taken from their verified profile."""
+        form = data.form
+        if form.contact_name is not None and form.contact_phone is not None:
+            return data
+        name, phone = await self.contact_of(principal.person_id) if self.contact_of else (None, None)
+        form = msgspec.structs.replace(
+            form, contact_name=form.contact_name or name, contact_phone=form.contact_phone or phone
+        )
+        for field, value in (
+            ("form.contactName", form.contact_name),
+            ("form.contactPhone", form.contact_phone),
+        ):
+            if value is None:
+                raise _invalid(
+                    "form_invalid",
+                    f"{field}: required (your profile holds none)",
+                    field,
+                    f"{field}：必填（您的实名信息中没有）",
+                )
+        return msgspec.structs.replace(data, form=form)
+
     async def apply(self, ctx: IdemContext, principal: Principal, data: CaseIn) -> Recorded[CaseDetail]:
         case_id = ctx.request_id
+        data = await self._with_contact(principal, data)
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         guide = await self.catalogue.guide(data.item_code, data.region_code)
         fresh = row is None

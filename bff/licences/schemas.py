@@ -164,8 +164,9 @@ class RenewalMaterial(Camel):
 
 
 class RenewalForm(Camel):
-    """What an application for the renewal starts from: the profile's values, masked here (the
-    app fills them in from the profile when it submits), and the licence in place of an upload."""
+    """What an application for the renewal starts from: the profile's contact, masked here (an
+    application that leaves `contactName`/`contactPhone` out gets them from the verified profile, so
+    the app never needs the plain values), and the licence in place of an upload."""
 
     item_code: str
     region_code: str
