@@ -12,6 +12,7 @@ from auth.guards import provide_principal
 from auth.runtime import AuthRuntime
 from bff.addresses.service import AddressService
 from bff.appointments.service import AppointmentService
+from bff.appointments.waitlist import WaitlistService
 from bff.cases.service import CaseService
 from bff.catalogue.service import CatalogueService
 from bff.delivery.service import DeliveryService
@@ -50,6 +51,10 @@ def provide_uploads(state: State) -> UploadService:
 
 def provide_appointments(state: State) -> AppointmentService:
     return root(state).appointments
+
+
+def provide_waitlist(state: State) -> WaitlistService:
+    return root(state).waitlist
 
 
 def provide_cases(state: State) -> CaseService:
@@ -100,6 +105,7 @@ def dependencies() -> dict[str, Any]:
         "catalogue": Provide(provide_catalogue, sync_to_thread=False),
         "uploads": Provide(provide_uploads, sync_to_thread=False),
         "appointments": Provide(provide_appointments, sync_to_thread=False),
+        "waitlist": Provide(provide_waitlist, sync_to_thread=False),
         "cases": Provide(provide_cases, sync_to_thread=False),
         "ratings": Provide(provide_ratings, sync_to_thread=False),
         "payments": Provide(provide_payments, sync_to_thread=False),

@@ -47,6 +47,7 @@ from auth.sessions import Lifetimes
 from auth.tokens import TokenService
 from bff.addresses.service import AddressService
 from bff.appointments.service import AppointmentService
+from bff.appointments.waitlist import WaitlistService
 from bff.cases.service import CaseService
 from bff.catalogue.guide_cache import GuideCache
 from bff.catalogue.mirror import CatalogueMirror
@@ -242,6 +243,7 @@ class Root:
     search_misses: SearchMisses
     uploads: UploadService
     appointments: AppointmentService
+    waitlist: WaitlistService
     cases: CaseService
     ratings: RatingService
     health: Health
@@ -345,6 +347,14 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         hold_day_quota=settings.hold_day_quota,
         places=catalogue.place,  # read port: hall and item names from the mirror
     )
+    waitlist = WaitlistService(
+        pool,
+        appointments,
+        booking,
+        offer_ttl_s=settings.waitlist_offer_ttl_s,
+        max_per_person=settings.waitlist_max_per_person,
+    )
+    appointments.seat_freed = waitlist.seat_freed  # a seat freed through us is offered at once
 
     async def contact_of(person_id: str) -> tuple[str | None, str | None]:
         person = await persons.load(pool, auth.crypto, person_id)
@@ -504,6 +514,8 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         # Bookings whose upstream answer was lost are asked again with the same request id.
         Job("appointments_resolve_pending", interval=30.0, budget=60.0, run=appointments.resolve_pending),
         # The day-before reminder (each booking once: the outbox de-duplicates by booking).
+        # Waitlist offers settled (claimed, lapsed) and seats freed any other way offered to the line.
+        Job("appointments_waitlist", interval=5.0, budget=60.0, run=waitlist.run),
         Job("appointments_remind", interval=600.0, budget=120.0, run=appointments.remind_tomorrow),
         # Idempotency records past their keep time (>= 24 h, API.md).
         Job("idempotency_expire", interval=600.0, budget=60.0, run=idempotency.expire),
@@ -543,6 +555,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         search_misses=search_misses,
         uploads=uploads,
         appointments=appointments,
+        waitlist=waitlist,
         cases=cases,
         ratings=ratings,
         health=Health(pool, redis, ups, drain),

@@ -194,7 +194,7 @@ def _fields(
         out["amountYuan"] = f"{payload['amountFen'] / 100:.2f}"
     if "waybillNo" in out and not out["waybillNo"]:
         out["waybillNo"] = "-"
-    for key in ("occurredAt", "startsAt"):
+    for key in ("occurredAt", "startsAt", "expiresAt"):
         if out.get(key):
             at = china_time(out[key])
             out[key + "Text"] = at.strftime("%Y-%m-%d %H:%M")
@@ -354,6 +354,19 @@ TEMPLATES: dict[str, Template] = {
                 "time": f["startsAtClock"],
                 "hall": f["hallId"],
             },
+        ),
+        Template(
+            # Time-limited and the resident must act: action needed (it passes quiet hours). No
+            # registered WeChat or SMS template fits an offer: inbox and app push only.
+            name="appointment.waitlist_offer",
+            version=1,
+            category="action_needed",
+            title={"zh": "排队有号了", "en": "A seat is free for you"},
+            body={
+                "zh": "您排队等候的事项{itemCode}有空位了：{startsAtText}。号源为您保留至{expiresAtClock}，请在此前确认预约，逾时将顺延给下一位。",
+                "en": "A seat is free for you: {startsAtText} (item {itemCode}). It is held until {expiresAtClock}; book it before then or it passes to the next in line.",
+            },
+            link="/appointments/waitlist/{entryId}",
         ),
         Template(
             # No registered WeChat or SMS template fits a licence's renewal: inbox and app push only.

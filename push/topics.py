@@ -15,6 +15,7 @@ Topic = Literal[
     "delivery.changed",
     "appointment.changed",
     "appointment.reminder",
+    "appointment.waitlist_offer",
     "licence.expiring",
     "hotline.changed",
 ]
@@ -78,6 +79,19 @@ class AppointmentReminder(msgspec.Struct, frozen=True, rename="camel", kw_only=T
     booking_no: str
 
 
+class WaitlistOffer(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A seat freed for a resident in the waitlist, held until `expires_at`: booking it with
+    `hold_id` claims it, otherwise it passes to the next in line."""
+
+    entry_id: str
+    hold_id: str
+    slot_id: str
+    item_code: str
+    hall_id: str
+    starts_at: str  # ISO-8601, China time
+    expires_at: str
+
+
 class LicenceExpiring(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     """One of the resident's licences ends soon: told once when it comes within `threshold` days
     (90, then 30, then 7). The licence's type name and end date only, never its number."""
@@ -110,6 +124,7 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "delivery.changed": DeliveryChanged,
     "appointment.changed": AppointmentChanged,
     "appointment.reminder": AppointmentReminder,
+    "appointment.waitlist_offer": WaitlistOffer,
     "licence.expiring": LicenceExpiring,
     "hotline.changed": HotlineChanged,
 }

@@ -40,6 +40,7 @@ from push.topics import (
     HotlineChanged,
     LicenceExpiring,
     PaymentChanged,
+    WaitlistOffer,
 )
 from sandbox.wechat.routes import SUBSCRIBE_TEMPLATES, keyword_error
 from tests.auth_helpers import login_resident
@@ -214,6 +215,17 @@ def every_event() -> list[msgspec.Struct]:
         for e in ("booked", "rescheduled", "cancelled")
     ]
     made += [AppointmentReminder(**booking, starts_at=at, booking_no="BK1")]
+    made += [
+        WaitlistOffer(
+            entry_id=str(uuid.uuid4()),
+            hold_id=str(uuid.uuid4()),
+            slot_id="H430000-01.016950108003.20261203.0900",
+            item_code=booking["item_code"],
+            hall_id=booking["hall_id"],
+            starts_at=at,
+            expires_at="2026-12-02T10:15:00+08:00",
+        )
+    ]
     made += [payment_changed(status) for status in get_args(PaymentStatus)]
     made += [delivery_changed(status) for status in get_args(CourierStatus)]
     made += [delivery_changed("created", waybill_no=None)]

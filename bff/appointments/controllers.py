@@ -24,8 +24,12 @@ from bff.appointments.schemas import (
     HoldIn,
     HoldOut,
     RescheduleIn,
+    WaitlistEntryOut,
+    WaitlistIn,
+    WaitlistPage,
 )
 from bff.appointments.service import AppointmentService
+from bff.appointments.waitlist import WaitlistService
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.platform.openapi import linked
 
@@ -127,6 +131,50 @@ class AppointmentController(Controller):
     ) -> Response[HoldOut]:
         return await idempotency.run(
             request, principal.person_id, lambda ctx: appointments.release(ctx, principal.person_id, hold_id)
+        )
+
+    @post(
+        "/waitlist",
+        summary="Wait in line for a full hall: a freed seat is held for the first in line",
+        status_code=201,
+    )
+    async def join_waitlist(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        waitlist: NamedDependency[WaitlistService],
+        idempotency_key: IdempotencyKey,
+        data: Annotated[WaitlistIn, Body()],
+    ) -> Response[WaitlistEntryOut]:
+        hall_id = _check(_CODE, data.hall_id, "hallId")
+        item_code = _check(_CODE, data.item_code, "itemCode")
+        return await idempotency.run(
+            request,
+            principal.person_id,
+            lambda ctx: waitlist.join(
+                ctx, principal.person_id, hall_id, item_code, data.date_from, data.date_to
+            ),
+        )
+
+    @get("/waitlist", summary="My places in line, with any seat offered to me")
+    async def list_waitlist(
+        self, principal: NamedDependency[Principal], waitlist: NamedDependency[WaitlistService]
+    ) -> WaitlistPage:
+        return await waitlist.mine(principal.person_id)
+
+    @delete("/waitlist/{entry_id:str}", summary="Leave the line (a seat offered passes on)", status_code=200)
+    async def leave_waitlist(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        waitlist: NamedDependency[WaitlistService],
+        idempotency_key: IdempotencyKey,
+        entry_id: FromPath[str],
+    ) -> Response[WaitlistEntryOut]:
+        return await idempotency.run(
+            request, principal.person_id, lambda ctx: waitlist.leave(ctx, principal.person_id, entry_id)
         )
 
     @post(

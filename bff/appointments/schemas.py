@@ -37,6 +37,13 @@ define(
         "appointment_not_reschedulable": (409, "该预约不能改约", "This appointment cannot be rescheduled"),
         "check_in_not_possible": (409, "现在不能取号", "Check-in is not possible now"),
         "kiosk_only": (403, "请在大厅自助终端取号", "Check in at a kiosk in the hall"),
+        "seats_available": (409, "仍有可预约的号源，请直接预约", "Seats are free: book one instead"),
+        "waitlist_cap_reached": (409, "排队数量已达上限", "Too many waitlist entries"),
+        "waitlist_duplicate": (409, "您已在该事项的排队中", "Already waiting for this item"),
+        "waitlist_entry_not_found": (404, "未找到该排队", "No such waitlist entry"),
+        "waitlist_not_active": (409, "该排队已结束", "This waitlist entry has ended"),
+        "waitlist_range_invalid": (422, "日期范围无效", "Invalid date range"),
+        "waitlist_nothing_open": (422, "该日期范围内大厅不办理此事项", "The hall is closed in that range"),
     },
 )
 
@@ -136,3 +143,40 @@ class AppointmentOut(Camel):
 class AppointmentPage(Camel):
     items: list[AppointmentOut]
     next_cursor: str | None
+
+
+class WaitlistIn(CamelIn):
+    hall_id: str
+    item_code: str
+    date_from: str  # YYYY-MM-DD, China time
+    date_to: str
+
+
+WaitlistStatus = Literal["waiting", "offering", "offered", "booked", "missed", "left"]
+
+
+class WaitlistOfferOut(Camel):
+    """A seat held for the resident: book it with `POST /appointments {"holdId": …}` before
+    `expiresAt`, or it passes to the next in line."""
+
+    hold_id: str
+    slot_id: str
+    starts_at: str
+    expires_at: str
+
+
+class WaitlistEntryOut(Camel):
+    id: str
+    hall_id: str
+    item_code: str
+    date_from: str
+    date_to: str
+    status: WaitlistStatus
+    joined_at: str
+    # 1 = next to be offered a freed seat; null once the entry is not waiting.
+    position: int | None
+    offer: WaitlistOfferOut | None = None
+
+
+class WaitlistPage(Camel):
+    items: list[WaitlistEntryOut]

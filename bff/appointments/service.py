@@ -216,6 +216,12 @@ class AppointmentService:
         self.hold_quota = hold_quota
         self.hold_day_quota = hold_day_quota
         self.places = places
+        # The waitlist's port: told after a seat is freed through us (set by the composition root).
+        self.seat_freed: Callable[[str], Awaitable[int]] | None = None
+
+    async def _freed(self, slot_id: str) -> None:
+        if self.seat_freed is not None:
+            await self.seat_freed(slot_id)
 
     async def out(
         self, row: asyncpg.Record | None, *, warning: bool = False, rescheduled_to: str | None = None
@@ -587,7 +593,9 @@ class AppointmentService:
                 pass
         async with self.pool.acquire() as conn, conn.transaction():
             out = HoldOut(hold_id=str(row["id"]), slot_id=row["slot_id"], expires_at=iso(row["released_at"]))
-            return await ctx.finish(conn, out)
+            recorded = await ctx.finish(conn, out)
+        await self._freed(row["slot_id"])
+        return recorded
 
     # --- bookings ---
 
@@ -863,7 +871,9 @@ class AppointmentService:
             updated = await conn.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", row["id"])
             if updated is not None and updated["status"] == "cancelled" and row["status"] != "cancelled":
                 await _announce(conn, updated, "cancelled")
-            return await ctx.finish(conn, await self.out(updated))
+            recorded = await ctx.finish(conn, await self.out(updated))
+        await self._freed(row["slot_id"])
+        return recorded
 
     @staticmethod
     async def _cancelled(conn: Conn, appointment_id: uuid.UUID) -> None:
@@ -967,6 +977,7 @@ class AppointmentService:
         except IN_DOUBT as exc:
             await self._answered_failure(new_id, exc, fresh=fresh)
             raise _in_doubt(exc, "moved") from None
+        old_slot: str | None = None
         async with self.pool.acquire() as conn, conn.transaction():
             # Only the first to settle the pending row releases the old one (a retry and the
             # resolver may both have the answer; the row lock orders them).
@@ -981,10 +992,13 @@ class AppointmentService:
             )
             if moved is not None:
                 await _announce(conn, moved, "rescheduled")
-                await conn.execute(
-                    "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1",
+                old_slot = await conn.fetchval(
+                    "UPDATE bff.appointments SET status = 'cancelled', updated_at = now() WHERE id = $1"
+                    " RETURNING slot_id",
                     old_id,
                 )
+        if moved is not None and old_slot is not None:
+            await self._freed(old_slot)
         return booking
 
     async def check_in(self, ctx: IdemContext, row: asyncpg.Record) -> Recorded[AppointmentOut]:
@@ -1148,6 +1162,7 @@ class AppointmentService:
                 return
         async with self.pool.acquire() as conn, conn.transaction():
             await self._cancelled(conn, row["id"])
+        await self._freed(row["slot_id"])
 
     async def _undo(self, row: asyncpg.Record) -> None:
         """End a pending row failed that the resident was told had failed (see resolve_pending)."""

@@ -168,6 +168,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hold_ttl_s: int = 300
     hold_quota: int = 2
     hold_day_quota: int = 2
+    # The waitlist: how long a freed seat is held for the first in line, and entries per person.
+    waitlist_offer_ttl_s: int = 600
+    waitlist_max_per_person: int = 3
     upload_dir: str = ""  # empty: <data_dir>/uploads, never under anything served
     upload_max_bytes: int = 5 * 1_048_576
     upload_quota_count: int = 30
