@@ -26,6 +26,7 @@ from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
 from bff.platform.edge import Edge
+from bff.platform.handlers import trim_per_request_work
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.openapi import COMPONENTS, RawBodyOperation, declare_contract
 from bff.platform.problems import EXCEPTION_HANDLERS
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         debug=False,
     )
     declare_contract(app)
+    trim_per_request_work(app)
     # Routes that take raw bytes (uploads) are not JSON-inspected by the edge; they bound their own.
     raw_body_paths = frozenset(
         route.path

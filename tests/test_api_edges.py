@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from typing import Any
 
 import asyncpg
@@ -74,6 +77,9 @@ async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> N
     assert given.headers["x-request-id"] == "abc-12345678"
     made = await client.get("/healthz")
     assert len(made.headers["x-request-id"]) == 32
+    # Ours are 32 hex digits (as uuid4().hex gave), each one new.
+    ids = {(await client.get("/healthz")).headers["x-request-id"] for _ in range(50)}
+    assert len(ids) == 50 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     odd = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
     assert odd.headers["x-request-id"] != "bad id\twith spaces"
 
@@ -188,3 +194,27 @@ async def test_database_pool_acquire_has_a_timeout(make_client) -> None:
         assert response.status_code == 503
         assert response.json()["code"] == "overloaded"
         assert response.headers["retry-after"] == "1"
+
+
+def test_a_forked_process_makes_request_ids_of_its_own() -> None:
+    # The ids come from a per-process generator: a child forked from a process that already made
+    # some must not repeat the parent's next ones. (In a fresh interpreter: forking this one, with
+    # the suite's threads, could hang the child.)
+    script = """
+import os
+from bff.platform import edge
+edge._ids.getrandbits(128)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, f"{edge._ids.getrandbits(128):032x}".encode())
+    os._exit(0)
+os.close(write)
+os.waitpid(pid, 0)
+print(os.read(read, 64).decode(), f"{edge._ids.getrandbits(128):032x}")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    child, parent = out.stdout.split()
+    assert len(child) == len(parent) == 32 and child != parent

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters import context
 from adapters.pii import mask_text
-from bff.platform.logs import IDENTIFIER_KEYS, _mask_processor, get_logger
+from bff.platform.logs import IDENTIFIER_KEYS, AccessLog, _mask_processor, get_logger
 from tests.conftest import AppFactory
 
 ID_NUMBER = "110101199003077774"
@@ -177,3 +178,55 @@ async def test_the_access_line_keeps_the_callers_request_id(make_client: AppFact
     problem = [r for r in records if r.get("event") == "problem"][-1]
     assert problem["detail"] == f"no case {ID_MASKED} for {PHONE_MASKED}"
     assert not any(ID_NUMBER in line or PHONE in line.replace(RID, "") for line in capture.lines)
+
+
+async def test_the_access_line_is_the_line_structlog_wrote(make_client: AppFactory) -> None:
+    """`AccessLog` skips structlog's chain, not its output: same keys in the same order, same
+    values, masking included (also of anything bound to the context), to the root's handlers."""
+    import structlog
+
+    await make_client()  # logging configured as the app configures it
+    root = logging.getLogger()
+    capture = _Capture()
+    capture.setFormatter(root.handlers[0].formatter)
+    root.addHandler(capture)
+    token = context.request_id.set(RID)
+    fields = {"method": "GET", "route": "/api/v1/cases/{case_id:str}", "status": 404, "duration_ms": 1.25}
+    try:
+        for bound in ({}, {"caller": f"张三 {PHONE}", "attempt": 2}):
+            structlog.contextvars.bind_contextvars(**bound)
+            try:
+                get_logger("bff.access").info("request", **fields)
+                AccessLog("bff.access").info("request", **fields)
+            finally:
+                structlog.contextvars.clear_contextvars()
+    finally:
+        context.request_id.reset(token)
+        root.removeHandler(capture)
+    lines = [json.loads(line) for line in capture.lines]
+    assert len(lines) == 4
+    for old, new in (lines[0:2], lines[2:4]):
+        assert old.pop("timestamp")[:16] == new.pop("timestamp")[:16]
+        assert list(old.items()) == list(new.items())
+    assert lines[0] == {
+        **fields,
+        "event": "request",
+        "level": "info",
+        "logger": "bff.access",
+        "request_id": RID,
+    }
+    assert lines[3]["caller"] == f"张三 {PHONE_MASKED}" and lines[3]["attempt"] == 2
+    assert not any(PHONE in line.replace(RID, "") for line in capture.lines)
+
+
+async def test_the_access_line_respects_the_level(make_client: AppFactory) -> None:
+    await make_client(log_level="WARNING")
+    root = logging.getLogger()
+    capture = _Capture()
+    capture.setFormatter(root.handlers[0].formatter)
+    root.addHandler(capture)
+    try:
+        AccessLog("bff.access").info("request", method="GET", route="/x", status=200, duration_ms=1.0)
+    finally:
+        root.removeHandler(capture)
+    assert capture.lines == []

@@ -14,6 +14,12 @@ The rule is by field, not by pattern over the whole line:
   nested in dicts and lists (dict keys inside follow the same rule).
 
 Adding a key to `IDENTIFIER_KEYS` is a promise that it never carries personal data.
+
+The edge's one line per request (`AccessLog`) is built without structlog's chain, since it is the
+one line every request writes: the same fields in the same order, through the same processors'
+functions (context variables, level, logger name, timestamp, request id, the masking rule), then
+rendered once and handed to the stdlib logger as a record the formatter writes as it is. It goes
+to the same handlers as every other line, one write per line as before: nothing is buffered.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import msgspec
 import structlog
 
 from adapters import context
@@ -99,19 +106,39 @@ def _add_request_id(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+_TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+# A record's attribute holding its line, already rendered as JSON (the access line).
+_RENDERED = "sx_rendered"
+_encode_line = msgspec.json.Encoder().encode
+# Set by `configure_logging` when lines are JSON: only then may a line be rendered ahead.
+_json_lines = False
+_renderer: Any = None
+
+
+class _Formatter(structlog.stdlib.ProcessorFormatter):
+    """structlog's formatter; a record that arrives rendered (the access line) is written as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get(_RENDERED)
+        if line is not None:
+            return line  # type: ignore[no-any-return]
+        return super().format(record)
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
     """Configure stdlib logging and structlog once; every record goes out as one JSON line."""
+    global _json_lines, _renderer
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _TIMESTAMP,
         _add_request_id,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _Formatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -144,6 +171,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    _json_lines, _renderer = json, renderer
 
 
 def _drop_exc_info(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -161,3 +189,37 @@ def _drop_exc_info(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+
+
+class AccessLog:
+    """The edge's request line: `info("request", method=..., route=..., ...)` writes what
+    `get_logger(name).info(...)` writes, at a fraction of its cost (see the module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._logger = logging.getLogger(name)
+        self._structlog = get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        if not _json_lines:  # console lines, or logging not configured by us: structlog's own path
+            self._structlog.info(event, **fields)
+            return
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        # The keys in structlog's order: the call's fields, the event, then the shared processors'.
+        event_dict: dict[str, Any] = fields
+        event_dict["event"] = event
+        known = len(event_dict)
+        structlog.contextvars.merge_contextvars(logger, "info", event_dict)
+        # What a caller bound to the context may be of any type: then it is rendered as every line is.
+        merged = len(event_dict) > known
+        event_dict["level"] = "info"
+        event_dict["logger"] = self.name
+        _TIMESTAMP(logger, "info", event_dict)
+        _add_request_id(logger, "info", event_dict)
+        _mask_processor(logger, "info", event_dict)
+        line = _renderer(logger, "info", event_dict) if merged else _encode_line(event_dict).decode()
+        logger.handle(
+            logger.makeRecord(self.name, logging.INFO, __file__, 0, line, (), None, extra={_RENDERED: line})
+        )
