@@ -394,7 +394,9 @@ _SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 # An unmasked resident ID or mainland mobile number as a client might send it.
-_ID_OR_PHONE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|1[3-9][0-9]{9})(?![0-9])")
+# Delimited by anything but letters and digits: the digits inside a UUID or a hex key (an upload id
+# echoed back, say "…-a15012345678") are no phone number.
+_ID_OR_PHONE = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|1[3-9][0-9]{9})(?![0-9A-Za-z])")
 
 
 def header_and_echo_findings(

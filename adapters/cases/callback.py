@@ -3,15 +3,15 @@ clock window, then the body decoded as one event. Nothing is trusted before the 
 
 from __future__ import annotations
 
-import hmac
-import time
 from collections.abc import Mapping
-from hashlib import sha256
 
 import msgspec
 
 from adapters.cases.schemas import CaseEvent
 from adapters.errors import ProblemError
+from adapters.webhook import check_signed, signature
+
+__all__ = ["SIGNATURE", "SIGNED_HEADERS", "TIMESTAMP", "WebhookRejected", "signature", "verify"]
 
 TIMESTAMP = "x-case-timestamp"
 SIGNATURE = "x-case-signature"
@@ -23,21 +23,20 @@ class WebhookRejected(ProblemError):
     code = "webhook_rejected"
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, sha256).hexdigest()
-
-
 def verify(
     headers: Mapping[str, str], body: bytes, *, secret: str, window_s: int, now: float | None = None
 ) -> CaseEvent:
     """The event a delivery carries, once its signature and timestamp hold."""
-    timestamp = headers.get(TIMESTAMP, "")
-    given = headers.get(SIGNATURE, "")
-    moment = time.time() if now is None else now
-    if not timestamp.isdigit() or abs(moment - int(timestamp)) > window_s:
-        raise WebhookRejected("timestamp missing or outside the window", detail_zh="时间戳缺失或超出允许范围")
-    if not hmac.compare_digest(signature(secret, timestamp, body), given):
-        raise WebhookRejected("bad signature", detail_zh="签名错误")
+    check_signed(
+        headers,
+        body,
+        timestamp_header=TIMESTAMP,
+        signature_header=SIGNATURE,
+        secret=secret,
+        window_s=window_s,
+        rejected=WebhookRejected,
+        now=now,
+    )
     try:
         return msgspec.json.decode(body, type=CaseEvent)
     except msgspec.ValidationError as exc:

@@ -4,15 +4,13 @@ body, then the body decoded as one event. Nothing is trusted before the signatur
 
 from __future__ import annotations
 
-import hmac
-import time
 from collections.abc import Mapping
-from hashlib import sha256
-
-import msgspec
 
 from adapters.courier.schemas import CourierEvent
 from adapters.errors import ProblemError
+from adapters.webhook import check_signed, named_event, signature
+
+__all__ = ["EVENT_ID", "SIGNATURE", "SIGNED_HEADERS", "TIMESTAMP", "CallbackRejected", "signature", "verify"]
 
 TIMESTAMP = "x-courier-timestamp"
 SIGNATURE = "x-courier-signature"
@@ -25,35 +23,25 @@ class CallbackRejected(ProblemError):
     code = "courier_callback_rejected"
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, sha256).hexdigest()
-
-
 def verify(
     headers: Mapping[str, str], body: bytes, *, secret: str, window_s: int, now: float | None = None
 ) -> CourierEvent:
     """The event a callback carries, once its signature, timestamp and event id hold."""
-    timestamp = headers.get(TIMESTAMP, "")
-    given = headers.get(SIGNATURE, "")
-    moment = time.time() if now is None else now
-    if not timestamp.isdigit() or abs(moment - int(timestamp)) > window_s:
-        raise CallbackRejected(
-            "timestamp missing or outside the window", detail_zh="时间戳缺失或超出允许范围"
-        )
-    if not hmac.compare_digest(signature(secret, timestamp, body), given):
-        raise CallbackRejected("bad signature", detail_zh="签名错误")
-    try:
-        event = msgspec.json.decode(body, type=CourierEvent)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        raise ProblemError(
-            "the body is not a courier event",
-            status=400,
-            code="validation_failed",
-            detail_zh="请求体不是快递事件",
-        ) from None
-    if headers.get(EVENT_ID, event.event_id) != event.event_id:
-        raise CallbackRejected(
-            "the event id header does not name the event in the body",
-            detail_zh="事件编号请求头与请求体中的事件不符",
-        )
-    return event
+    check_signed(
+        headers,
+        body,
+        timestamp_header=TIMESTAMP,
+        signature_header=SIGNATURE,
+        secret=secret,
+        window_s=window_s,
+        rejected=CallbackRejected,
+        now=now,
+    )
+    return named_event(
+        headers,
+        body,
+        CourierEvent,
+        event_id_header=EVENT_ID,
+        rejected=CallbackRejected,
+        what=("a courier event", "快递事件"),
+    )
