@@ -43,15 +43,15 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
+from bench.measure import cpu_seconds, seed_screens, wrk_ms
+
 REPO = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
 CHINA = timezone(timedelta(hours=8))
 UPSTREAMS = ("cases", "booking", "courier", "elicence", "catalogue", "ratings", "wechatpay")
 COUNTED = ("elicence", "booking")
@@ -319,18 +319,6 @@ def serve(mode: str) -> None:
 # --- the driver -------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _ms(text: str) -> float:
-    found = re.match(r"([\d.]+)([a-z]+)", text)
-    assert found is not None, text
-    number, unit = found.groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
-
-
 def wrk(url: str, token: str, seconds: float, connections: int, script: str) -> dict[str, float]:
     ran = subprocess.run(
         [
@@ -347,12 +335,12 @@ def wrk(url: str, token: str, seconds: float, connections: int, script: str) -> 
     done = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
     counted = re.search(r"DEGRADED (\d+) BAD (\d+)", out)
     assert done is not None and counted is not None, out
-    requests, took = int(done.group(1)), _ms(done.group(2)) / 1000
+    requests, took = int(done.group(1)), wrk_ms(done.group(2)) / 1000
     return {
         "requests": requests,
         "rate": requests / took,
-        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p50": wrk_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99": wrk_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "degraded": int(counted.group(1)) / max(1, requests),
         "bad": int(counted.group(2)) / max(1, requests),
     }
@@ -455,7 +443,7 @@ async def _prepare(database_url: str, sandbox_url: str, redis_url: str, renewal_
             )
             assert made.status_code == 201, made.text
             person = str(who["person_id"])
-            await _seed(database_url, person)
+            await seed_screens(database_url, person)
             home = await client.get(
                 "/api/v1/home", headers={"Authorization": f"Bearer {who['access_token']}"}
             )
@@ -471,50 +459,6 @@ async def _prepare(database_url: str, sandbox_url: str, redis_url: str, renewal_
         "hall": renewal["hall"]["id"],
         "item": renewal["item"]["code"],
     }
-
-
-async def _seed(database_url: str, person: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-        for n in range(3):
-            slot, at = f"bench-slot-{n}", start + timedelta(hours=n)
-            await conn.execute(
-                """INSERT INTO bff.slots (slot_id, hall_id, item_code, starts_at, ends_at, capacity)
-                   VALUES ($1, 'hall-1', '001', $2, $3, 10)""",
-                slot,
-                at,
-                at + timedelta(minutes=30),
-            )
-            await conn.execute(
-                """INSERT INTO bff.appointments (id, person_id, slot_id, hall_id, item_code, starts_at, ends_at,
-                                                 status, upstream_request_id, booking_no, ticket_no)
-                   VALUES ($1, $2, $3, 'hall-1', '001', $4, $5, 'booked', $6, $7, $8)""",
-                uuid.uuid4(),
-                person,
-                slot,
-                at,
-                at + timedelta(minutes=30),
-                uuid.uuid4(),
-                f"B{n}",
-                f"A{n:03d}",
-            )
-        case_id = uuid.uuid4()
-        await conn.execute(
-            """INSERT INTO bff.cases (id, person_id, request_id, project_no, item_code, item_name, region_code,
-                                      task_code, channel, promise_days, status, form, materials)
-               VALUES ($1, $2, $1, 'P-bench-1', '001', '测试事项', '430000', 'T001', 'online', 5, 'submitted',
-                       '{}', '[]')""",
-            case_id,
-            person,
-        )
-        await conn.execute(
-            """INSERT INTO bff.case_events (event_id, case_id, case_seq, type, occurred_at, data, via)
-               VALUES ('bench-ev-1', $1, 1, 'submitted', now(), '{}', 'reply')""",
-            case_id,
-        )
-    finally:
-        await conn.close()
 
 
 def _calls(sandbox_url: str) -> dict[str, int]:

@@ -38,15 +38,16 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from bench.measure import cpu_seconds, seed_screens, wrk_ms
+
 REPO = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
 ROUTES = ("/api/v1/me", "/api/v1/cases", "/api/v1/appointments")
 # (label, layers switched off, routes it is run for)
 CONFIGS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -251,18 +252,6 @@ def serve(mode: str, layers: set[str], profile: str | None) -> None:
 # --- the driver -------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def _ms(text: str) -> float:
-    found = re.match(r"([\d.]+)([a-z]+)", text)
-    assert found is not None, text
-    number, unit = found.groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
-
-
 def wrk(url: str, token: str, seconds: float, connections: int) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -284,14 +273,14 @@ def wrk(url: str, token: str, seconds: float, connections: int) -> dict[str, flo
     ).stdout
     done = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
     assert done is not None, out
-    requests, took = int(done.group(1)), _ms(done.group(2)) / 1000
+    requests, took = int(done.group(1)), wrk_ms(done.group(2)) / 1000
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "requests": requests,
         "rate": requests / took,
-        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
-        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p50": wrk_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99": wrk_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
         "bad": int(bad.group(1)) if bad else 0,
         "socket_errors": 1 if errors else 0,
     }
@@ -369,48 +358,7 @@ async def _prepare(database_url: str, sandbox_url: str, redis_url: str) -> tuple
         ):
             who = await login_resident(client, sb, channel="app", level=3)
     person = str(who["person_id"])
-    conn = await asyncpg.connect(database_url)
-    try:
-        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-        for n in range(3):
-            slot = f"bench-slot-{n}"
-            at = start + timedelta(hours=n)
-            await conn.execute(
-                """INSERT INTO bff.slots (slot_id, hall_id, item_code, starts_at, ends_at, capacity)
-                   VALUES ($1, 'hall-1', '001', $2, $3, 10)""",
-                slot,
-                at,
-                at + timedelta(minutes=30),
-            )
-            await conn.execute(
-                """INSERT INTO bff.appointments (id, person_id, slot_id, hall_id, item_code, starts_at, ends_at,
-                                                 status, upstream_request_id, booking_no, ticket_no)
-                   VALUES ($1, $2, $3, 'hall-1', '001', $4, $5, 'booked', $6, $7, $8)""",
-                uuid.uuid4(),
-                person,
-                slot,
-                at,
-                at + timedelta(minutes=30),
-                uuid.uuid4(),
-                f"B{n}",
-                f"A{n:03d}",
-            )
-        case_id = uuid.uuid4()
-        await conn.execute(
-            """INSERT INTO bff.cases (id, person_id, request_id, project_no, item_code, item_name, region_code,
-                                      task_code, channel, promise_days, status, form, materials)
-               VALUES ($1, $2, $1, 'P-bench-1', '001', '测试事项', '430000', 'T001', 'online', 5, 'submitted',
-                       '{}', '[]')""",
-            case_id,
-            person,
-        )
-        await conn.execute(
-            """INSERT INTO bff.case_events (event_id, case_id, case_seq, type, occurred_at, data, via)
-               VALUES ('bench-ev-1', $1, 1, 'submitted', now(), '{}', 'reply')""",
-            case_id,
-        )
-    finally:
-        await conn.close()
+    await seed_screens(database_url, person)
     return str(who["access_token"]), person
 
 
