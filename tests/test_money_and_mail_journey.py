@@ -55,7 +55,11 @@ async def test_apply_pay_conclude_mail_and_deliver(
         db, "SELECT status = 'paid' FROM bff.payment_orders WHERE id = $1::uuid", order["id"]
     )
     root = client.app.state.root  # type: ignore[attr-defined]
-    assert await root.payments.report_paid() == 1
+    # Told to the case system once (other tests of the session may leave paid orders of their own).
+    assert await root.payments.report_paid() >= 1
+    assert not await db.fetchval(
+        "SELECT report_pending FROM bff.payment_orders WHERE id = $1::uuid", order["id"]
+    )
 
     # The department concludes with a result to mail; the resident asks for it by post.
     for action, fields in (
