@@ -264,3 +264,18 @@ class _same:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+async def refused_callback(
+    pool: asyncpg.Pool | Any, *, sender: str, event_id: str, detail: str | None
+) -> None:
+    """A sender's signed callback refused before anything was applied: which event (as the header
+    named it, unverified) and why."""
+    await record(
+        pool,
+        subject=sender,
+        action=f"{sender}.callback",
+        object=f"{sender}-event:{event_id[:64]}",
+        result=f"rejected: {detail}",
+        channel="upstream",
+    )

@@ -665,13 +665,8 @@ class HotlineService:
         try:
             event = callback.verify(headers, body, secret=self.webhook_secret, window_s=self.webhook_window_s)
         except callback.CallbackRejected as exc:
-            await audit.record(
-                self.pool,
-                subject="hotline",
-                action="hotline.callback",
-                object=f"hotline-event:{headers.get(callback.EVENT_ID, '-')[:64]}",
-                result=f"rejected: {exc.detail}",
-                channel="upstream",
+            await audit.refused_callback(
+                self.pool, sender="hotline", event_id=headers.get(callback.EVENT_ID, "-"), detail=exc.detail
             )
             raise
         async with self.pool.acquire() as conn, conn.transaction():
