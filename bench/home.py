@@ -49,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from bench.measure import cpu_seconds, seed_screens, wrk_ms
+from bench.measure import cpu_seconds, seed_screens, server_env, wrk_ms
 
 REPO = Path(__file__).resolve().parents[1]
 CHINA = timezone(timedelta(hours=8))
@@ -543,22 +543,11 @@ def run(seconds: float, open_seconds: float, renewal_due: bool, profile: bool) -
     async def setup_and_drive() -> None:
         async with scratch(admin_url) as (database_url, sandbox_url):
             prepared = await _prepare(database_url, sandbox_url, redis_url, renewal_due)
-            env = dict(
-                os.environ,
-                ENV="test",
-                DATABASE_URL=database_url,
-                REDIS_URL=redis_url,
-                CATALOGUE_URL=f"{sandbox_url}/catalogue",
-                WECHAT_URL=f"{sandbox_url}/wechat",
-                IDP_URL=f"{sandbox_url}/idp",
-                ELICENCE_URL=f"{sandbox_url}/elicence",
-                BOOKING_URL=f"{sandbox_url}/booking",
-                CASES_URL=f"{sandbox_url}/cases",
-                RATINGS_URL=f"{sandbox_url}/ratings",
-                COURIER_URL=f"{sandbox_url}/courier",
-                AUTH_ACCESS_TTL_S="600",
+            env = server_env(
+                database_url,
+                redis_url,
+                sandbox_url,
                 HOME_FRESH_S="0",
-                LOG_LEVEL="INFO",
                 BENCH_PERSON=prepared["person"],
                 BENCH_HOLDER=prepared["holder"],
                 BENCH_HALL=prepared["hall"],

@@ -45,7 +45,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.measure import cpu_seconds, seed_screens, wrk_ms
+from bench.measure import cpu_seconds, seed_screens, server_env, wrk_ms
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTES = ("/api/v1/me", "/api/v1/cases", "/api/v1/appointments")
@@ -420,19 +420,10 @@ def run(seconds: float, connections: int, profile_seconds: float, top: int, roun
     async def setup_and_drive() -> None:
         async with scratch(admin_url) as (database_url, sandbox_url):
             token, person = await _prepare(database_url, sandbox_url, redis_url)
-            env = dict(
-                os.environ,
-                ENV="test",
-                DATABASE_URL=database_url,
-                REDIS_URL=redis_url,
-                CATALOGUE_URL=f"{sandbox_url}/catalogue",
-                WECHAT_URL=f"{sandbox_url}/wechat",
-                IDP_URL=f"{sandbox_url}/idp",
-                BOOKING_URL=f"{sandbox_url}/booking",
-                CASES_URL=f"{sandbox_url}/cases",
-                RATINGS_URL=f"{sandbox_url}/ratings",
-                AUTH_ACCESS_TTL_S="600",
-                LOG_LEVEL="INFO",
+            env = server_env(
+                database_url,
+                redis_url,
+                sandbox_url,
                 BENCH_PERSON=person,
             )
             await asyncio.to_thread(_drive, env, token, seconds, connections, profile_seconds, top, rounds)
