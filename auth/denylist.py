@@ -35,6 +35,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from adapters.tasks import cancel
+
 log = logging.getLogger("auth.denylist")
 
 CHANNEL = "sx:auth:deny:changed"
@@ -155,11 +157,9 @@ class DenyCache:
 
     async def stop(self) -> None:
         if self.task is not None:
+            # The flag ends the loop at its next turn should every cancellation be swallowed.
             self.stopping = True
-            self.task.cancel()
-            # A pub/sub read can swallow its cancellation (redis-py): the loop then ends at its next
-            # turn (`stopping`), and a stop never waits on it for more than _STOP_WAIT_S.
-            await asyncio.wait({self.task}, timeout=_STOP_WAIT_S)
+            await cancel([self.task], within=_STOP_WAIT_S)
             self.task = None
             # Revokers need not wait for a process that is gone.
             with contextlib.suppress(Exception):

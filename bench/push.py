@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from adapters.tasks import cancel
 from bench.scratch import scratch
 from bff.platform.settings import Settings
 from bff.wiring import open_root
@@ -154,9 +155,7 @@ async def run(admin_url: str, redis_url: str) -> None:
                     """
                 )
             ]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel(tasks)
         rate = EVENTS / elapsed
         print(f"events: {EVENTS}, consumers: {WORKERS} (in one process), residents: {PEOPLE}")
         print("| measure | pipeline | bare stream floor | ratio |")

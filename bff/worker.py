@@ -18,6 +18,7 @@ import asyncpg
 from prometheus_client import start_http_server
 
 from adapters import context
+from adapters.tasks import cancel
 from bff.platform.db import session_url
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.settings import Settings
@@ -49,7 +50,7 @@ async def _job_loop(job: Job, stopping: asyncio.Event) -> None:
 
 
 async def _settle(tasks: Sequence[asyncio.Task[None]], what: str) -> None:
-    _, stuck = await asyncio.wait(tasks, timeout=_SETTLE_S)
+    stuck = await cancel(tasks, within=_SETTLE_S)
     if stuck:
         log.warning("worker_stop_stuck", what=what, tasks=[t.get_name() for t in stuck])
 
@@ -100,17 +101,13 @@ async def run_worker(
                         await asyncio.wait_for(stop.wait(), timeout=2.0)
         finally:
             started = time.monotonic()
-            for task in loops:
-                task.cancel()
             await _settle(loops, "loops")
             # Running jobs finish their run (or are cancelled after _FINISH_S and roll back).
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=_FINISH_S)
                 if pending:
                     log.warning("worker_jobs_cancelled", jobs=[t.get_name() for t in pending])
-                for task in pending:
-                    task.cancel()
-                await _settle(tasks, "jobs")
+                    await _settle(tasks, "jobs")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lock_conn.close(), timeout=_SETTLE_S)
             log.info("worker_stopped", ms=round((time.monotonic() - started) * 1000))

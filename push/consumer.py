@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters import context
+from adapters.tasks import cancel
 from push.notifier import Notifier
 from push.stream import GROUP, STREAM, claimed_entries, ensure_group
 
@@ -106,9 +107,7 @@ class Consumer:
         try:
             await self._read()
         finally:
-            for task in beside:
-                task.cancel()
-            await asyncio.gather(*beside, return_exceptions=True)
+            await cancel(beside)
 
     async def _due(self) -> int:
         with context.budget(30.0):

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from adapters.tasks import cancel
 from auth import denylist
 from tests.auth_helpers import bearer, login_resident
 from tests.conftest import AppFactory
@@ -86,8 +87,7 @@ async def test_a_replica_that_stops_hearing_redis_is_not_trusted_once_the_revoke
     remembered: dict[str, Any] = {k: set(v) for k, v in cache.clean.items()}
     fresh = cache.fresh_as_of
     assert cache.task is not None
-    cache.task.cancel()
-    await asyncio.gather(cache.task, return_exceptions=True)
+    assert not await cancel([cache.task])
     cache.task = None
     cache.clean.update(remembered)
     cache.fresh_as_of = fresh

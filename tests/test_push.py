@@ -25,6 +25,7 @@ import uvicorn
 from redis.asyncio import Redis
 
 from adapters.courier.schemas import CourierStatus
+from adapters.tasks import cancel
 from bff.app import create_app
 from bff.hotline.service import HOTLINE_NOTIFIED
 from bff.payments.schemas import PaymentStatus
@@ -83,9 +84,7 @@ async def pipeline(client: httpx.AsyncClient) -> AsyncIterator[Any]:
     try:
         yield root
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        assert not await cancel(tasks), "a push loop did not stop"
 
 
 @pytest.fixture
@@ -412,8 +411,7 @@ async def test_a_supplement_request_reaches_inbox_sse_on_another_replica_and_wec
                     wechat_at = time.monotonic() - started
                 await asyncio.sleep(0.02)
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await cancel([reader])
     assert None not in (inbox_at, sse_at, wechat_at), (inbox_at, sse_at, wechat_at)
     print(
         f"\ninbox {inbox_at:.3f}s, SSE on the other replica {sse_at:.3f}s, subscribe message {wechat_at:.3f}s"

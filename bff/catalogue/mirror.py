@@ -25,6 +25,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from adapters.tasks import cancel
 from bff.catalogue.search import Dictionary, ItemDoc, SearchIndex
 from bff.catalogue.semantic import SHARED_EMBEDDINGS, SemanticIndex, SemanticModel
 from bff.catalogue.semantic import build as build_semantic
@@ -243,11 +244,7 @@ class CatalogueMirror:
         self._task = asyncio.create_task(self._poll(), name="catalogue-mirror-poll")
 
     async def stop(self) -> None:
-        for task in (self._task, self._model_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel(task for task in (self._task, self._model_task) if task is not None)
 
     async def _load_model(self) -> None:
         await self.model.start()

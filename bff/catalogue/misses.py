@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import rjieba
 
+from adapters.tasks import cancel
 from bff.platform.clock import CHINA
 from bff.platform.logs import get_logger
 
@@ -110,9 +111,7 @@ class SearchMisses:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel([self._task])
         with contextlib.suppress(asyncpg.PostgresError, OSError, TimeoutError):
             await self.flush()
 
