@@ -67,7 +67,7 @@ from bff.platform import paging
 from bff.platform.clock import CalendarSource
 from bff.platform.db import create_pool
 from bff.platform.lifecycle import Drain
-from bff.platform.redis import create_redis
+from bff.platform.redis import create_redis, learn_topology
 from bff.platform.settings import Settings
 from bff.ratings.service import RatingService
 from bff.uploads.service import UploadService
@@ -585,6 +585,7 @@ async def open_root(settings: Settings) -> AsyncIterator[Root]:
     redis = create_redis(settings)
     ups = upstreams(settings)
     try:
+        await learn_topology(redis)
         for upstream in ups.values():
             await upstream.start()
         root = _build(settings, pool, redis, ups)

@@ -80,14 +80,16 @@ def redis_cluster(masters: int = 3) -> Iterator[str]:
         subprocess.run(
             [*create, "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60
         )
+        # Every node, not only the first: a node still converging answers CLUSTERDOWN.
         deadline = time.monotonic() + 60
-        while True:
-            info = [cli, "-p", str(ports[0]), "cluster", "info"]
-            state = subprocess.run(info, check=False, capture_output=True, text=True)
-            if "cluster_state:ok" in state.stdout:
-                break
-            assert time.monotonic() < deadline, state.stdout
-            time.sleep(0.1)
+        for port in ports:
+            while True:
+                info = [cli, "-p", str(port), "cluster", "info"]
+                state = subprocess.run(info, check=False, capture_output=True, text=True)
+                if "cluster_state:ok" in state.stdout:
+                    break
+                assert time.monotonic() < deadline, state.stdout
+                time.sleep(0.1)
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for _, proc in nodes:

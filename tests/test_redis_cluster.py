@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from adapters.wechat.token import AccessTokenCache
 from auth import ratelimit
-from bff.platform.redis import create_redis
+from bff.platform.redis import create_redis, learn_topology
 from tests.auth_helpers import login_resident
 from tests.conftest import make_settings
 from tests.redis_cluster_helper import redis_cluster
@@ -91,6 +91,7 @@ async def test_the_wechat_token_is_fetched_once_for_everyone_on_the_cluster(
         return "token-1", 7200
 
     try:
+        await learn_topology(redis)  # as the composition root does before it serves
         caches = [AccessTokenCache(redis, "wx-cluster-test", fetch) for _ in range(10)]
         tokens = await asyncio.gather(*(cache.get() for cache in caches))
         assert set(tokens) == {"token-1"} and fetched == 1
