@@ -1,18 +1,32 @@
-"""Three API replicas behind a real HAProxy: the booking race and idempotent duplicates hold through it,
-and a rolling restart of every replica under steady load drops nothing."""
+"""Three API replicas behind a real HAProxy: the booking race, idempotent duplicates, the live stream
+and the write limit hold through it, and a rolling restart of every replica under steady load drops
+nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
 
+from adapters.tasks import cancel
 from tests.auth_helpers import login_resident
 from tests.lb_helper import Replicas, haproxy
-from tests.test_journey_helpers import auth, bookable_item, key, open_days, upstream_urls
+from tests.test_journey_helpers import (
+    advance,
+    apply,
+    auth,
+    bookable_item,
+    deliver,
+    key,
+    open_days,
+    upstream_urls,
+)
+from tests.test_push import overrides as push_overrides
+from tests.test_push import pipeline, read_sse
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +129,59 @@ async def test_the_booking_race_and_duplicates_hold_through_the_balancer(
                 other,
             )
             assert holds == 1
+
+
+async def test_the_live_stream_and_the_write_limit_hold_through_the_balancer(
+    make_client, sandbox, sandbox_url, services, db
+) -> None:
+    """SSE streams held through HAProxy on each of 3 replicas all hear a case event whose webhook came in
+    through the balancer too; the per-resident write limit counts every replica's writes together."""
+    group = Replicas(services, sandbox_url, 3, WRITE_RATE_PER_USER="6", PUSH_RELAY_POLL_S="0.2")
+    try:
+        for port in group.ports:
+            group.start(port)
+        home = await make_client(**push_overrides(sandbox_url))
+        who = await login_resident(home, sandbox, level=3)
+        case = await apply(home, who, await bookable_item(db))
+        project_no = case["case"]["projectNo"]
+        assert (await deliver(home, await advance(sandbox, project_no, "accept"))).status_code == 200
+        with haproxy(group.ports) as url:
+            streams: list[list[dict[str, Any]]] = [[], [], []]
+            ready = [asyncio.Event() for _ in streams]
+            async with pipeline(home):
+                # Round robin: three streams opened one after another land on the three replicas.
+                readers = []
+                for seen, up in zip(streams, ready, strict=True):
+                    readers.append(asyncio.create_task(read_sse(url, who, seen, up)))
+                    await asyncio.wait_for(up.wait(), 10)
+                try:
+                    request = await advance(
+                        sandbox, project_no, "request_supplement", items=["申请表签字页"], opinion="缺签字"
+                    )
+                    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+                        assert (await deliver(client, request)).status_code == 200
+                        deadline = time.monotonic() + 10
+                        while time.monotonic() < deadline and not all(
+                            any(m["category"] == "action_needed" for m in seen) for seen in streams
+                        ):
+                            await asyncio.sleep(0.05)
+                        heard = [sum(m["category"] == "action_needed" for m in seen) for seen in streams]
+                        assert heard == [1, 1, 1], heard
+                        # 10 writes of a resident who wrote nothing yet, spread over the replicas: one
+                        # limit of 6 for them, not 6 on each replica.
+                        writer = await login_resident(home, sandbox)
+                        writes = [
+                            await client.post(
+                                "/api/v1/appointments/holds",
+                                json={"slotId": "no-such-slot"},
+                                headers=auth(writer, key()),
+                            )
+                            for _ in range(10)
+                        ]
+                        codes = [r.status_code for r in writes]
+                        assert codes.count(429) == 4 and 429 not in codes[:6], codes
+                        assert all(r.headers.get("retry-after") for r in writes[6:])
+                finally:
+                    assert not await cancel(readers)
+    finally:
+        group.stop()
