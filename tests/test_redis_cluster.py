@@ -1,6 +1,7 @@
 """Every Redis use works on a Redis Cluster of 3 masters: logins with their rate-limit and lockout
-scripts, the deny-list MGET after logout, the guide cache, the catalogue's published version, and the
-shared WeChat access token; limits hold across two app instances on the cluster."""
+scripts, the deny-list MGET after logout, the guide cache, the catalogue's published version, the
+shared WeChat access token, and push's stream, consumer group and live channel; limits hold across two
+app instances on the cluster."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from typing import Any
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
+from adapters.tasks import cancel
 from adapters.wechat.token import AccessTokenCache
 from auth import ratelimit
 from bff.platform.redis import create_redis, learn_topology
 from tests.auth_helpers import login_resident
 from tests.conftest import make_settings
 from tests.redis_cluster_helper import redis_cluster
-from tests.test_journey_helpers import upstream_urls
+from tests.test_journey_helpers import advance, apply, bookable_item, deliver, upstream_urls
+from tests.test_push import overrides as push_overrides
+from tests.test_push import pipeline, read_sse, served
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +101,33 @@ async def test_the_wechat_token_is_fetched_once_for_everyone_on_the_cluster(
         assert set(tokens) == {"token-1"} and fetched == 1
     finally:
         await redis.aclose()
+
+
+async def test_the_live_stream_hears_a_case_event_on_the_cluster(
+    make_client, sandbox, sandbox_url, services, db, cluster_url
+) -> None:
+    """Streams, consumer groups and the live channel's pub/sub on the cluster: a 补正 request reaches
+    an SSE stream held on another replica."""
+    settings = {**push_overrides(sandbox_url), **on_cluster(cluster_url, sandbox_url)}
+    home = await make_client(**settings)
+    who = await login_resident(home, sandbox, level=3)
+    case = await apply(home, who, await bookable_item(db))
+    project_no = case["case"]["projectNo"]
+    assert (await deliver(home, await advance(sandbox, project_no, "accept"))).status_code == 200
+    seen: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    async with served(settings, services, sandbox_url) as other, pipeline(home):
+        reader = asyncio.create_task(read_sse(other, who, seen, ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            request = await advance(
+                sandbox, project_no, "request_supplement", items=["申请表签字页"], opinion="缺签字"
+            )
+            assert (await deliver(home, request)).status_code == 200
+            for _ in range(200):
+                if any(m["category"] == "action_needed" for m in seen):
+                    break
+                await asyncio.sleep(0.05)
+            assert [m["category"] for m in seen].count("action_needed") == 1, seen
+        finally:
+            assert not await cancel([reader])
