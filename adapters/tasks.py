@@ -2,9 +2,9 @@
 
 A cancellation that reaches redis-py (8.x, hiredis) while it reads a reply can be swallowed: the
 read returns or fails as if nothing happened and the task's loop goes on (reproduced against the
-real server: dozens of 300 consumer stops). A task cancelled once and then awaited can therefore
-wait forever, and one abandoned keeps working on a closed pool. So a stop cancels again until the
-task is gone, for a bounded time.
+real server: 58 of 300 stops of a group reader with a claim loop beside it). A task cancelled once
+and then awaited can therefore wait forever, and one abandoned keeps working on a closed pool. So a
+stop cancels again until the task is gone, for a bounded time.
 """
 
 from __future__ import annotations
