@@ -495,6 +495,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         delivery=delivery,
         licences=licences,
         messages=messages,
+        hotline=hotline,
         fresh_s=settings.home_fresh_s,
         stale_s=settings.home_stale_s,
     )
