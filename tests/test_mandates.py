@@ -10,6 +10,7 @@ refused with nothing written; a guardian mandate unusable until its proof is rec
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -411,3 +412,33 @@ async def test_a_guardian_mandate_cannot_be_used_before_its_proof(
     assert await db.fetchval("SELECT proof_ref FROM bff.mandates WHERE id = $1::uuid", mandate["id"]) == (
         "birth_certificate:P430104-2019-0001"
     )
+
+
+async def test_the_principal_is_told_and_sees_the_agent_in_who_used_my_data(
+    scene: Scene, db: asyncpg.Connection
+) -> None:
+    client, principal, agent = scene.client, scene.principal, scene.agent
+    mandate = await grant(client, principal, agent, ["read_cases"])
+    for _ in range(3):  # three reads on one day: one message
+        answer = await client.get("/api/v1/cases", headers=auth(agent, **acting(mandate["id"])))
+        assert answer.status_code == 200, answer.text
+    revoked = await client.post(f"{MANDATES}/{mandate['id']}/revoke", headers=auth(agent, key()))
+    assert revoked.status_code == 200
+    await client.post(f"{MANDATES}/{mandate['id']}/revoke", headers=auth(principal, key()))  # again: no news
+    rows = await db.fetch(
+        "SELECT person_id, payload FROM bff.outbox WHERE topic = 'mandate.changed' ORDER BY id"
+    )
+    told = [(r["person_id"], json.loads(r["payload"])) for r in rows]
+    mine = [(person, body) for person, body in told if body["mandateId"] == mandate["id"]]
+    assert [(person, body["event"], body["action"]) for person, body in mine] == [
+        (principal["person_id"], "accepted", None),
+        (principal["person_id"], "used", "read_cases"),
+        (principal["person_id"], "revoked", None),
+    ]
+    assert "*" in mine[0][1]["agentName"]  # masked
+    used = await client.get("/api/v1/me/data-access", headers=auth(principal))
+    assert used.status_code == 200, used.text
+    by_agent = [i for i in used.json()["items"] if i["actor"] == "agent"]
+    assert len(by_agent) >= 3 and {i["agent"] for i in by_agent} == {agent["person_id"]}
+    assert {i["action"] for i in by_agent} >= {"acting.read_cases"}
+    assert all(i["channel"] == "app" for i in by_agent)

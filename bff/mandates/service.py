@@ -30,6 +30,8 @@ from auth.principal import Principal
 from bff.idempotency import IdemContext, Recorded
 from bff.mandates.schemas import MAX_DAYS, InviteOut, MandateIn, MandateLists, MandateOut, Party, ProofIn
 from bff.platform.clock import CHINA
+from push import outbox
+from push.topics import MandateChanged
 
 INVITE_TTL = timedelta(hours=24)
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out over the phone
@@ -195,6 +197,7 @@ class MandateService:
                 )
             )
             await self._audit(conn, agent, "mandate.accept", row, row["status"])
+            await self._tell(conn, row, "accepted", f"mandate:{row['id']}:accepted")
             return await ctx.finish(conn, await self._out(conn, row, agent.person_id))
 
     async def revoke(self, ctx: IdemContext, who: Principal, mandate_id: str) -> Recorded[MandateOut]:
@@ -212,6 +215,7 @@ class MandateService:
                     )
                 )
                 await self._audit(conn, who, "mandate.revoke", row, "ok")
+                await self._tell(conn, row, "revoked", f"mandate:{row['id']}:revoked")
             return await ctx.finish(conn, await self._out(conn, row, who.person_id))
 
     async def prove(
@@ -295,6 +299,26 @@ class MandateService:
             proof_kind=proof,
         )
 
+    async def _tell(
+        self, conn: Any, row: asyncpg.Record, event: str, dedup: str, action: str | None = None
+    ) -> None:
+        """The principal's inbox (through the outbox, in the caller's transaction)."""
+        agent = await self._party(conn, row["agent_id"])
+        await outbox.enqueue(
+            conn,
+            "mandate.changed",
+            row["principal_id"],
+            dedup,
+            MandateChanged(
+                mandate_id=str(row["id"]),
+                event=event,
+                status=event,
+                agent_name=agent.name,
+                action=action,
+                occurred_at=datetime.now(UTC).isoformat(),
+            ),
+        )
+
     async def _audit(self, conn: Any, who: Principal, action: str, row: asyncpg.Record, result: str) -> None:
         await audit.record(
             conn,
@@ -316,7 +340,7 @@ class MandateService:
             ident = None
         row = (
             await self.pool.fetchrow(
-                "SELECT principal_id, agent_id, status, actions, expires_at FROM bff.mandates WHERE id = $1",
+                "SELECT id, principal_id, agent_id, status, actions, expires_at FROM bff.mandates WHERE id = $1",
                 ident,
             )
             if ident is not None
@@ -346,5 +370,9 @@ class MandateService:
                 action=action,
                 granted=list(row["actions"]),
             )
+        # The principal hears of their agent's use once per action and China day, not per request.
+        day = datetime.now(CHINA).date().isoformat()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._tell(conn, row, "used", f"mandate:{ident}:used:{action}:{day}", action)
         principal_id: str = row["principal_id"]
         return principal_id
