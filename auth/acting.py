@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+import msgspec
+
 from adapters.errors import ProblemError
 
 ACTING_HEADER = "x-acting-for"
@@ -23,10 +25,26 @@ OPT_ACTION = "acting"
 OPT_REFUSAL = "acting_refusal"
 
 
+class Mandated(msgspec.Struct, frozen=True, kw_only=True):
+    principal_id: str
+    # The catalogue topics the mandate limits applying to (empty: any item).
+    categories: tuple[str, ...] = ()
+
+
 class ActingResolver(Protocol):
-    async def resolve(self, agent_id: str, mandate_id: str, action: Action) -> str:
-        """The principal's person id, or a ProblemError (403) saying why not."""
+    async def resolve(self, agent_id: str, mandate_id: str, action: Action) -> Mandated:
+        """Who the agent acts for and within which item topics, or a ProblemError (403)."""
         ...
+
+
+def outside_categories(topic: str | None, categories: tuple[str, ...]) -> ProblemError:
+    return ProblemError(
+        f"the mandate covers items of {', '.join(categories)} only",
+        detail_zh=f"该代办授权仅限以下类别的事项：{'、'.join(categories)}",
+        status=403,
+        code="mandate_out_of_scope",
+        extra={"categories": list(categories), "itemCategory": topic},
+    )
 
 
 def acts_as(action: Action) -> dict[str, Any]:

@@ -134,7 +134,7 @@ async def _acting_for(
     try:
         if action is None or rt.acting is None or agent.channel == "staff":
             raise acting.refused(opt.get(acting.OPT_REFUSAL, "acting_not_allowed"))
-        principal_id = await rt.acting.resolve(agent.person_id, mandate_id, action)
+        mandated = await rt.acting.resolve(agent.person_id, mandate_id, action)
     except ProblemError as exc:
         await _audit_refusal(connection, agent.person_id, agent.channel, exc.code)
         raise
@@ -143,14 +143,19 @@ async def _acting_for(
     # my data" shows every use of a mandate (subject: the principal; channel: agent and mandate).
     await audit.record(
         rt.pool,
-        subject=principal_id,
+        subject=mandated.principal_id,
         action=f"acting.{action}",
         object=f"{connection.scope.get('method', '')} {connection.url.path}",
         result="allowed",
         channel=agent.channel,
     )
     return msgspec.structs.replace(
-        agent, person_id=principal_id, agent=agent.person_id, mandate_id=mandate_id, roles=()
+        agent,
+        person_id=mandated.principal_id,
+        agent=agent.person_id,
+        mandate_id=mandate_id,
+        categories=mandated.categories,
+        roles=(),
     )
 
 

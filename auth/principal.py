@@ -20,3 +20,5 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # person id and the mandate. person_id is then the principal's, so ownership follows them.
     agent: str | None = None
     mandate_id: str | None = None
+    # The item topics an agent may apply in under that mandate (empty: any).
+    categories: tuple[str, ...] = ()

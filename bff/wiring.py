@@ -490,7 +490,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
 
     # Home: every domain's to-dos in one answer, each read through its service's read port.
     # 代办: the mandates service is also what resolves X-Acting-For in auth (auth may not import bff).
-    mandates = MandateService(pool, auth.crypto)
+    mandates = MandateService(pool, auth.crypto, catalogue)
     auth.acting = mandates
 
     home = HomeService(

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS bff.mandates (
     kind text NOT NULL CHECK (kind IN ('family', 'guardian')),
     actions text[] NOT NULL CHECK (actions <@ ARRAY['read_cases', 'apply', 'book', 'pay']::text[]
                                    AND cardinality(actions) > 0),
+    -- Catalogue topics (主题) the agent may apply in; empty: any item.
+    categories text[] NOT NULL DEFAULT '{}',
     status text NOT NULL CHECK (status IN ('offered', 'pending_proof', 'active', 'revoked')),
     expires_at timestamptz NOT NULL,
     -- Guardian mandates: the reference of the document the operator checked (出生医学证明 or 户口簿).

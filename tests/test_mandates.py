@@ -10,6 +10,7 @@ refused with nothing written; a guardian mandate unusable until its proof is rec
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.auth_helpers import login_resident, staff_headers
+from tests.delivery_helpers import ensure_mirror
 from tests.payment_helpers import Relay, case_with_fee, payment_client
 from tests.test_journey_helpers import application, auth, bookable_item, first_slot, key
 
@@ -442,3 +444,56 @@ async def test_the_principal_is_told_and_sees_the_agent_in_who_used_my_data(
     assert len(by_agent) >= 3 and {i["agent"] for i in by_agent} == {agent["person_id"]}
     assert {i["action"] for i in by_agent} >= {"acting.read_cases"}
     assert all(i["channel"] == "app" for i in by_agent)
+
+
+async def test_one_invite_code_makes_one_mandate_however_many_grant_it_at_once(
+    scene: Scene, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    client, agent = scene.client, scene.agent
+    principals = [scene.principal] + [
+        await login_resident(client, sandbox, channel="app", level=3) for _ in range(3)
+    ]
+    code = (await invite(client, agent)).json()["code"]
+    body = {"inviteCode": code, "actions": ["book"], "expiresAt": expiry()}
+    answers = await asyncio.gather(
+        *(client.post(MANDATES, json=body, headers=auth(p, key())) for p in principals for _ in range(2))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [422] * 7, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 422} == {"mandate_invite_invalid"}
+    assert await db.fetchval("SELECT count(*) FROM bff.mandates WHERE agent_id = $1", agent["person_id"]) == 1
+
+
+async def test_item_categories_narrow_what_an_agent_may_apply_for(
+    scene: Scene, services: Any, sandbox_url: str, db: asyncpg.Connection
+) -> None:
+    client, principal, agent = scene.client, scene.principal, scene.agent
+    await ensure_mirror(services, sandbox_url)
+    root = client.app.state.root  # type: ignore[attr-defined]
+    await root.catalogue_mirror.refresh(force=True)
+    topic = root.catalogue.theme_of(scene.item["code"])
+    assert topic
+    other = next(t.name for t in root.catalogue.topics(None, 100, None).items if t.name != topic)
+
+    async def granted(categories: list[str]) -> httpx.Response:
+        code = (await invite(client, agent)).json()["code"]
+        return await client.post(
+            MANDATES,
+            json={"inviteCode": code, "actions": ["apply"], "expiresAt": expiry(), "categories": categories},
+            headers=auth(principal, key()),
+        )
+
+    await problem(await granted(["没有这个主题"]), 422, "mandate_category_unknown")
+    apply = scene.routes()["apply"][0]
+    elsewhere = (await granted([other])).json()
+    assert elsewhere["categories"] == [other]
+    await client.post(f"{MANDATES}/{elsewhere['id']}/accept", headers=auth(agent, key()))
+    before = await counts(db, principal["person_id"])
+    refused = await apply(acting(elsewhere["id"]))
+    await problem(refused, 403, "mandate_out_of_scope")
+    assert refused.json()["itemCategory"] == topic
+    assert await counts(db, principal["person_id"]) == before
+    here = (await granted([topic])).json()
+    await client.post(f"{MANDATES}/{here['id']}/accept", headers=auth(agent, key()))
+    made = await apply(acting(here["id"]))
+    assert made.status_code == 201, made.text

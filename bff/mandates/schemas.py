@@ -29,6 +29,7 @@ define(
             f"授权期限须在将来且不超过{MAX_DAYS}天",
             f"The expiry must be in the future and at most {MAX_DAYS} days away",
         ),
+        "mandate_category_unknown": (422, "事项类别无效", "A category is not a topic of the catalogue"),
         "mandate_not_offered": (409, "该授权不在待接受状态", "The mandate is not waiting to be accepted"),
         "mandate_no_proof_needed": (409, "该授权无需或已完成核验", "The mandate is not waiting for a proof"),
     },
@@ -53,6 +54,8 @@ class MandateIn(CamelIn):
     actions: Annotated[list[str], msgspec.Meta(min_length=1, max_length=4)]
     expires_at: datetime
     kind: Kind = "family"
+    # Catalogue topic names (GET /api/v1/topics): when given, `apply` is limited to their items.
+    categories: Annotated[list[str], msgspec.Meta(max_length=10)] = []
 
 
 class Party(Camel):
@@ -68,6 +71,7 @@ class MandateOut(Camel):
     kind: Kind
     status: Status
     actions: list[str]
+    categories: list[str]
     expires_at: str
     principal: Party
     agent: Party

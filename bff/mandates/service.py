@@ -24,9 +24,10 @@ import asyncpg
 from adapters.errors import ProblemError
 from adapters.pii import mask_name, mask_phone
 from auth import audit, persons
-from auth.acting import ACTIONS, Action
+from auth.acting import ACTIONS, Action, Mandated
 from auth.crypto import PiiCrypto
 from auth.principal import Principal
+from bff.catalogue.service import CatalogueService
 from bff.idempotency import IdemContext, Recorded
 from bff.mandates.schemas import MAX_DAYS, InviteOut, MandateIn, MandateLists, MandateOut, Party, ProofIn
 from bff.platform.clock import CHINA
@@ -56,9 +57,10 @@ def _problem(status: int, code: str, en: str, zh: str, **extra: Any) -> ProblemE
 
 
 class MandateService:
-    def __init__(self, pool: asyncpg.Pool, crypto: PiiCrypto) -> None:
+    def __init__(self, pool: asyncpg.Pool, crypto: PiiCrypto, catalogue: CatalogueService) -> None:
         self.pool = pool
         self.crypto = crypto
+        self.catalogue = catalogue
 
     # --- the agent starts it ---
 
@@ -86,8 +88,7 @@ class MandateService:
 
     # --- the principal grants it ---
 
-    @staticmethod
-    def _check(data: MandateIn) -> tuple[list[str], datetime]:
+    def _check(self, data: MandateIn) -> tuple[list[str], datetime]:
         for index, action in enumerate(data.actions):
             if action not in ACTIONS:
                 raise _problem(
@@ -97,6 +98,15 @@ class MandateService:
                     f"actions[{index}]：授权事项只能是 {', '.join(ACTIONS)}",
                     field=f"actions[{index}]",
                     allowed=list(ACTIONS),
+                )
+        for index, category in enumerate(data.categories):
+            if not self.catalogue.is_topic(category):
+                raise _problem(
+                    422,
+                    "mandate_category_unknown",
+                    f"categories[{index}]: not a topic of the catalogue (see /api/v1/topics)",
+                    f"categories[{index}]：不是事项目录中的主题（见 /api/v1/topics）",
+                    field=f"categories[{index}]",
                 )
         expires = data.expires_at
         if expires.tzinfo is None:
@@ -146,14 +156,16 @@ class MandateService:
             row = _must(
                 await conn.fetchrow(
                     """
-                INSERT INTO bff.mandates (id, principal_id, agent_id, kind, actions, status, expires_at)
-                VALUES ($1, $2, $3, $4, $5, 'offered', $6) RETURNING *
+                INSERT INTO bff.mandates (id, principal_id, agent_id, kind, actions, categories, status,
+                    expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, 'offered', $7) RETURNING *
                 """,
                     mandate_id,
                     principal.person_id,
                     invite["agent_id"],
                     data.kind,
                     actions,
+                    sorted(set(data.categories)),
                     expires,
                 )
             )
@@ -289,6 +301,7 @@ class MandateService:
             kind=row["kind"],
             status=status,
             actions=list(row["actions"]),
+            categories=list(row["categories"]),
             expires_at=_display(row["expires_at"]) or "",
             principal=await self._party(conn, row["principal_id"]),
             agent=await self._party(conn, row["agent_id"]),
@@ -331,7 +344,7 @@ class MandateService:
 
     # --- acting (auth.acting.ActingResolver) ---
 
-    async def resolve(self, agent_id: str, mandate_id: str, action: Action) -> str:
+    async def resolve(self, agent_id: str, mandate_id: str, action: Action) -> Mandated:
         """The principal of `mandate_id` if it lets `agent_id` do `action` now; else a 403 problem.
         Read from PostgreSQL each time, so an ending is seen on the next request everywhere."""
         try:
@@ -340,7 +353,8 @@ class MandateService:
             ident = None
         row = (
             await self.pool.fetchrow(
-                "SELECT id, principal_id, agent_id, status, actions, expires_at FROM bff.mandates WHERE id = $1",
+                "SELECT id, principal_id, agent_id, status, actions, categories, expires_at"
+                " FROM bff.mandates WHERE id = $1",
                 ident,
             )
             if ident is not None
@@ -374,5 +388,4 @@ class MandateService:
         day = datetime.now(CHINA).date().isoformat()
         async with self.pool.acquire() as conn, conn.transaction():
             await self._tell(conn, row, "used", f"mandate:{ident}:used:{action}:{day}", action)
-        principal_id: str = row["principal_id"]
-        return principal_id
+        return Mandated(principal_id=row["principal_id"], categories=tuple(row["categories"]))
