@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,6 +111,12 @@ class Scene:
     ) -> None:
         self.client, self.db, self.principal, self.agent = client, db, principal, agent
         self.case_id, self.item = case_id, item
+        # What the agent made so far (read back by the routes that take an id); before anything is
+        # made a random id stands in: the scope is refused before any lookup.
+        self.made: dict[str, str] = {}
+
+    def made_id(self, what: str) -> str:
+        return self.made.get(what, str(uuid.uuid4()))
 
     def routes(self) -> dict[str, list[Callable[[dict[str, str]], Awaitable[httpx.Response]]]]:
         """Each honoured route, by the action it needs: a call as the agent with `headers`."""
@@ -135,14 +142,22 @@ class Scene:
         async def list_appointments(h: dict[str, str]) -> httpx.Response:
             return await c.get("/api/v1/appointments", headers=auth(agent, **h))
 
+        async def get_appointment(h: dict[str, str]) -> httpx.Response:
+            return await c.get(
+                f"/api/v1/appointments/{self.made_id('appointment')}", headers=auth(agent, **h)
+            )
+
         async def pay(h: dict[str, str]) -> httpx.Response:
             return await c.post(f"/api/v1/cases/{self.case_id}/payments", headers=auth(agent, key(), **h))
+
+        async def get_payment(h: dict[str, str]) -> httpx.Response:
+            return await c.get(f"/api/v1/payments/{self.made_id('payment')}", headers=auth(agent, **h))
 
         return {
             "read_cases": [list_cases, get_case],
             "apply": [apply],
-            "book": [book, list_appointments],
-            "pay": [pay],
+            "book": [book, list_appointments, get_appointment],
+            "pay": [pay, get_payment],
         }
 
 
@@ -177,6 +192,8 @@ async def test_every_honoured_route_with_and_without_its_action_never_more_than_
             answer = await call(acting(only["id"], rid))
             assert answer.status_code in (200, 201), (action, answer.text)
             seen[f"{action}:{call.__name__}"] = answer.json()
+            if call.__name__ in ("book", "pay"):
+                scene.made["appointment" if action == "book" else "payment"] = answer.json()["id"]
             rows = await db.fetch(
                 "SELECT subject, action, channel FROM bff.audit_log WHERE request_id = $1", rid
             )
@@ -204,7 +221,9 @@ async def test_every_honoured_route_with_and_without_its_action_never_more_than_
         == (principal["person_id"])
     )
     assert [a["id"] for a in seen["book:list_appointments"]["items"]] == [booked]
+    assert seen["book:get_appointment"]["id"] == booked
     assert seen["pay:pay"]["caseId"] == scene.case_id
+    assert seen["pay:get_payment"]["id"] == seen["pay:pay"]["id"]
     assert await counts(db, agent["person_id"]) == (0, 0, 0, 0)  # nothing landed in the agent's name
 
 
