@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from litestar.handlers import HTTPRouteHandler
 
+from auth.acting import OPT_ACTION
 from tests.auth_helpers import login_resident, staff_headers
 from tests.delivery_helpers import ensure_mirror
 from tests.payment_helpers import Relay, case_with_fee, payment_client
@@ -139,6 +142,12 @@ class Scene:
                 "/api/v1/appointments", json={"slotId": slot}, headers=auth(agent, key(), **h)
             )
 
+        async def hold(h: dict[str, str]) -> httpx.Response:
+            slot = await first_slot(c, self.principal, self.item, day_index=1)
+            return await c.post(
+                "/api/v1/appointments/holds", json={"slotId": slot}, headers=auth(agent, key(), **h)
+            )
+
         async def list_appointments(h: dict[str, str]) -> httpx.Response:
             return await c.get("/api/v1/appointments", headers=auth(agent, **h))
 
@@ -156,7 +165,7 @@ class Scene:
         return {
             "read_cases": [list_cases, get_case],
             "apply": [apply],
-            "book": [book, list_appointments, get_appointment],
+            "book": [book, hold, list_appointments, get_appointment],
             "pay": [pay, get_payment],
         }
 
@@ -174,6 +183,25 @@ async def test_every_honoured_route_with_and_without_its_action_never_more_than_
 ) -> None:
     client, principal, agent = scene.client, scene.principal, scene.agent
     routes = scene.routes()
+    # The routes the app honours X-Acting-For on are exactly those this matrix drives.
+    honoured = {
+        (method, route.path, handler.opt[OPT_ACTION])
+        for route in client.app.routes  # type: ignore[attr-defined]
+        for handler in getattr(route, "route_handlers", ())
+        if isinstance(handler, HTTPRouteHandler) and OPT_ACTION in handler.opt
+        for method in handler.http_methods
+    }
+    assert honoured == {
+        ("GET", "/api/v1/cases", "read_cases"),
+        ("GET", "/api/v1/cases/{case_id:str}", "read_cases"),
+        ("POST", "/api/v1/cases", "apply"),
+        ("POST", "/api/v1/appointments/holds", "book"),
+        ("POST", "/api/v1/appointments", "book"),
+        ("GET", "/api/v1/appointments", "book"),
+        ("GET", "/api/v1/appointments/{appointment_id:str}", "book"),
+        ("POST", "/api/v1/cases/{case_id:str}/payments", "pay"),
+        ("GET", "/api/v1/payments/{payment_id:str}", "pay"),
+    }
     for action in ACTIONS:
         # Everything but `action`: each of its routes refused, nothing written for anyone.
         without = await grant(client, principal, agent, [a for a in ACTIONS if a != action])
@@ -231,17 +259,24 @@ async def test_every_other_route_refuses_acting(scene: Scene, db: asyncpg.Connec
     client, agent = scene.client, scene.agent
     mandate = await grant(client, scene.principal, agent, list(ACTIONS))
     h = acting(mandate["id"])
-    for method, path in (
-        ("GET", "/api/v1/me"),
-        ("GET", "/api/v1/home"),
-        ("GET", "/api/v1/messages"),
-        ("GET", "/api/v1/licences"),
-        ("GET", "/api/v1/me/data-access"),
-        ("GET", "/api/v1/hotline/tickets"),
-        ("POST", f"/api/v1/cases/{scene.case_id}/rating"),
-    ):
-        answer = await client.request(method, path, headers=auth(agent, key(), **h), json={})
-        await problem(answer, 403, "acting_not_allowed")
+    # Every route that knows its caller and declares no action: taken from the app, so a new
+    # route is in this test the day it is added.
+    refused = chained = 0
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or not route.path.startswith("/api/"):
+                continue
+            if "principal" not in handler.parsed_fn_signature.parameters or OPT_ACTION in handler.opt:
+                continue
+            path = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
+            for method in handler.http_methods - {"HEAD", "OPTIONS"}:
+                body = {} if method in ("POST", "PUT", "PATCH") else None
+                answer = await client.request(method, path, headers=auth(agent, key(), **h), json=body)
+                expected = "mandate_chain" if route.path.startswith(MANDATES) else "acting_not_allowed"
+                await problem(answer, 403, expected)
+                refused += 1
+                chained += expected == "mandate_chain"
+    assert refused > 40 and chained == 5
     # Passing the mandate on, or managing mandates in the principal's name: a chain.
     for method, path in (("GET", MANDATES), ("POST", f"{MANDATES}/invites"), ("POST", MANDATES)):
         answer = await client.request(
@@ -258,7 +293,7 @@ async def test_every_other_route_refuses_acting(scene: Scene, db: asyncpg.Connec
             "SELECT count(*) FROM bff.audit_log WHERE subject = $1 AND result = 'mandate_chain'",
             agent["person_id"],
         )
-        == 3
+        == chained + 3
     )
     # Someone else's mandate (here the principal's own, sent by them), or nonsense: unknown.
     await problem(
