@@ -12,6 +12,9 @@ from contextvars import ContextVar
 
 _deadline: ContextVar[float | None] = ContextVar("sx_deadline", default=None)
 request_id: ContextVar[str | None] = ContextVar("sx_request_id", default=None)
+# Set while an agent acts for a principal under a 代办 mandate ("agent=<person id>;mandate=<id>"):
+# every audit record of the request carries it (auth.audit.record). The edge clears it per request.
+acting: ContextVar[str | None] = ContextVar("sx_acting", default=None)
 
 
 def remaining() -> float | None:

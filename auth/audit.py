@@ -134,6 +134,11 @@ async def record(
     connection) its chain's head stays locked until commit: write the audit record last. Given the
     pool, it is group-committed with the records other callers write at the same moment."""
     rid = request_id or context.request_id.get() or "-"
+    acting = context.acting.get()
+    if acting is not None:
+        # An agent's action (代办): the subject stays the principal whose data it is (their "who used
+        # my data" finds it), the channel names the agent and the mandate, inside the hash chain.
+        channel = f"{channel};{acting}"
     row: Row = (subject, action, object, result, channel, rid)
     writer = _writer(conn_or_pool) if isinstance(conn_or_pool, asyncpg.Pool) else None
     if writer is not None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection, Request
 from litestar.handlers.base import BaseRouteHandler
 
 from adapters import context
 from adapters.errors import ProblemError
-from auth import audit, denylist, kiosk
+from auth import acting, audit, denylist, kiosk
 from auth.principal import Channel, Principal
 from auth.runtime import AuthRuntime
 from auth.tokens import TokenError
@@ -116,8 +117,46 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
                 detail_zh="该会话属于另一台自助终端",
             )
     principal = claims.principal()
+    mandate_id = connection.headers.get(acting.ACTING_HEADER)
+    if mandate_id is not None:
+        principal = await _acting_for(connection, rt, principal, mandate_id.strip())
     connection.scope[_SCOPE_KEY] = principal  # type: ignore[literal-required]
     return principal
+
+
+async def _acting_for(
+    connection: ASGIConnection[Any, Any, Any, Any], rt: AuthRuntime, agent: Principal, mandate_id: str
+) -> Principal:
+    """The principal an agent acts for on this route, or a 403 (audited) saying why not."""
+    handler = connection.scope.get("route_handler")
+    opt: dict[str, Any] = getattr(handler, "opt", None) or {}
+    action = opt.get(acting.OPT_ACTION)
+    try:
+        if action is None or rt.acting is None or agent.channel == "staff":
+            raise acting.refused(opt.get(acting.OPT_REFUSAL, "acting_not_allowed"))
+        mandated = await rt.acting.resolve(agent.person_id, mandate_id, action)
+    except ProblemError as exc:
+        await _audit_refusal(connection, agent.person_id, agent.channel, exc.code)
+        raise
+    context.acting.set(f"agent={agent.person_id};mandate={mandate_id}")
+    # One record per agent's request, whatever the route audits itself: the principal's "who used
+    # my data" shows every use of a mandate (subject: the principal; channel: agent and mandate).
+    await audit.record(
+        rt.pool,
+        subject=mandated.principal_id,
+        action=f"acting.{action}",
+        object=f"{connection.scope.get('method', '')} {connection.url.path}",
+        result="allowed",
+        channel=agent.channel,
+    )
+    return msgspec.structs.replace(
+        agent,
+        person_id=mandated.principal_id,
+        agent=agent.person_id,
+        mandate_id=mandate_id,
+        categories=mandated.categories,
+        roles=(),
+    )
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -16,3 +16,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     jti: str
     roles: tuple[str, ...] = ()
+    # Set when an agent acts for this principal under a 代办 mandate (X-Acting-For): the agent's own
+    # person id and the mandate. person_id is then the principal's, so ownership follows them.
+    agent: str | None = None
+    mandate_id: str | None = None
+    # The item topics an agent may apply in under that mandate (empty: any).
+    categories: tuple[str, ...] = ()

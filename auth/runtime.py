@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from adapters.idp.client import IdpClient
 from adapters.wechat.client import WeChatClient
+from auth.acting import ActingResolver
 from auth.crypto import PiiCrypto
 from auth.denylist import DenyCache
 from auth.sessions import Lifetimes
@@ -44,6 +45,8 @@ class AuthRuntime:
     config: AuthConfig
     # None: every check is a Redis round trip (Redis Cluster: its asyncio client has no pub/sub).
     deny: DenyCache | None = None
+    # Resolves X-Acting-For (bff.mandates.service.MandateService); None: acting is refused.
+    acting: ActingResolver | None = None
 
     @property
     def deny_ttl_s(self) -> int:

@@ -20,6 +20,7 @@ from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
+from bff.mandates.service import MandateService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -93,6 +94,10 @@ def provide_home(state: State) -> HomeService:
     return root(state).home
 
 
+def provide_mandates(state: State) -> MandateService:
+    return root(state).mandates
+
+
 def provide_health(state: State) -> Health:
     return root(state).health
 
@@ -115,5 +120,6 @@ def dependencies() -> dict[str, Any]:
         "licences": Provide(provide_licences, sync_to_thread=False),
         "hotline": Provide(provide_hotline, sync_to_thread=False),
         "home": Provide(provide_home, sync_to_thread=False),
+        "mandates": Provide(provide_mandates, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

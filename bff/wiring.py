@@ -60,6 +60,7 @@ from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
+from bff.mandates.service import MandateService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
 from bff.payments.service import PaymentService
@@ -260,6 +261,7 @@ class Root:
     licences: LicenceService
     hotline: HotlineService
     home: HomeService
+    mandates: MandateService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -487,6 +489,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     )
 
     # Home: every domain's to-dos in one answer, each read through its service's read port.
+    # 代办: the mandates service is also what resolves X-Acting-For in auth (auth may not import bff).
+    mandates = MandateService(pool, auth.crypto, catalogue)
+    auth.acting = mandates
+
     home = HomeService(
         pool,
         redis,
@@ -495,6 +501,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         delivery=delivery,
         licences=licences,
         messages=messages,
+        hotline=hotline,
         fresh_s=settings.home_fresh_s,
         stale_s=settings.home_stale_s,
     )
@@ -572,6 +579,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         licences=licences,
         hotline=hotline,
         home=home,
+        mandates=mandates,
         jobs=jobs,
         loops=loops,
     )

@@ -123,6 +123,16 @@ HOTLINE_STATUS_ZH = {
     "feedback_given": "已答复待评价",
     "closed": "已办结",
 }
+MANDATE_EVENT_ZH = {
+    "accepted": "已接受您的代办授权",
+    "revoked": "的代办授权已结束",
+    "used": "使用代办授权为您办理了业务",
+}
+MANDATE_EVENT_EN = {
+    "accepted": "accepted your mandate",
+    "revoked": "no longer holds your mandate",
+    "used": "acted for you under your mandate",
+}
 HOTLINE_STATUS_EN = {
     "accepted": "accepted",
     "dispatched": "passed to the department",
@@ -426,6 +436,19 @@ TEMPLATES: dict[str, Template] = {
             },
             link="/hotline/tickets/{ticketId}",
             statuses=(HOTLINE_STATUS_ZH, HOTLINE_STATUS_EN),
+        ),
+        Template(
+            # Told in the inbox and by app push: no registered WeChat or SMS template fits.
+            name="mandate.changed",
+            version=1,
+            category="other",
+            title={"zh": "代办授权提醒", "en": "Your mandate"},
+            body={
+                "zh": "代办人{agentName}{statusZh}（{occurredAtText}）。如非本人授权，请立即在“我的授权”中撤销。",
+                "en": "Your agent {agentName} {statusEn} ({occurredAtText}). Not you? Revoke it under My mandates.",
+            },
+            link="/me/mandates/{mandateId}",
+            statuses=(MANDATE_EVENT_ZH, MANDATE_EVENT_EN),
         ),
         Template(
             name="hotline.info_requested",

@@ -18,6 +18,7 @@ Topic = Literal[
     "appointment.waitlist_offer",
     "licence.expiring",
     "hotline.changed",
+    "mandate.changed",
 ]
 
 
@@ -118,6 +119,19 @@ class HotlineChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
     occurred_at: str
 
 
+class MandateChanged(msgspec.Struct, frozen=True, rename="camel", kw_only=True):
+    """A 代办 mandate the resident granted moved, told to them (the principal): `event` accepted
+    or revoked (by either side), or `used` (the agent acted under it: once per action and day).
+    `status` is the event, for the templates' wording; the agent's name is masked."""
+
+    mandate_id: str
+    event: str
+    status: str
+    agent_name: str
+    action: str | None
+    occurred_at: str
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "case.changed": CaseChanged,
     "payment.changed": PaymentChanged,
@@ -127,4 +141,5 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "appointment.waitlist_offer": WaitlistOffer,
     "licence.expiring": LicenceExpiring,
     "hotline.changed": HotlineChanged,
+    "mandate.changed": MandateChanged,
 }

@@ -149,7 +149,8 @@ async def test_home_shows_every_section_then_degrades_per_upstream_never_failing
     assert who["resident"]["id_card_number"] not in response.text
     assert who["resident"]["phone_number"] not in response.text
     assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(
-        ("supplements", "fees", "appointments", "parcels", "renewals", "ratings", "messages"), "ok"
+        ("supplements", "fees", "appointments", "parcels", "renewals", "ratings", "hotline", "messages"),
+        "ok",
     )
     assert all(s["asOf"] for s in sections.values())
     assert [(i["caseId"], i["supplementId"]) for i in sections["supplements"]["items"]] == [

@@ -645,3 +645,42 @@ async def test_a_filing_whose_answer_was_lost_is_completed_once_by_the_resolver_
         assert [t["ticket_no"] for t in at_12345.json()["tickets"]] == [mine[0]["ticketNo"]]
     again = await file(client, other, complaint(), lost)
     assert again.status_code == 201 and again.json()["ticketNo"] == mine[0]["ticketNo"]
+
+
+async def test_home_lists_tickets_awaiting_the_residents_rating_until_rated(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    who = await login_resident(client, sandbox, channel="app", level=2)
+    filed = await file(client, who, complaint())
+    assert filed.status_code == 201, filed.text
+    ticket_id, no = filed.json()["id"], filed.json()["ticketNo"]
+
+    async def section() -> dict[str, Any]:
+        answer = await client.get("/api/v1/home", headers=auth(who))
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()["sections"]["hotline"]
+        return found
+
+    assert (await section())["total"] == 0  # filed and being handled: nothing for the resident to do
+    await control(sandbox, no, "dispatch")
+    await control(sandbox, no, "start")
+    await control(sandbox, no, "feedback", answer="已责成网点恢复营业。")
+    await shows(client, who, ticket_id, "feedback_given")
+    todo = await section()
+    assert todo["status"] == "ok" and todo["total"] == 1
+    assert [(i["ticketId"], i["ticketNo"], i["link"]) for i in todo["items"]] == [
+        (ticket_id, no, f"/hotline/tickets/{ticket_id}")
+    ]
+    assert todo["items"][0]["answeredAt"].endswith("+08:00")
+    home = (await client.get("/api/v1/home", headers=auth(who))).json()
+    assert "hotline" in home["order"]
+    assert (await client.get("/api/v1/home/badges", headers=auth(who))).json()["todos"]["count"] >= 1
+
+    rated = await client.post(
+        f"/api/v1/hotline/tickets/{ticket_id}/rating",
+        json={"satisfaction": "satisfied", "resolved": True},
+        headers=auth(who, key()),
+    )
+    assert rated.status_code == 201, rated.text
+    gone = await section()
+    assert gone["status"] == "ok" and gone["total"] == 0 and gone["items"] == []

@@ -40,6 +40,7 @@ from push.topics import (
     DeliveryChanged,
     HotlineChanged,
     LicenceExpiring,
+    MandateChanged,
     PaymentChanged,
     WaitlistOffer,
 )
@@ -250,6 +251,16 @@ def every_event() -> list[msgspec.Struct]:
         )
         for event, status in HOTLINE_NOTIFIED.items()
         for department in ("长沙市人力资源和社会保障局", None)
+    ] + [
+        MandateChanged(
+            mandate_id=str(uuid.uuid4()),
+            event=event,
+            status=event,
+            agent_name="张*",
+            action="read_cases" if event == "used" else None,
+            occurred_at=at,
+        )
+        for event in ("accepted", "revoked", "used")
     ]
     return made
 

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
 from adapters.errors import ProblemError
+from auth.acting import acts_as
 from auth.guards import BOOKING_LEVEL, channels, residents_only
 from auth.principal import Principal
 from bff.appointments.schemas import (
@@ -99,6 +100,7 @@ class AppointmentController(Controller):
         "/holds",
         summary="Hold a seat for a few minutes while the form is filled",
         status_code=201,
+        opt=acts_as("book"),
         operation_class=A_HOLD,
     )
     async def hold(
@@ -178,7 +180,11 @@ class AppointmentController(Controller):
         )
 
     @post(
-        "", summary="Book a slot (from a hold or directly)", status_code=201, operation_class=AN_APPOINTMENT
+        "",
+        summary="Book a slot (from a hold or directly)",
+        status_code=201,
+        operation_class=AN_APPOINTMENT,
+        opt=acts_as("book"),
     )
     async def book(
         self,
@@ -204,7 +210,7 @@ class AppointmentController(Controller):
             lambda ctx: appointments.book(ctx, principal.person_id, data.slot_id, data.hold_id),
         )
 
-    @get("", summary="My appointments, soonest first")
+    @get("", summary="My appointments, soonest first", opt=acts_as("book"))
     async def list_appointments(
         self,
         principal: NamedDependency[Principal],
@@ -217,7 +223,7 @@ class AppointmentController(Controller):
     ) -> AppointmentPage:
         return await appointments.mine(principal, limit, cursor, status)
 
-    @get("/{appointment_id:str}", summary="One appointment")
+    @get("/{appointment_id:str}", summary="One appointment", opt=acts_as("book"))
     async def get_appointment(
         self,
         principal: NamedDependency[Principal],

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath, QueryParameter
 
 from adapters.cases.callback import SIGNED_HEADERS as CASE_SIGNED
+from auth.acting import acts_as
 from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, CasePage, SupplementIn, WebhookOutcome
@@ -37,6 +38,7 @@ class CaseController(Controller):
         "",
         summary="Apply for an item (form + materials; e-licences in place of uploads)",
         status_code=201,
+        opt=acts_as("apply"),
         operation_class=A_CASE,
     )
     async def apply(
@@ -52,7 +54,11 @@ class CaseController(Controller):
             request, principal.person_id, lambda ctx: cases.apply(ctx, principal, data)
         )
 
-    @get("", summary="My cases, newest first (status, promised date and working days left)")
+    @get(
+        "",
+        summary="My cases, newest first (status, promised date and working days left)",
+        opt=acts_as("read_cases"),
+    )
     async def list_cases(
         self,
         request: Request[Any, Any, Any],
@@ -65,7 +71,11 @@ class CaseController(Controller):
             principal, limit, cursor, english=english(request.headers.get("accept-language", ""))
         )
 
-    @get("/{case_id:str}", summary="One case: one timeline, the promised date, remaining working days")
+    @get(
+        "/{case_id:str}",
+        summary="One case: one timeline, the promised date, remaining working days",
+        opt=acts_as("read_cases"),
+    )
     async def get_case(
         self,
         request: Request[Any, Any, Any],

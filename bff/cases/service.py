@@ -22,6 +22,7 @@ from adapters.cases.client import CaseClient, CaseRefused
 from adapters.cases.schemas import Application, MaterialRef, SupplementReply
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
 from adapters.pii import mask_id_number
+from auth import acting
 from auth.principal import Principal
 from bff.cases.events import RESULTS, CaseEventHook, apply_event, reconcile
 from bff.cases.schemas import (
@@ -544,6 +545,11 @@ class CaseService:
         data = await self._with_contact(principal, data)
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         guide = await self.catalogue.guide(data.item_code, data.region_code)
+        if principal.agent is not None and principal.categories:
+            # An agent whose mandate names item topics applies only for items of those.
+            topic = self.catalogue.theme_of(data.item_code)
+            if topic not in principal.categories:
+                raise acting.outside_categories(topic, principal.categories)
         fresh = row is None
         if row is None:
             if not guide.channels.online:

@@ -224,6 +224,21 @@ class CatalogueService:
         Before the first sync nothing can be checked: 503 `catalogue_not_ready`, never a guess."""
         return code in self._ready().regions
 
+    def theme_of(self, code: str) -> str | None:
+        """Read port (代办 scopes): the topic an item is filed under; None for an item not mirrored."""
+        # A handling item (办理项) is filed under its main item's topic.
+        return next(
+            (
+                d.theme
+                for d in self._ready().index.docs
+                if d.code == code or any(c == code for c, _ in d.scenarios)
+            ),
+            None,
+        )
+
+    def is_topic(self, name: str) -> bool:
+        return any(d.theme == name for d in self._ready().index.docs)
+
     # --- search ---
 
     def search(

@@ -16,7 +16,9 @@ from bff.platform.schema import Camel
 from bff.platform.uimode import DisplayHint
 
 SectionStatus = Literal["ok", "stale", "unavailable"]
-SectionName = Literal["supplements", "fees", "appointments", "parcels", "renewals", "ratings", "messages"]
+SectionName = Literal[
+    "supplements", "fees", "appointments", "parcels", "renewals", "ratings", "hotline", "messages"
+]
 # Why a section has nothing: the domain did not answer in time with no copy kept, or the session
 # must step up (real-name level) before that domain is shown.
 Reason = Literal["timeout", "failed", "step_up_required"]
@@ -71,6 +73,18 @@ class RatingTodo(Camel):
     link: str
 
 
+class FeedbackTicketTodo(Camel):
+    """A 12345 ticket the department answered, waiting for the resident's rating (回访)."""
+
+    ticket_id: str
+    ticket_no: str
+    kind: str
+    title: str
+    department_name: str | None
+    answered_at: str
+    link: str
+
+
 class _Section(Camel):
     status: SectionStatus
     # When what is shown was read (China time); null when nothing is shown.
@@ -103,6 +117,10 @@ class RatingSection(_Section):
     items: list[RatingTodo] = []
 
 
+class FeedbackSection(_Section):
+    items: list[FeedbackTicketTodo] = []
+
+
 class MessageSection(_Section):
     """The unread count only: the inbox is a page of its own."""
 
@@ -116,6 +134,7 @@ class HomeSections(Camel, omit_defaults=True):
     parcels: ParcelSection | None = None
     renewals: RenewalSection | None = None
     ratings: RatingSection | None = None
+    hotline: FeedbackSection | None = None
     messages: MessageSection | None = None
 
 

@@ -35,6 +35,8 @@ from bff.home.schemas import (
     AppointmentTodo,
     BadgeCount,
     Badges,
+    FeedbackSection,
+    FeedbackTicketTodo,
     FeeSection,
     FeeTodo,
     Home,
@@ -50,6 +52,7 @@ from bff.home.schemas import (
     SupplementSection,
     SupplementTodo,
 )
+from bff.hotline.service import FeedbackTodo, HotlineService
 from bff.licences.service import LicenceService
 from bff.messages.service import MessageService
 from bff.platform.logs import get_logger
@@ -66,6 +69,7 @@ Section = (
     | ParcelSection
     | RenewalSection
     | RatingSection
+    | FeedbackSection
     | MessageSection
 )
 SECTION_TYPES: dict[str, type[Any]] = {
@@ -75,6 +79,7 @@ SECTION_TYPES: dict[str, type[Any]] = {
     "parcels": ParcelSection,
     "renewals": RenewalSection,
     "ratings": RatingSection,
+    "hotline": FeedbackSection,
     "messages": MessageSection,
 }
 URGENCY: tuple[SectionName, ...] = (
@@ -84,12 +89,15 @@ URGENCY: tuple[SectionName, ...] = (
     "parcels",
     "renewals",
     "ratings",
+    "hotline",
     "messages",
 )
 # 长辈版 leaves these out: a rating is a favour asked, not a to-do.
 SECONDARY: frozenset[str] = frozenset({"ratings"})
 # Reading cases (and so their fees, ratings and parcels) needs a face-verified session (README).
 CASE_LEVEL = 3
+# 12345 tickets are read at the level filing needs (bff/hotline/controllers.py: BOOKING_LEVEL).
+HOTLINE_LEVEL = 2
 RATING_WINDOW = timedelta(days=30)  # a concluded case asks for a rating this long, then never again
 # Items shown per section: the kiosk shows a few large ones, elder mode fewer still.
 ITEMS = {"app": 5, "miniprogram": 5, "kiosk": 3}
@@ -115,6 +123,7 @@ class Budgets:
     parcels: float = 0.5
     renewals: float = 0.8
     messages: float = 0.3
+    hotline: float = 0.3
     # Kept back from the request's budget for merging, encoding and the audit record.
     reserve: float = 0.1
     # One read or write of the Redis copies (Redis' own socket timeout is seconds: too long here).
@@ -148,6 +157,7 @@ class HomeService:
         delivery: DeliveryService,
         licences: LicenceService,
         messages: MessageService,
+        hotline: HotlineService,
         budgets: Budgets | None = None,
         fresh_s: float = 30.0,
         stale_s: float = 600.0,
@@ -158,6 +168,7 @@ class HomeService:
         self.delivery = delivery
         self.licences = licences
         self.messages = messages
+        self.hotline = hotline
         self.pool = pool
         self.redis = redis
         self.budgets = budgets or Budgets()
@@ -229,6 +240,12 @@ class HomeService:
             raise _Partial(got)
         return got
 
+    async def _hotline(self, principal: Principal) -> dict[str, Section]:
+        found = await self.hotline.awaiting_feedback(principal.person_id, _FETCH)
+        items = [_feedback(t) for t in found]
+        at = _stamp(_now())
+        return {"hotline": FeedbackSection(status="ok", as_of=at, total=len(items), items=items)}
+
     async def _messages(self, principal: Principal) -> dict[str, Section]:
         count = await self.messages.unread_count(principal.person_id)
         return {"messages": MessageSection(status="ok", as_of=_stamp(_now()), total=count)}
@@ -243,6 +260,7 @@ class HomeService:
             (("appointments",), lambda: self._appointments(principal), b.appointments, 0.0),
             (("parcels",), lambda: self._parcels(principal), b.parcels, 0.0),
             (("renewals",), lambda: self._renewals(principal), b.renewals, self.fresh_s),
+            (("hotline",), lambda: self._hotline(principal), b.hotline, 0.0),
             (("messages",), lambda: self._messages(principal), b.messages, 0.0),
         ]
         return [s for s in everything if wanted.intersection(s[0])]
@@ -336,6 +354,9 @@ class HomeService:
         out: dict[str, Section] = {}
         if principal.level < CASE_LEVEL:
             allowed = wanted - {"supplements", "fees", "ratings", "parcels"}
+        if principal.level < HOTLINE_LEVEL:
+            allowed = allowed - {"hotline"}
+        if allowed != wanted:
             for name in wanted - allowed:
                 out[name] = SECTION_TYPES[name](
                     status="unavailable", as_of=None, total=0, reason="step_up_required"
@@ -467,4 +488,16 @@ def _rating(t: CaseTodo) -> RatingTodo:
         item_name=t.item_name,
         changed_at=_stamp(t.updated_at),
         link=f"/cases/{t.case_id}/rating",
+    )
+
+
+def _feedback(t: FeedbackTodo) -> FeedbackTicketTodo:
+    return FeedbackTicketTodo(
+        ticket_id=t.ticket_id,
+        ticket_no=t.ticket_no,
+        kind=t.kind,
+        title=t.title,
+        department_name=t.department_name,
+        answered_at=_stamp(t.answered_at),
+        link=f"/hotline/tickets/{t.ticket_id}",
     )

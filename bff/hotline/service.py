@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -168,6 +169,16 @@ def _check_text(text: str, field: str) -> str:
             extra={"field": field, "minLength": MIN_TEXT},
         )
     return text.strip()
+
+
+@dataclass(frozen=True)
+class FeedbackTodo:
+    ticket_id: str
+    ticket_no: str
+    kind: str
+    title: str
+    department_name: str | None
+    answered_at: datetime
 
 
 class HotlineService:
@@ -498,6 +509,30 @@ class HotlineService:
         )
         page, following = keyset_page(rows, limit, "created_at")
         return TicketPage(items=[self._summary(r, english) for r in page], next_cursor=following)
+
+    async def awaiting_feedback(self, person_id: str, limit: int) -> list[FeedbackTodo]:
+        """Home's read port: the resident's tickets 12345 answered and waits for them to rate (回访),
+        oldest answer first (it has waited longest)."""
+        rows = await self.pool.fetch(
+            """
+            SELECT id, ticket_no, kind, title, department_name, updated_at FROM bff.hotline_tickets
+            WHERE person_id = $1 AND status = 'feedback_given' AND rating IS NULL
+            ORDER BY updated_at, id LIMIT $2
+            """,
+            person_id,
+            limit,
+        )
+        return [
+            FeedbackTodo(
+                ticket_id=str(r["id"]),
+                ticket_no=r["ticket_no"],
+                kind=r["kind"],
+                title=mask_text(r["title"]),
+                department_name=r["department_name"],
+                answered_at=r["updated_at"],
+            )
+            for r in rows
+        ]
 
     def _summary(self, row: asyncpg.Record, english: bool) -> TicketSummary:
         return TicketSummary(**self._summary_fields(row, english))

@@ -120,7 +120,8 @@ class DataAccessItem(Camel):
     # bff: our audit log; elicence_library: the library's usage report; counter: a check we refused
     # before it reached the library.
     source: Literal["bff", "elicence_library", "counter"]
-    actor: Literal["self", "department"]
+    # agent: someone the resident gave a 代办 mandate, acting under it (`agent` names them).
+    actor: Literal["self", "department", "agent"]
     channel: str
     department_name: str | None
     department_code: str | None
@@ -128,6 +129,7 @@ class DataAccessItem(Camel):
     what: str  # display text, in the request's language
     why: str | None
     result: str
+    agent: str | None = None  # the agent's person id, when actor is agent
 
 
 class DataAccessPage(Camel):

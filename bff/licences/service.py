@@ -103,6 +103,14 @@ _CHECK_REFUSALS = {
 }
 _TEXTS: dict[str, tuple[str, str]] = {
     "personal_data_read": ("查看本人信息", "Viewed my personal data"),
+    "acting.read_cases": ("代办人查看办件", "My agent read my cases"),
+    "acting.apply": ("代办人代为申办", "My agent applied for me"),
+    "acting.book": ("代办人代为预约", "My agent booked for me"),
+    "acting.pay": ("代办人代为缴费", "My agent paid for me"),
+    "mandate.grant": ("授予代办授权", "Granted a mandate"),
+    "mandate.accept": ("接受代办授权", "Accepted a mandate"),
+    "mandate.revoke": ("结束代办授权", "Ended a mandate"),
+    "mandates.read": ("查看代办授权", "Viewed my mandates"),
     "licence.list": ("查看电子证照列表", "Viewed my licence wallet"),
     "licence.read": ("查看电子证照", "Viewed a licence"),
     "licence.show": ("亮证", "Showed a licence"),
@@ -823,12 +831,16 @@ def _access_item(row: asyncpg.Record, lang: Literal["zh", "en"]) -> DataAccessIt
     if row["type_name"]:
         what = f"{what}：{row['type_name']}" if lang == "zh" else f"{what}: {row['type_name']}"
     by_department = row["source"] != "bff"
+    # An agent's action (auth.audit.record): "<channel>;agent=<person id>;mandate=<id>".
+    channel, _, acting = str(row["channel"]).partition(";agent=")
+    agent = acting.split(";", 1)[0] if acting else None
     return DataAccessItem(
         id=str(row["id"]),
         at=_stamp(row["at"]),
         source=row["source"],
-        actor="department" if by_department else "self",
-        channel=row["channel"],
+        actor="department" if by_department else "agent" if agent else "self",
+        agent=agent,
+        channel=channel,
         department_name=row["department_name"],
         department_code=row["department_code"],
         action=row["action"],

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import Body, FromPath
 
 from adapters.wechatpay.callback import SIGNED_HEADERS as WECHATPAY_SIGNED
+from auth.acting import acts_as
 from auth.guards import APPLYING_LEVEL, residents_only
 from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
@@ -29,6 +30,7 @@ class PaymentController(Controller):
         "/cases/{case_id:str}/payments",
         summary="Create, or return, the WeChat Pay order for the case's fee (JSAPI / App / Native by channel)",
         status_code=201,
+        opt=acts_as("pay"),
     )
     async def create(
         self,
@@ -45,7 +47,11 @@ class PaymentController(Controller):
         response.headers.update(_NO_STORE)
         return response
 
-    @get("/payments/{payment_id:str}", summary="One payment order; asks WeChat Pay while it is not final")
+    @get(
+        "/payments/{payment_id:str}",
+        summary="One payment order; asks WeChat Pay while it is not final",
+        opt=acts_as("pay"),
+    )
     async def get_payment(
         self,
         principal: NamedDependency[Principal],

@@ -81,6 +81,7 @@ class Edge:
         rid_header = (b"x-request-id", rid.encode())
         extra_headers = [*self.headers, rid_header]
         token = context.request_id.set(rid)
+        acting_token = context.acting.set(None)
         try:
             if self.in_flight >= self.max_in_flight:
                 SHED.inc()
@@ -130,6 +131,7 @@ class Edge:
                 IN_FLIGHT.dec()
                 self._account(scope, status, time.perf_counter() - started)
         finally:
+            context.acting.reset(acting_token)
             context.request_id.reset(token)
 
     def _account(self, scope: Any, status: int, elapsed: float) -> None:

@@ -40,6 +40,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from auth import kiosk
+from auth.acting import OPT_ACTION
 from auth.device import kiosk_signed, kiosk_signed_if_sent
 from auth.guards import require_principal_if_declared
 from bff.platform.problems import CODES, PROBLEM_MEDIA_TYPE, Problem, domain_of
@@ -209,6 +210,33 @@ def _codes(status: int, domain: str, login: bool) -> list[str]:
     return codes
 
 
+def _acting(base: type[Operation], action: str) -> type[Operation]:
+    """`base` with the X-Acting-For header documented (the routes an agent may call, auth/acting.py)."""
+    header = Parameter(
+        name="X-Acting-For",
+        param_in=ParamType.HEADER,
+        required=False,
+        schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
+        description=(
+            f"代办: act for the principal of this mandate id; needs `{action}` in its scope "
+            "(403 `mandate_out_of_scope`, `mandate_expired`, `mandate_revoked`, `mandate_unknown`, "
+            "`mandate_not_accepted`, `mandate_pending_proof` otherwise). Every other route refuses the "
+            "header with 403 `acting_not_allowed`."
+        ),
+    )
+
+    @dataclass
+    class ActingOperation(base):  # type: ignore[valid-type,misc]
+        def __post_init__(self) -> None:
+            parent = getattr(super(), "__post_init__", None)
+            if parent is not None:
+                parent()
+            declared: list[Any] = list(getattr(self, "parameters", None) or [])
+            self.parameters = [*declared, header]
+
+    return ActingOperation
+
+
 def declare_contract(app: Litestar) -> None:
     """Add what the routes' signatures cannot say to every /api operation (see module docstring)."""
     for route in app.routes:
@@ -233,6 +261,9 @@ def declare_contract(app: Litestar) -> None:
                     ),
                 )
             handler.responses = responses
+            action = (handler.opt or {}).get(OPT_ACTION)
+            if action is not None:
+                handler.operation_class = _acting(handler.operation_class, action)
             # One requirement object is an AND of its schemes; the list is an OR of the objects.
             requirement: dict[str, list[str]] = {BEARER: []} if login else {}
             if _device_signed(handler):
