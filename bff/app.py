@@ -22,6 +22,7 @@ from bff.hotline.controllers import HotlineAnswerController, HotlineController, 
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.kiosk import kiosk_router
 from bff.licences.controllers import LicenceController, StaffLicenceCheckController
+from bff.lifeapps.controllers import LifeApplicationController, LifeFormController
 from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
@@ -65,6 +66,8 @@ API_ROUTES = [
     HotlineAnswerController,
     HotlineController,
     HotlineWebhookController,
+    LifeFormController,
+    LifeApplicationController,
 ]
 
 
