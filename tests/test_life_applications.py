@@ -335,3 +335,41 @@ async def test_unknown_event_and_missing_key_create_nothing(client, sandbox, db)
     )
     assert anonymous.status_code == 401
     assert await counts(db, who["person_id"]) == (0, 0, 0)
+
+
+async def test_an_unanswered_case_system_fails_the_members_not_the_bundle_and_a_retry_asks_again(
+    client, sandbox, db
+) -> None:
+    who = await login_resident(client, sandbox, level=3)
+    body = await bundle_body(client, who, {**YES_HOUSEHOLD, "registerHousehold": False})
+    await sandbox.put("/_control/faults/cases", json={"errorRate": 1.0, "errorKind": "503"})
+    try:
+        made = await client.post(
+            f"/api/v1/life-events/{EVENT}/applications", json=body, headers=auth(who, key())
+        )
+    finally:
+        await sandbox.delete("/_control/faults/cases")
+    assert made.status_code == 201, made.text
+    bundle = made.json()
+    assert [m["state"] for m in bundle["members"]] == ["failed", "failed"]
+    assert {m["failure"]["code"] for m in bundle["members"]} == {"upstream_unavailable"}
+    assert bundle["state"] == "some_failed"
+    member = bundle["members"][0]
+    retried = await client.post(member["retry"], headers=auth(who, key()))
+    assert retried.status_code == 201, retried.text
+    states = {m["itemCode"]: m["state"] for m in retried.json()["members"]}
+    assert states[member["itemCode"]] == "submitted"
+    assert list(states.values()).count("failed") == 1
+    # The case system holds exactly one case for the retried member, whichever request id it took.
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM sandbox.case_applications WHERE applicant_ref = $1", who["person_id"]
+        )
+        == 1
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM bff.cases WHERE person_id = $1 AND project_no IS NOT NULL", who["person_id"]
+        )
+        == 1
+    )
