@@ -264,9 +264,12 @@ async def test_a_refused_member_leaves_the_others_and_is_retried(client, sandbox
     assert bundle["nextAction"]["kind"] == "retry_member" and bundle["nextAction"]["itemCode"] == refused
     assert await counts(db, who["person_id"]) == (1, 3, 2)
 
-    idem = key()
-    retried = await client.post(states[refused]["retry"], headers=auth(who, idem))
-    assert retried.status_code == 201, retried.text
+    # Two retries at once under different keys: one submits the member, the other is refused.
+    keys = [key(), key()]
+    both = await asyncio.gather(*(client.post(states[refused]["retry"], headers=auth(who, k)) for k in keys))
+    assert sorted(r.status_code for r in both) == [201, 409], [r.text for r in both]
+    idem, retried = next((k, r) for k, r in zip(keys, both, strict=True) if r.status_code == 201)
+    assert next(r for r in both if r.status_code == 409).json()["code"] == "member_not_failed"
     member = next(m for m in retried.json()["members"] if m["itemCode"] == refused)
     assert member["state"] == "submitted" and member["attempts"] == 2 and member["case"]["projectNo"]
     assert retried.json()["state"] == "submitted"

@@ -133,7 +133,7 @@ class LifeApplicationService:
         for order, step in enumerate(event.steps, start=1):
             code = self.catalogue.item_code(step.item)
             applies = _applies(step.when, answers)
-            guide = await self.catalogue.guide(code, region) if code else None
+            guide = await self._guide(code, region) if code else None
             steps.append(
                 FormStepOut(
                     order=order,
@@ -152,6 +152,16 @@ class LifeApplicationService:
                 else:
                     hall.append(HallItemOut(code=code, name=step.item))
         return steps, members, hall
+
+    async def _guide(self, code: str, region: str) -> Guide | None:
+        """The item's guide here; None when the item is not offered here (withdrawn, or no
+        implementation for this region): the step is then neither a member nor a hall item."""
+        try:
+            return await self.catalogue.guide(code, region)
+        except ProblemError as exc:
+            if exc.status >= 500:
+                raise
+            return None
 
     async def form(
         self, event_id: str, region: str, raw_answers: str | None, *, english: bool
@@ -343,18 +353,28 @@ class LifeApplicationService:
         # request id (the case system de-duplicates). None means the case system certainly has no
         # case for it (never sent, refused, voided): a fresh request id of this retry's own.
         case_id = row["case_id"] if current is not None else ctx.derive(f"life-member:{item_code}")
+        # Compare and set: of two retries at once (different keys) one takes the member; the other
+        # finds it submitting under another request id and is refused, so a member never gets two
+        # cases. A re-run of the same retry key finds its own id and goes on.
         row = await self.pool.fetchrow(
             """
             UPDATE bff.life_application_members
                SET case_id = $3, attempts = attempts + CASE WHEN case_id = $3 THEN 0 ELSE 1 END,
                    state = 'submitting', updated_at = now()
-             WHERE application_id = $1 AND item_code = $2 RETURNING *
+             WHERE application_id = $1 AND item_code = $2 AND (state = 'failed' OR case_id = $3)
+            RETURNING *
             """,
             bundle["id"],
             item_code,
             case_id,
         )
-        assert row is not None
+        if row is None:
+            raise ProblemError(
+                "that member is being submitted again already",
+                status=409,
+                code="member_not_failed",
+                detail_zh="该事项正在重新提交",
+            )
         failed = await self._submit(ctx, principal, row)
         if failed is not None:
             raise failed
