@@ -22,6 +22,7 @@ from bff.hotline.controllers import HotlineAnswerController, HotlineController, 
 from bff.identity.controllers import AuthController, MeController, StaffKioskController, jwks
 from bff.kiosk import kiosk_router
 from bff.licences.controllers import LicenceController, StaffLicenceCheckController
+from bff.lifeapps.controllers import LifeApplicationController, LifeFormController
 from bff.mandates.controllers import MandateController, MandateProofController
 from bff.messages.controllers import MessageController, PushReceiptController
 from bff.ops.controllers import healthz, metrics, readyz
@@ -68,6 +69,8 @@ API_ROUTES = [
     HotlineWebhookController,
     MandateController,
     MandateProofController,
+    LifeFormController,
+    LifeApplicationController,
 ]
 
 

@@ -20,6 +20,7 @@ from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
+from bff.lifeapps.service import LifeApplicationService
 from bff.mandates.service import MandateService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
@@ -90,6 +91,10 @@ def provide_hotline(state: State) -> HotlineService:
     return root(state).hotline
 
 
+def provide_lifeapps(state: State) -> LifeApplicationService:
+    return root(state).lifeapps
+
+
 def provide_home(state: State) -> HomeService:
     return root(state).home
 
@@ -121,5 +126,6 @@ def dependencies() -> dict[str, Any]:
         "hotline": Provide(provide_hotline, sync_to_thread=False),
         "home": Provide(provide_home, sync_to_thread=False),
         "mandates": Provide(provide_mandates, sync_to_thread=False),
+        "lifeapps": Provide(provide_lifeapps, sync_to_thread=False),
         "health": Provide(provide_health, sync_to_thread=False),
     }

@@ -60,6 +60,7 @@ from bff.home.service import HomeService
 from bff.hotline.service import HotlineService
 from bff.idempotency import IdempotencyStore
 from bff.licences.service import LicenceService
+from bff.lifeapps.service import LifeApplicationService
 from bff.mandates.service import MandateService
 from bff.messages.service import MessageService
 from bff.ops.health import Health
@@ -262,6 +263,7 @@ class Root:
     hotline: HotlineService
     home: HomeService
     mandates: MandateService
+    lifeapps: LifeApplicationService
     jobs: list[Job] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)
 
@@ -506,6 +508,9 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         stale_s=settings.home_stale_s,
     )
 
+    # 一件事一次办: one application for a life event, its member cases made through the case domain.
+    lifeapps = LifeApplicationService(pool, catalogue, cases)
+
     jobs = [
         # A lost webhook is caught up from the case system's change feed.
         Job("cases_reconcile", interval=15.0, budget=60.0, run=cases.reconcile),
@@ -580,6 +585,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         hotline=hotline,
         home=home,
         mandates=mandates,
+        lifeapps=lifeapps,
         jobs=jobs,
         loops=loops,
     )

@@ -423,6 +423,13 @@ class CaseService:
             )
         return out
 
+    async def detail_of(self, case_id: uuid.UUID, *, english: bool) -> CaseDetail | None:
+        """Read port (life-event applications, which own the case ids they asked for): the case as
+        the resident sees it, None when no case row exists (never sent, refused, or voided)."""
+        if await self.pool.fetchval("SELECT 1 FROM bff.cases WHERE id = $1", case_id) is None:
+            return None
+        return await self.detail(self.pool, case_id, english=english)
+
     async def view(self, principal: Principal, case_id: str, *, english: bool) -> CaseDetail:
         row = await self.own(principal, case_id)
         return await self.detail(self.pool, row["id"], english=english)
@@ -540,6 +547,39 @@ class CaseService:
                 )
         return msgspec.structs.replace(data, form=form)
 
+    async def check(self, principal: Principal, data: CaseIn) -> CaseIn:
+        """Read port (life-event applications): every check `apply` makes before it writes anything
+        (the contact, the item online, delivery, the materials against the guide), so a bundle can
+        refuse before any of its cases exists. The application with its contact filled in."""
+        data = await self._with_contact(principal, data)
+        guide = await self.catalogue.guide(data.item_code, data.region_code)
+        await self._check_fresh(principal, guide, data)
+        return data
+
+    async def _check_fresh(self, principal: Principal, guide: Guide, data: CaseIn) -> None:
+        if not guide.channels.online:
+            raise ProblemError(
+                "this item is handled in the hall only",
+                status=422,
+                code="item_not_online",
+                detail_zh="该事项只能到大厅办理",
+            )
+        if data.form.delivery_wanted and not guide.channels.mailable:
+            raise _invalid(
+                "form_invalid",
+                "form.deliveryWanted: results of this item cannot be mailed",
+                "form.deliveryWanted",
+                "form.deliveryWanted：该事项的结果不能寄递",
+            )
+        if data.form.delivery_wanted and not data.form.delivery_address:
+            raise _invalid(
+                "form_invalid",
+                "form.deliveryAddress: required when deliveryWanted",
+                "form.deliveryAddress",
+                "form.deliveryAddress：选择寄递时必填",
+            )
+        await check_materials(self.uploads, principal.person_id, guide, data.materials, require_all=True)
+
     async def apply(self, ctx: IdemContext, principal: Principal, data: CaseIn) -> Recorded[CaseDetail]:
         case_id = ctx.request_id
         data = await self._with_contact(principal, data)
@@ -552,28 +592,7 @@ class CaseService:
                 raise acting.outside_categories(topic, principal.categories)
         fresh = row is None
         if row is None:
-            if not guide.channels.online:
-                raise ProblemError(
-                    "this item is handled in the hall only",
-                    status=422,
-                    code="item_not_online",
-                    detail_zh="该事项只能到大厅办理",
-                )
-            if data.form.delivery_wanted and not guide.channels.mailable:
-                raise _invalid(
-                    "form_invalid",
-                    "form.deliveryWanted: results of this item cannot be mailed",
-                    "form.deliveryWanted",
-                    "form.deliveryWanted：该事项的结果不能寄递",
-                )
-            if data.form.delivery_wanted and not data.form.delivery_address:
-                raise _invalid(
-                    "form_invalid",
-                    "form.deliveryAddress: required when deliveryWanted",
-                    "form.deliveryAddress",
-                    "form.deliveryAddress：选择寄递时必填",
-                )
-            await check_materials(self.uploads, principal.person_id, guide, data.materials, require_all=True)
+            await self._check_fresh(principal, guide, data)
             row = await self.pool.fetchrow(
                 """
                 INSERT INTO bff.cases (id, person_id, request_id, item_code, item_name, region_code, task_code,

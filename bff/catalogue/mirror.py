@@ -68,6 +68,15 @@ class HallRow:
 class LifeEventStep:
     item: str
     note: str
+    # The question whose yes makes this step apply; None: it always applies.
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class LifeEventQuestion:
+    id: str
+    text: str
+    text_en: str
 
 
 @dataclass(frozen=True)
@@ -77,20 +86,30 @@ class LifeEvent:
     audience: str
     description: str
     steps: tuple[LifeEventStep, ...]
+    questions: tuple[LifeEventQuestion, ...] = ()
 
 
 def load_life_events(path: Path = LIFE_EVENTS_PATH) -> list[LifeEvent]:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return [
+    events = [
         LifeEvent(
             id=e["id"],
             name=e["name"],
             audience=e["audience"],
             description=e["description"],
-            steps=tuple(LifeEventStep(s["item"], s["note"]) for s in e["steps"]),
+            steps=tuple(LifeEventStep(s["item"], s["note"], s.get("when")) for s in e["steps"]),
+            questions=tuple(
+                LifeEventQuestion(q["id"], q["text"], q["text_en"]) for q in e.get("questions", [])
+            ),
         )
         for e in data["event"]
     ]
+    for event in events:
+        asked = {q.id for q in event.questions}
+        for step in event.steps:
+            if step.when is not None and step.when not in asked:
+                raise ValueError(f"life event {event.id}: step {step.item} depends on unknown {step.when}")
+    return events
 
 
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> int:

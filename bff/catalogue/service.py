@@ -541,15 +541,32 @@ class CatalogueService:
     def life_event(self, event_id: str, region: str | None) -> LifeEventOut:
         snapshot = self._ready()
         resident = self._region(snapshot, region)
+        return _life_event(snapshot, self.life_event_spec(event_id), resident)
+
+    def life_event_spec(self, event_id: str) -> LifeEventSpec:
+        """Read port for life-event applications: the bundle as declared (questions, steps with
+        their conditions), else a 404 `life_event_not_found`."""
         for event in self.mirror.life_events:
             if event.id == event_id:
-                return _life_event(snapshot, event, resident)
+                return event
         raise ProblemError(
             f"no life event {event_id[:64]}",
             status=404,
             code="life_event_not_found",
             detail_zh=f"未找到主题 {event_id[:64]}",
         )
+
+    def item_code(self, name: str) -> str | None:
+        """Read port: the code of the main item named `name` in the current snapshot."""
+        return self._ready().item_names.get(name)
+
+    def check_region(self, region: str) -> None:
+        """Read port: a 4xx problem unless `region` is a known region."""
+        self._region(self._ready(), region)
+
+
+# The declared bundle, for other domains (life-event applications).
+LifeEventSpec = LifeEvent
 
 
 def _life_event(snapshot: Snapshot, event: LifeEvent, resident: str | None) -> LifeEventOut:

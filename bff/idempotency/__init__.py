@@ -4,7 +4,7 @@ from typing import Annotated
 
 from litestar.params import HeaderParameter
 
-from bff.idempotency.store import IdemContext, IdempotencyStore, Recorded
+from bff.idempotency.store import IdemContext, IdempotencyStore, PartContext, Recorded
 
 # Declared on every mutating route, so the contract shows it; the store checks its form.
 IdempotencyKey = Annotated[
@@ -35,4 +35,11 @@ OptionalIdempotencyKey = Annotated[
     ),
 ]
 
-__all__ = ["IdemContext", "IdempotencyKey", "IdempotencyStore", "OptionalIdempotencyKey", "Recorded"]
+__all__ = [
+    "IdemContext",
+    "IdempotencyKey",
+    "IdempotencyStore",
+    "OptionalIdempotencyKey",
+    "PartContext",
+    "Recorded",
+]

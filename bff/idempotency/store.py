@@ -125,6 +125,29 @@ class IdemContext:
         return Recorded(status=status, media_type=media_type, body=body)
 
 
+class PartContext(IdemContext):
+    """One part of a keyed request, done by an operation written for a whole request (a member
+    case of a life-event application, done by the case domain's `apply`). The part's request id is
+    given (derived from the whole's, so a re-run finds the part's earlier work), and its answer is
+    handed to `on_finish` in the part's final transaction instead of being written to the key's
+    record: the whole writes that once, for all its parts, when they are done."""
+
+    def __init__(
+        self,
+        whole: IdemContext,
+        request_id: uuid.UUID,
+        on_finish: Callable[[Conn], Awaitable[None]],
+        status: int = 201,
+    ) -> None:
+        super().__init__(whole.subject, whole.key, status)
+        self.request_id = request_id
+        self._on_finish = on_finish
+
+    async def finish(self, conn: Conn, result: T) -> Recorded[T]:
+        await self._on_finish(conn)
+        return Recorded(status=self.status, media_type="application/json", body=msgspec.json.encode(result))
+
+
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
     try:
         canonical = _canonical.encode(msgspec.json.decode(body)) if body else b""

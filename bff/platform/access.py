@@ -63,6 +63,7 @@ _KIND_ZH = {
     "appointment": "预约",
     "case": "办件",
     "delivery": "寄递",
+    "life_application": "一件事申请",
     "message": "消息",
     "payment": "缴费",
     "rating": "评价",
