@@ -495,6 +495,9 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     mandates = MandateService(pool, auth.crypto, catalogue)
     auth.acting = mandates
 
+    # 一件事一次办: one application for a life event, its member cases made through the case domain.
+    lifeapps = LifeApplicationService(pool, catalogue, cases)
+
     home = HomeService(
         pool,
         redis,
@@ -504,12 +507,10 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
         licences=licences,
         messages=messages,
         hotline=hotline,
+        lifeapps=lifeapps,
         fresh_s=settings.home_fresh_s,
         stale_s=settings.home_stale_s,
     )
-
-    # 一件事一次办: one application for a life event, its member cases made through the case domain.
-    lifeapps = LifeApplicationService(pool, catalogue, cases)
 
     jobs = [
         # A lost webhook is caught up from the case system's change feed.

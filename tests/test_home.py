@@ -149,7 +149,17 @@ async def test_home_shows_every_section_then_degrades_per_upstream_never_failing
     assert who["resident"]["id_card_number"] not in response.text
     assert who["resident"]["phone_number"] not in response.text
     assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(
-        ("supplements", "fees", "appointments", "parcels", "renewals", "ratings", "hotline", "messages"),
+        (
+            "bundles",
+            "supplements",
+            "fees",
+            "appointments",
+            "parcels",
+            "renewals",
+            "ratings",
+            "hotline",
+            "messages",
+        ),
         "ok",
     )
     assert all(s["asOf"] for s in sections.values())
@@ -201,7 +211,7 @@ async def test_home_shows_every_section_then_degrades_per_upstream_never_failing
         sections = _sections(response)
         # The case, appointment and parcel sections read our own mirrors (kept by webhooks and
         # feeds): a silent case system or courier does not take them away.
-        for name in ("supplements", "fees", "appointments", "parcels", "ratings", "messages"):
+        for name in ("bundles", "supplements", "fees", "appointments", "parcels", "ratings", "messages"):
             assert sections[name]["status"] == "ok", (down, name, sections[name])
         renewals = sections["renewals"]
         if {"elicence", "booking"} & set(down):
@@ -255,7 +265,7 @@ async def test_home_is_shaped_per_channel_mode_and_level(
     await book(client, mini, await first_slot(client, mini, item))
     response, _ = await _home(client, mini)
     sections = _sections(response)
-    for name in ("supplements", "fees", "parcels", "ratings"):
+    for name in ("bundles", "supplements", "fees", "parcels", "ratings"):
         assert sections[name]["status"] == "unavailable" and sections[name]["reason"] == "step_up_required"
     assert sections["appointments"]["total"] == 1
     body = response.json()
@@ -306,7 +316,7 @@ async def test_sources_run_concurrently_each_cut_at_its_budget_and_kiosk_gets_fe
         await sandbox.delete("/_control/faults/elicence")
     assert took <= BUDGET_S + 0.05, took
     sections = _sections(response)
-    for name in ("supplements", "fees", "parcels", "ratings", "renewals"):
+    for name in ("bundles", "supplements", "fees", "parcels", "ratings", "renewals"):
         assert sections[name]["status"] == "stale", (name, sections[name])
     assert sections["supplements"]["asOf"] == first["supplements"]["asOf"]
     assert len(sections["supplements"]["items"]) == 3

@@ -14,7 +14,16 @@ import pytest
 
 from tests.auth_helpers import login_resident
 from tests.test_catalogue_sync import run_sync
-from tests.test_journey_helpers import advance, auth, deliver, key, upload, upstream_urls
+from tests.test_journey_helpers import (
+    advance,
+    apply,
+    auth,
+    bookable_item,
+    deliver,
+    key,
+    upload,
+    upstream_urls,
+)
 
 REGION = "430104"  # 岳麓区: every item of the newborn bundle is applied for online here
 EVENT = "newborn"
@@ -60,7 +69,7 @@ async def bundle_body(
         else:
             materials.append({"name": material["name"], "uploadId": await upload(client, who)})
     return {
-        "answers": answers,
+        "answers": dict(answers),  # a copy: a test may change its body
         "regionCode": REGION,
         "form": {"contactName": "张三", "contactPhone": "13800138000"},
         "materials": materials,
@@ -376,3 +385,61 @@ async def test_an_unanswered_case_system_fails_the_members_not_the_bundle_and_a_
         )
         == 1
     )
+
+
+async def test_home_shows_a_life_event_as_one_to_do_until_every_member_concluded(client, sandbox, db) -> None:
+    who = await login_resident(client, sandbox, level=3)
+    made = await client.post(
+        f"/api/v1/life-events/{EVENT}/applications",
+        json=await bundle_body(client, who),
+        headers=auth(who, key()),
+    )
+    assert made.status_code == 201, made.text
+    bundle = made.json()
+    cases = [m["case"] for m in bundle["members"]]
+    for case in cases:
+        assert (await deliver(client, await advance(sandbox, case["projectNo"], "accept"))).status_code == 200
+    # A case of its own, outside the bundle, with a 补正 of its own.
+    alone = await apply(client, who, await bookable_item(db))
+    alone_no = alone["case"]["projectNo"]
+    for action, fields in (("accept", {}), ("request_supplement", {"items": ["申请表签字页"]})):
+        assert (await deliver(client, await advance(sandbox, alone_no, action, **fields))).status_code == 200
+    first = cases[0]
+    event = await advance(sandbox, first["projectNo"], "request_supplement", items=["居民户口簿"])
+    assert (await deliver(client, event)).status_code == 200
+
+    async def home() -> dict[str, Any]:
+        response = await client.get("/api/v1/home", headers=auth(who))
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        body: dict[str, Any] = response.json()
+        return body
+
+    shown = await home()
+    bundles = shown["sections"]["bundles"]
+    assert bundles["status"] == "ok" and bundles["total"] == 1, bundles
+    (todo,) = bundles["items"]
+    assert (
+        todo["applicationId"] == bundle["id"] and todo["link"] == f"/life-events/applications/{bundle['id']}"
+    )
+    assert (todo["state"], todo["nextAction"]) == ("some_need_supplement", "answer_supplement")
+    assert (todo["members"], todo["concluded"]) == (len(cases), 0)
+    # The member's 补正 is the bundle's to-do; the lone case's is listed as ever.
+    listed = [i["caseId"] for i in shown["sections"]["supplements"]["items"]]
+    assert listed == [alone["case"]["id"]], listed
+    assert shown["order"][0] == "bundles"
+
+    answered = await client.post(
+        f"/api/v1/cases/{first['id']}/supplements",
+        json={"supplementId": event["data"]["supplement_id"], "answer": "已补充户口簿首页"},
+        headers=auth(who, key()),
+    )
+    assert answered.status_code == 201, answered.text
+    waiting = (await home())["sections"]["bundles"]["items"]
+    assert [(t["state"], t["nextAction"]) for t in waiting] == [("all_accepted", "wait")], waiting
+    for case in cases:
+        for action, fields in (("step", {"step": "承办"}), ("conclude", {"result_code": "0"})):
+            event = await advance(sandbox, case["projectNo"], action, **fields)
+            assert (await deliver(client, event)).status_code == 200
+    after = (await home())["sections"]["bundles"]
+    assert (after["total"], after["items"]) == (0, []), after

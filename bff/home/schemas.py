@@ -12,16 +12,32 @@ from typing import Literal
 
 from auth.principal import Channel
 from bff.licences.schemas import RenewalTodo
+from bff.lifeapps.schemas import BundleState, NextKind
 from bff.platform.schema import Camel
 from bff.platform.uimode import DisplayHint
 
 SectionStatus = Literal["ok", "stale", "unavailable"]
 SectionName = Literal[
-    "supplements", "fees", "appointments", "parcels", "renewals", "ratings", "hotline", "messages"
+    "bundles", "supplements", "fees", "appointments", "parcels", "renewals", "ratings", "hotline", "messages"
 ]
 # Why a section has nothing: the domain did not answer in time with no copy kept, or the session
 # must step up (real-name level) before that domain is shown.
 Reason = Literal["timeout", "failed", "step_up_required"]
+
+
+class BundleTodo(Camel):
+    """A life-event application (一件事一次办) under way: one to-do for all its member cases (their
+    补正 and fees are not listed again in those sections; `nextAction` says which comes first)."""
+
+    application_id: str
+    event_name: str
+    state: BundleState
+    state_label: str
+    next_action: NextKind
+    next_action_text: str
+    members: int
+    concluded: int
+    link: str
 
 
 class SupplementTodo(Camel):
@@ -93,6 +109,10 @@ class _Section(Camel):
     reason: Reason | None = None
 
 
+class BundleSection(_Section):
+    items: list[BundleTodo] = []
+
+
 class SupplementSection(_Section):
     items: list[SupplementTodo] = []
 
@@ -128,6 +148,7 @@ class MessageSection(_Section):
 class HomeSections(Camel, omit_defaults=True):
     """In urgency order; a section elder mode leaves out is absent."""
 
+    bundles: BundleSection | None = None
     supplements: SupplementSection | None = None
     fees: FeeSection | None = None
     appointments: AppointmentSection | None = None

@@ -35,6 +35,8 @@ from bff.home.schemas import (
     AppointmentTodo,
     BadgeCount,
     Badges,
+    BundleSection,
+    BundleTodo,
     FeedbackSection,
     FeedbackTicketTodo,
     FeeSection,
@@ -54,6 +56,7 @@ from bff.home.schemas import (
 )
 from bff.hotline.service import FeedbackTodo, HotlineService
 from bff.licences.service import LicenceService
+from bff.lifeapps.service import LifeApplicationService, OpenBundle
 from bff.messages.service import MessageService
 from bff.platform.logs import get_logger
 from bff.platform.uimode import ELDER_HINT
@@ -63,7 +66,8 @@ log = get_logger("bff.home")
 
 CHINA = timezone(timedelta(hours=8))
 Section = (
-    SupplementSection
+    BundleSection
+    | SupplementSection
     | FeeSection
     | AppointmentSection
     | ParcelSection
@@ -73,6 +77,7 @@ Section = (
     | MessageSection
 )
 SECTION_TYPES: dict[str, type[Any]] = {
+    "bundles": BundleSection,
     "supplements": SupplementSection,
     "fees": FeeSection,
     "appointments": AppointmentSection,
@@ -83,6 +88,8 @@ SECTION_TYPES: dict[str, type[Any]] = {
     "messages": MessageSection,
 }
 URGENCY: tuple[SectionName, ...] = (
+    # A life event under way holds several cases' 补正 and fees: it comes first.
+    "bundles",
     "supplements",
     "fees",
     "appointments",
@@ -106,6 +113,7 @@ _FETCH = 50  # rows read per source (the totals count these)
 # The mini-program asks for at most 3 one-time subscriptions per wx.requestSubscribeMessage.
 _SUBSCRIBE_MAX = 3
 _SUBSCRIBE_FOR: dict[str, tuple[str, ...]] = {
+    "bundles": ("case.supplement_requested",),
     "supplements": ("case.supplement_requested",),
     "fees": ("payment.changed",),
     "appointments": ("appointment.reminder",),
@@ -158,6 +166,7 @@ class HomeService:
         licences: LicenceService,
         messages: MessageService,
         hotline: HotlineService,
+        lifeapps: LifeApplicationService,
         budgets: Budgets | None = None,
         fresh_s: float = 30.0,
         stale_s: float = 600.0,
@@ -169,6 +178,7 @@ class HomeService:
         self.licences = licences
         self.messages = messages
         self.hotline = hotline
+        self.lifeapps = lifeapps
         self.pool = pool
         self.redis = redis
         self.budgets = budgets or Budgets()
@@ -178,13 +188,23 @@ class HomeService:
     # --- the sources ---
 
     async def _case_sections(self, principal: Principal) -> dict[str, Section]:
-        todos = await self.cases.todos(principal.person_id, _FETCH)
+        todos, bundles = await asyncio.gather(
+            self.cases.todos(principal.person_id, _FETCH), self.lifeapps.open_todos(principal.person_id)
+        )
         at = _stamp(_now())
-        supplements = [_supplement(t) for t in todos if t.open_supplement_id]
-        fees = sorted((_fee(t) for t in todos if t.fee is not None), key=lambda f: f.payable_by)
+        # A life event's member cases are shown through their bundle's one to-do.
+        inside = frozenset().union(*(b.case_ids for b in bundles))
+        supplements = [_supplement(t) for t in todos if t.open_supplement_id and t.case_id not in inside]
+        fees = sorted(
+            (_fee(t) for t in todos if t.fee is not None and t.case_id not in inside),
+            key=lambda f: f.payable_by,
+        )
         recent = _now() - RATING_WINDOW
         ratings = [_rating(t) for t in todos if t.rating_due and t.updated_at >= recent]
         return {
+            "bundles": BundleSection(
+                status="ok", as_of=at, total=len(bundles), items=[_bundle(b) for b in bundles]
+            ),
             "supplements": SupplementSection(
                 status="ok", as_of=at, total=len(supplements), items=supplements
             ),
@@ -256,7 +276,12 @@ class HomeService:
         """(sections, fetch, budget, fresh_s) of each source with a section wanted."""
         b = self.budgets
         everything = [
-            (("supplements", "fees", "ratings"), lambda: self._case_sections(principal), b.cases, 0.0),
+            (
+                ("bundles", "supplements", "fees", "ratings"),
+                lambda: self._case_sections(principal),
+                b.cases,
+                0.0,
+            ),
             (("appointments",), lambda: self._appointments(principal), b.appointments, 0.0),
             (("parcels",), lambda: self._parcels(principal), b.parcels, 0.0),
             (("renewals",), lambda: self._renewals(principal), b.renewals, self.fresh_s),
@@ -353,7 +378,7 @@ class HomeService:
         allowed = wanted
         out: dict[str, Section] = {}
         if principal.level < CASE_LEVEL:
-            allowed = wanted - {"supplements", "fees", "ratings", "parcels"}
+            allowed = wanted - {"bundles", "supplements", "fees", "ratings", "parcels"}
         if principal.level < HOTLINE_LEVEL:
             allowed = allowed - {"hotline"}
         if allowed != wanted:
@@ -455,6 +480,20 @@ def _etag(body: Home) -> str:
         ),
     )
     return '"' + hashlib.sha256(msgspec.json.encode(timeless)).hexdigest()[:32] + '"'
+
+
+def _bundle(b: OpenBundle) -> BundleTodo:
+    return BundleTodo(
+        application_id=b.application_id,
+        event_name=b.event_name,
+        state=b.state,
+        state_label=b.state_label,
+        next_action=b.next_kind,
+        next_action_text=b.next_text,
+        members=b.members,
+        concluded=b.concluded,
+        link=f"/life-events/applications/{b.application_id}",
+    )
 
 
 def _supplement(t: CaseTodo) -> SupplementTodo:

@@ -43,6 +43,7 @@ from bff.lifeapps.schemas import (
     MemberFee,
     MemberOut,
     NextActionOut,
+    NextKind,
     QuestionOut,
 )
 from bff.platform.access import owned, parse_uuid
@@ -57,6 +58,24 @@ STATE_LABELS: dict[str, tuple[str, str]] = {
     "submitted": ("已提交", "Submitted"),
 }
 _ENDED = {"concluded", "delivering", "delivered", "rated"}
+_HOME_BUNDLES = 10  # a resident has a handful of life events under way at most
+
+
+class OpenBundle(msgspec.Struct, frozen=True, kw_only=True):
+    """What one life-event application not yet concluded asks of its resident now (home's read
+    port): home shows it as one to-do, and its members' cases through it, not one by one."""
+
+    application_id: str
+    event_name: str
+    state: BundleState
+    state_label: str
+    next_kind: NextKind
+    next_text: str
+    members: int
+    concluded: int
+    case_ids: frozenset[str]
+
+
 _ACCEPTED = {"accepted", "in_progress", "special_procedure"} | _ENDED
 
 
@@ -390,6 +409,29 @@ class LifeApplicationService:
             parse_uuid(application_id, "life_application"),
         )
         return await owned(self.pool, principal, "life_application", application_id, row)
+
+    async def open_todos(self, person_id: str) -> list[OpenBundle]:
+        rows = await self.pool.fetch(
+            "SELECT id FROM bff.life_applications WHERE person_id = $1 ORDER BY created_at DESC LIMIT $2",
+            person_id,
+            _HOME_BUNDLES,
+        )
+        views = await asyncio.gather(*(self._view(row["id"], english=False) for row in rows))
+        return [
+            OpenBundle(
+                application_id=view.id,
+                event_name=view.event_name,
+                state=view.state,
+                state_label=view.state_label,
+                next_kind=view.next_action.kind,
+                next_text=view.next_action.text,
+                members=len(view.members),
+                concluded=sum(1 for m in view.members if m.case is not None and m.case.status in _ENDED),
+                case_ids=frozenset(m.case.id for m in view.members if m.case is not None),
+            )
+            for view in views
+            if view.state != "all_concluded"
+        ]
 
     async def view(self, principal: Principal, application_id: str, *, english: bool) -> LifeApplicationOut:
         bundle = await self.own(principal, application_id)
