@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from adapters.errors import ProblemError
+from auth.principal import Principal
 
 ACTING_HEADER = "x-acting-for"
 Action = Literal["read_cases", "apply", "book", "pay"]
@@ -27,8 +28,10 @@ OPT_REFUSAL = "acting_refusal"
 
 class Mandated(msgspec.Struct, frozen=True, kw_only=True):
     principal_id: str
-    # The catalogue topics the mandate limits applying to (empty: any item).
+    # The catalogue topics the mandate limits every action to (empty: any item), and the item
+    # codes filed under them when it was resolved (None: any item).
     categories: tuple[str, ...] = ()
+    item_codes: tuple[str, ...] | None = None
 
 
 class ActingResolver(Protocol):
@@ -37,13 +40,24 @@ class ActingResolver(Protocol):
         ...
 
 
-def outside_categories(topic: str | None, categories: tuple[str, ...]) -> ProblemError:
-    return ProblemError(
+def within_items(principal: Principal) -> list[str] | None:
+    """The item codes a list may show this caller (None: every item): an agent whose mandate
+    names item topics sees the principal's objects of those items only."""
+    return list(principal.item_codes) if principal.agent and principal.item_codes is not None else None
+
+
+def check_item(principal: Principal, item_code: str) -> None:
+    """An agent whose mandate names item topics acts only on objects of items filed under them:
+    applying, booking, paying and reading alike (a 403 that names the topics)."""
+    if principal.agent is None or principal.item_codes is None or item_code in principal.item_codes:
+        return
+    categories = principal.categories
+    raise ProblemError(
         f"the mandate covers items of {', '.join(categories)} only",
         detail_zh=f"该代办授权仅限以下类别的事项：{'、'.join(categories)}",
         status=403,
         code="mandate_out_of_scope",
-        extra={"categories": list(categories), "itemCategory": topic},
+        extra={"categories": list(categories), "itemCode": item_code},
     )
 
 

@@ -155,6 +155,7 @@ async def _acting_for(
         agent=agent.person_id,
         mandate_id=mandate_id,
         categories=mandated.categories,
+        item_codes=mandated.item_codes,
         roles=(),
     )
 

@@ -20,5 +20,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     # person id and the mandate. person_id is then the principal's, so ownership follows them.
     agent: str | None = None
     mandate_id: str | None = None
-    # The item topics an agent may apply in under that mandate (empty: any).
+    # The item topics that mandate limits the agent to (empty: any), and their item codes (None:
+    # any item; see auth.acting.check_item).
     categories: tuple[str, ...] = ()
+    item_codes: tuple[str, ...] | None = None

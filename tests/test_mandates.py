@@ -518,36 +518,69 @@ async def test_one_invite_code_makes_one_mandate_however_many_grant_it_at_once(
     assert await db.fetchval("SELECT count(*) FROM bff.mandates WHERE agent_id = $1", agent["person_id"]) == 1
 
 
-async def test_item_categories_narrow_what_an_agent_may_apply_for(
+async def test_item_categories_narrow_every_action_of_an_agent(
     scene: Scene, services: Any, sandbox_url: str, db: asyncpg.Connection
 ) -> None:
     client, principal, agent = scene.client, scene.principal, scene.agent
     await ensure_mirror(services, sandbox_url)
-    root = client.app.state.root  # type: ignore[attr-defined]
-    await root.catalogue_mirror.refresh(force=True)
-    topic = root.catalogue.theme_of(scene.item["code"])
-    assert topic
-    other = next(t.name for t in root.catalogue.topics(None, 100, None).items if t.name != topic)
+    catalogue = client.app.state.root.catalogue  # type: ignore[attr-defined]
+    await client.app.state.root.catalogue_mirror.refresh(force=True)  # type: ignore[attr-defined]
+    topics = [t.name for t in catalogue.topics(None, 100, None).items]
+
+    def topic_of(code: str) -> str:
+        return next(t for t in topics if code in catalogue.codes_under((t,)))
+
+    case_item = await db.fetchval("SELECT item_code FROM bff.cases WHERE id = $1::uuid", scene.case_id)
+    items = {scene.item["code"], case_item}
+    theirs = sorted({topic_of(code) for code in items})
+    other = next(t for t in topics if t not in theirs)
+    assert not items & set(catalogue.codes_under((other,)))
 
     async def granted(categories: list[str]) -> httpx.Response:
         code = (await invite(client, agent)).json()["code"]
         return await client.post(
             MANDATES,
-            json={"inviteCode": code, "actions": ["apply"], "expiresAt": expiry(), "categories": categories},
+            json={
+                "inviteCode": code,
+                "actions": list(ACTIONS),
+                "expiresAt": expiry(),
+                "categories": categories,
+            },
             headers=auth(principal, key()),
         )
 
+    async def accepted(categories: list[str]) -> str:
+        made = (await granted(categories)).json()
+        assert made["categories"] == categories
+        answer = await client.post(f"{MANDATES}/{made['id']}/accept", headers=auth(agent, key()))
+        assert answer.status_code == 200, answer.text
+        return str(made["id"])
+
     await problem(await granted(["没有这个主题"]), 422, "mandate_category_unknown")
-    apply = scene.routes()["apply"][0]
-    elsewhere = (await granted([other])).json()
-    assert elsewhere["categories"] == [other]
-    await client.post(f"{MANDATES}/{elsewhere['id']}/accept", headers=auth(agent, key()))
+    routes = scene.routes()
+    lists = {"list_cases", "list_appointments"}
+
+    # Within the topics of the principal's case and bookable item: every route answers.
+    here = await accepted(theirs)
+    for action in ACTIONS:
+        for call in routes[action]:
+            answer = await call(acting(here))
+            assert answer.status_code in (200, 201), (call.__name__, answer.text)
+            if call.__name__ in ("book", "pay"):
+                scene.made["appointment" if action == "book" else "payment"] = answer.json()["id"]
+            if call.__name__ in lists:
+                assert answer.json()["items"], call.__name__
+
+    # Under another topic: nothing of those items is read, made or paid, and lists show none.
+    elsewhere = await accepted([other])
     before = await counts(db, principal["person_id"])
-    refused = await apply(acting(elsewhere["id"]))
-    await problem(refused, 403, "mandate_out_of_scope")
-    assert refused.json()["itemCategory"] == topic
+    for action in ACTIONS:
+        for call in routes[action]:
+            answer = await call(acting(elsewhere))
+            if call.__name__ in lists:
+                assert answer.status_code == 200 and answer.json()["items"] == [], answer.text
+                continue
+            await problem(answer, 403, "mandate_out_of_scope")
+            assert answer.json()["categories"] == [other]
+            assert answer.json()["itemCode"] in items, (call.__name__, answer.text)
     assert await counts(db, principal["person_id"]) == before
-    here = (await granted([topic])).json()
-    await client.post(f"{MANDATES}/{here['id']}/accept", headers=auth(agent, key()))
-    made = await apply(acting(here["id"]))
-    assert made.status_code == 201, made.text

@@ -114,7 +114,7 @@ class AppointmentController(Controller):
     ) -> Response[HoldOut]:
         slot_id = _check(_SLOT, data.slot_id, "slotId")
         return await idempotency.run(
-            request, principal.person_id, lambda ctx: appointments.hold(ctx, principal.person_id, slot_id)
+            request, principal.person_id, lambda ctx: appointments.hold(ctx, principal, slot_id)
         )
 
     @delete(
@@ -207,7 +207,7 @@ class AppointmentController(Controller):
         return await idempotency.run(
             request,
             principal.person_id,
-            lambda ctx: appointments.book(ctx, principal.person_id, data.slot_id, data.hold_id),
+            lambda ctx: appointments.book(ctx, principal, data.slot_id, data.hold_id),
         )
 
     @get("", summary="My appointments, soonest first", opt=acts_as("book"))

@@ -25,6 +25,7 @@ import msgspec
 from adapters.booking.client import BookingClient, BookingRefused
 from adapters.booking.schemas import Booking, Hold, Slot
 from adapters.errors import BadUpstreamAnswer, NotSent, ProblemError, UpstreamUnavailable
+from auth import acting
 from auth.principal import Principal
 from bff.appointments.schemas import (
     AppointmentFreshness,
@@ -315,6 +316,7 @@ class AppointmentService:
             WHERE a.person_id = $1 AND a.status <> 'failed'
               AND ($5::text IS NULL OR a.status = $5)
               AND ($2::timestamptz IS NULL OR (a.starts_at, a.id) > ($2, $3))
+              AND ($6::text[] IS NULL OR a.item_code = ANY($6))
             ORDER BY a.starts_at, a.id LIMIT $4
             """,
             principal.person_id,
@@ -322,6 +324,7 @@ class AppointmentService:
             ident,
             limit + 1,
             status,
+            acting.within_items(principal),
         )
         page, following = keyset_page(rows, limit, "starts_at")
         items = [await self.out(r, rescheduled_to=_str_or_none(r["rescheduled_to"])) for r in page]
@@ -345,7 +348,9 @@ class AppointmentService:
         """The caller's appointment, else a 404 (another resident's is audited)."""
         ident = parse_uuid(appointment_id, "appointment")
         row = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", ident)
-        return await owned(self.pool, principal, "appointment", appointment_id, row)
+        row = await owned(self.pool, principal, "appointment", appointment_id, row)
+        acting.check_item(principal, row["item_code"])
+        return row
 
     async def view(self, principal: Principal, appointment_id: str) -> AppointmentOut:
         row, confirmed = await self._refreshed(await self.own(principal, appointment_id))
@@ -431,7 +436,7 @@ class AppointmentService:
 
     # --- holds ---
 
-    async def hold(self, ctx: IdemContext, person_id: str, slot_id: str) -> Recorded[HoldOut]:
+    async def hold(self, ctx: IdemContext, principal: Principal, slot_id: str) -> Recorded[HoldOut]:
         """Take a seat for a few minutes, only if the hold could become a booking.
 
         A hold is refused when its booking would be: the person blocked or at a booking cap,
@@ -441,9 +446,11 @@ class AppointmentService:
         again (the booking system de-duplicates the request id). One sent and not answered is
         voided there by `resolve_pending`, so it keeps no seat upstream either."""
         hold_id = ctx.request_id
+        person_id = principal.person_id
         existing = await self.pool.fetchrow("SELECT * FROM bff.appointment_holds WHERE id = $1", hold_id)
         if existing is None or (existing["released_at"] is not None and existing["upstream_hold_id"] is None):
             slot = await self._slot(slot_id if existing is None else existing["slot_id"])
+            acting.check_item(principal, slot["item_code"])
             await self._standing_warning(person_id)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._lock_person(conn, person_id)
@@ -644,9 +651,10 @@ class AppointmentService:
                 )
 
     async def book(
-        self, ctx: IdemContext, person_id: str, slot_id: str | None, hold_id: str | None
+        self, ctx: IdemContext, principal: Principal, slot_id: str | None, hold_id: str | None
     ) -> Recorded[AppointmentOut]:
         appointment_id = ctx.request_id
+        person_id = principal.person_id
         row = await self.pool.fetchrow("SELECT * FROM bff.appointments WHERE id = $1", appointment_id)
         warning = False
         upstream_hold: str | None = None
@@ -659,6 +667,7 @@ class AppointmentService:
                 upstream_hold = hold["upstream_hold_id"]
             assert slot_id is not None
             slot = await self._slot(slot_id)
+            acting.check_item(principal, slot["item_code"])
             warning = await self._standing_warning(person_id)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._lock_person(conn, person_id)

@@ -359,7 +359,9 @@ class CaseService:
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", parse_uuid(case_id, "case"))
         if row is not None and row["project_no"] is None:
             row = None if row["person_id"] == principal.person_id else row  # not submitted: not yet a case
-        return await owned(self.pool, principal, "case", case_id, row)
+        row = await owned(self.pool, principal, "case", case_id, row)
+        acting.check_item(principal, row["item_code"])
+        return row
 
     async def mine(
         self, principal: Principal, limit: int, cursor: str | None, *, english: bool = False
@@ -370,12 +372,14 @@ class CaseService:
             SELECT * FROM bff.cases
             WHERE person_id = $1 AND project_no IS NOT NULL
               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+              AND ($5::text[] IS NULL OR item_code = ANY($5))
             ORDER BY created_at DESC, id DESC LIMIT $4
             """,
             principal.person_id,
             moment,
             ident,
             limit + 1,
+            acting.within_items(principal),
         )
         page, following = keyset_page(rows, limit, "created_at")
         items = []
@@ -585,11 +589,7 @@ class CaseService:
         data = await self._with_contact(principal, data)
         row = await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         guide = await self.catalogue.guide(data.item_code, data.region_code)
-        if principal.agent is not None and principal.categories:
-            # An agent whose mandate names item topics applies only for items of those.
-            topic = self.catalogue.theme_of(data.item_code)
-            if topic not in principal.categories:
-                raise acting.outside_categories(topic, principal.categories)
+        acting.check_item(principal, data.item_code)
         fresh = row is None
         if row is None:
             await self._check_fresh(principal, guide, data)

@@ -224,16 +224,14 @@ class CatalogueService:
         Before the first sync nothing can be checked: 503 `catalogue_not_ready`, never a guess."""
         return code in self._ready().regions
 
-    def theme_of(self, code: str) -> str | None:
-        """Read port (代办 scopes): the topic an item is filed under; None for an item not mirrored."""
-        # A handling item (办理项) is filed under its main item's topic.
-        return next(
-            (
-                d.theme
-                for d in self._ready().index.docs
-                if d.code == code or any(c == code for c, _ in d.scenarios)
-            ),
-            None,
+    def codes_under(self, topics: tuple[str, ...]) -> tuple[str, ...]:
+        """Read port (代办 scopes): the codes of the items filed under `topics`, with their handling
+        items (办理项), which are filed under their main item's topic."""
+        return tuple(
+            code
+            for d in self._ready().index.docs
+            if d.theme in topics
+            for code in (d.code, *(c for c, _ in d.scenarios))
         )
 
     def is_topic(self, name: str) -> bool:

@@ -388,4 +388,9 @@ class MandateService:
         day = datetime.now(CHINA).date().isoformat()
         async with self.pool.acquire() as conn, conn.transaction():
             await self._tell(conn, row, "used", f"mandate:{ident}:used:{action}:{day}", action)
-        return Mandated(principal_id=row["principal_id"], categories=tuple(row["categories"]))
+        categories = tuple(row["categories"])
+        return Mandated(
+            principal_id=row["principal_id"],
+            categories=categories,
+            item_codes=self.catalogue.codes_under(categories) if categories else None,
+        )

@@ -300,6 +300,8 @@ class PaymentService:
             "SELECT * FROM bff.payment_orders WHERE id = $1", parse_uuid(payment_id, "payment")
         )
         row = await owned(self.pool, principal, "payment", payment_id, row)
+        if principal.agent is not None:
+            await self.cases.own(principal, str(row["case_id"]))  # the mandate's item topics hold here too
         if row["status"] in OPEN:
             try:
                 await self._sync(row, "query")
