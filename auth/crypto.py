@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 Algorithm = Literal["aes-gcm", "sm4-gcm"]
-Field = Literal["name", "id_number", "phone", "session_key", "address", "text", "request"]
+Field = Literal["name", "id_number", "phone", "session_key", "address", "text", "request", "application"]
 _NONCE = 12
 _TAG = 16
 _ALG_BYTE: dict[Algorithm, int] = {"aes-gcm": 1, "sm4-gcm": 2}

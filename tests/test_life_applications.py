@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -294,6 +295,74 @@ async def test_a_refused_member_leaves_the_others_and_is_retried(client, sandbox
         )
         == 3
     )
+
+
+async def test_a_members_application_is_encrypted_at_rest_and_one_kept_plain_before_on_its_retry(
+    client, sandbox, db
+) -> None:
+    who = await login_resident(client, sandbox, level=3)
+    refused = (await codes_by_name(client))["社会保障卡申领"]
+    body = await bundle_body(client, who)
+    await db.execute(
+        "UPDATE sandbox.catalogue_entries SET status = 'suspended' WHERE catalog_code = $1", refused
+    )
+    try:
+        made = await client.post(
+            f"/api/v1/life-events/{EVENT}/applications", json=body, headers=auth(who, key())
+        )
+    finally:
+        await db.execute(
+            "UPDATE sandbox.catalogue_entries SET status = 'active' WHERE catalog_code = $1", refused
+        )
+    assert made.status_code == 201, made.text
+    bundle = made.json()
+    rows = await db.fetch(
+        "SELECT item_code, application, application_enc FROM bff.life_application_members WHERE application_id = $1",
+        uuid.UUID(bundle["id"]),
+    )
+    assert len(rows) == 3
+    for row in rows:
+        assert row["application"] is None
+        assert b"13800138000" not in row["application_enc"] and "张三".encode() not in row["application_enc"]
+    # The cases keep no copy of the form (the case system holds it).
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM bff.cases WHERE person_id = $1 AND form IS NOT NULL", who["person_id"]
+        )
+        == 0
+    )
+
+    # The failed member's application as a release before migration 1701 kept it: in plain text.
+    crypto = client.app.state.auth.crypto
+    enc = next(r["application_enc"] for r in rows if r["item_code"] == refused)
+    plain = crypto.decrypt("application", enc)
+    assert json.loads(plain)["form"]["contactPhone"] == "13800138000"
+    await db.execute(
+        """UPDATE bff.life_application_members SET application = $3::jsonb, application_enc = NULL
+           WHERE application_id = $1 AND item_code = $2""",
+        uuid.UUID(bundle["id"]),
+        refused,
+        plain,
+    )
+    retry = next(m["retry"] for m in bundle["members"] if m["itemCode"] == refused)
+    retried = await client.post(retry, headers=auth(who, key()))
+    assert retried.status_code == 201, retried.text
+    assert next(m for m in retried.json()["members"] if m["itemCode"] == refused)["state"] == "submitted"
+    sent = json.loads(
+        await db.fetchval(
+            """SELECT form FROM sandbox.case_applications WHERE applicant_ref = $1 AND catalog_code = $2""",
+            who["person_id"],
+            refused,
+        )
+    )
+    assert sent["contactPhone"] == "13800138000"  # the application the resident gave, sent as it was
+    row = await db.fetchrow(
+        "SELECT application, application_enc FROM bff.life_application_members WHERE application_id = $1"
+        " AND item_code = $2",
+        uuid.UUID(bundle["id"]),
+        refused,
+    )
+    assert row["application"] is None and crypto.decrypt("application", row["application_enc"]) == plain
 
 
 @pytest.mark.parametrize(

@@ -596,8 +596,8 @@ class CaseService:
             row = await self.pool.fetchrow(
                 """
                 INSERT INTO bff.cases (id, person_id, request_id, item_code, item_name, region_code, task_code,
-                                       channel, promise_days, status, form, materials)
-                VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10)
+                                       channel, promise_days, status, materials)
+                VALUES ($1, $2, $1, $3, $4, $5, $6, $7, $8, 'submitting', $9)
                 ON CONFLICT (id) DO NOTHING RETURNING *
                 """,
                 case_id,
@@ -608,7 +608,6 @@ class CaseService:
                 guide.task_code,
                 "hall" if principal.channel == "kiosk" else "online",
                 guide.time_limits.promised_working_days,
-                msgspec.to_builtins(data.form),
                 msgspec.to_builtins(data.materials),
             ) or await self.pool.fetchrow("SELECT * FROM bff.cases WHERE id = $1", case_id)
         assert row is not None

@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 
 from adapters.errors import ProblemError
+from auth.crypto import PiiCrypto
 from auth.principal import Principal
 from bff.cases.schemas import CaseDetail, CaseIn, FormIn, MaterialIn
 from bff.cases.service import CaseService, display_time
@@ -134,8 +135,11 @@ class _Member(msgspec.Struct, frozen=True):
 
 
 class LifeApplicationService:
-    def __init__(self, pool: asyncpg.Pool, catalogue: CatalogueService, cases: CaseService) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, crypto: PiiCrypto, catalogue: CatalogueService, cases: CaseService
+    ) -> None:
         self.pool = pool
+        self.crypto = crypto
         self.catalogue = catalogue
         self.cases = cases
 
@@ -286,14 +290,15 @@ class LifeApplicationService:
                 await conn.execute(
                     """
                     INSERT INTO bff.life_application_members
-                        (application_id, position, item_code, item_name, application, case_id)
+                        (application_id, position, item_code, item_name, application_enc, case_id)
                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
                     """,
                     bundle_id,
                     position,
                     member.code,
                     member.name,
-                    msgspec.to_builtins(case_in),
+                    # The form's contact and delivery address are personal data: encrypted at rest.
+                    self.crypto.encrypt("application", msgspec.json.encode(case_in).decode()),
                     ctx.derive(f"life-member:{member.code}"),
                 )
         rows = await self.pool.fetch(
@@ -305,6 +310,23 @@ class LifeApplicationService:
         view = await self._view(bundle_id, english=False)
         async with self.pool.acquire() as conn, conn.transaction():
             return await ctx.finish(conn, view)
+
+    async def _application(self, row: asyncpg.Record) -> CaseIn:
+        """The member's application, decrypted; one stored in plain text before migration 1701 is
+        encrypted now."""
+        if row["application_enc"] is not None:
+            return msgspec.json.decode(
+                self.crypto.decrypt("application", row["application_enc"]), type=CaseIn
+            )
+        legacy = row["application"]
+        data = msgspec.convert(msgspec.json.decode(legacy) if isinstance(legacy, str) else legacy, CaseIn)
+        await self.pool.execute(
+            """UPDATE bff.life_application_members SET application_enc = $2, application = NULL
+               WHERE case_id = $1""",
+            row["case_id"],
+            self.crypto.encrypt("application", msgspec.json.encode(data).decode()),
+        )
+        return data
 
     async def _submit(
         self, ctx: IdemContext, principal: Principal, row: asyncpg.Record
@@ -322,10 +344,7 @@ class LifeApplicationService:
                 case_id,
             )
 
-        application = row["application"]
-        if isinstance(application, str):
-            application = msgspec.json.decode(application)
-        data = msgspec.convert(application, CaseIn)
+        data = await self._application(row)
         try:
             await self.cases.apply(PartContext(ctx, case_id, submitted), principal, data)
         except ProblemError as exc:
