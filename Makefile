@@ -8,7 +8,7 @@ SUM := $(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.installed-run-$(SUM)
 DEV_STAMP := $(VENV)/.installed-dev-$(SUM)
 
-.PHONY: run test lint typecheck pytest install clean bench
+.PHONY: run test lint typecheck pytest pytest-cluster install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,18 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+# The suites whose code uses Redis, again on a local 3-master Redis Cluster (tests/conftest.py,
+# SX_TEST_REDIS=cluster): every key a script or an MGET touches together must share a slot there.
+CLUSTER_SUITES := $(addprefix tests/test_,$(addsuffix .py,\
+	auth_protection auth_logins auth_tokens auth_refresh_machine auth_guards auth_kiosk abuse \
+	idempotency holds appointments appointment_intents appointments_capacity waitlist payments \
+	push worker worker_jobs tasks feeds catalogue_sync items home resilience mandates \
+	graceful_shutdown pgbouncer deny_cache))
+
+pytest-cluster: $(DEV_STAMP)
+	SX_TEST_REDIS=cluster $(BIN)/pytest -q $(CLUSTER_SUITES)
+
+test: lint typecheck pytest pytest-cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """Shared fixtures: real PostgreSQL and Redis (the machine's, or embedded), the sandbox over HTTP.
 
 Each test session gets its own database (created and dropped here) and its own Redis database
-number, so several sessions can share one server. Every response and log line the suite sees is
+number, so several sessions can share one server. With `SX_TEST_REDIS=cluster` the session's Redis
+is a local 3-master Redis Cluster started here instead (`make pytest-cluster` runs the suites that
+use Redis that way), and every app the tests build uses redis-py's cluster client. Every response and log line the suite sees is
 recorded and checked at the end: errors are problem documents, nothing carries a stack trace.
 """
 
@@ -27,10 +29,12 @@ import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from bff.app import create_app
 from bff.platform.embedded import EmbeddedServers
 from bff.platform.migrate import migrate
+from bff.platform.redis import learn_topology
 from bff.platform.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,11 +110,25 @@ def _with_redis_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
+ON_CLUSTER = os.environ.get("SX_TEST_REDIS") == "cluster"
+
+
 class Services:
-    def __init__(self, database_url: str, redis_url: str, admin_url: str) -> None:
+    def __init__(self, database_url: str, redis_url: str, admin_url: str, *, cluster: bool = False) -> None:
         self.database_url = database_url
         self.redis_url = redis_url
         self.admin_url = admin_url
+        self.cluster = cluster  # redis_url names one node of a Redis Cluster
+
+
+async def redis_client(services: Services) -> Redis:
+    """A client for the session's Redis, a cluster client on a cluster (which learns the slots
+    before its first use, as the composition root's does)."""
+    if not services.cluster:
+        return Redis.from_url(services.redis_url)
+    cluster: Redis = RedisCluster.from_url(services.redis_url)  # type: ignore[assignment]
+    await learn_topology(cluster)
+    return cluster
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +137,11 @@ def services() -> Iterator[Services]:
     tmp: str | None = None
     admin_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
+    stack = contextlib.ExitStack()
+    if ON_CLUSTER:
+        from tests.redis_cluster_helper import redis_cluster
+
+        redis_url = stack.enter_context(redis_cluster())
     if not admin_url or not redis_url:
         tmp = tempfile.mkdtemp(prefix="sanxiang-test-")
         embedded = EmbeddedServers(Path(tmp))
@@ -135,6 +158,8 @@ def services() -> Iterator[Services]:
             await conn.close()
         database_url = with_database(admin_url, name)
         await migrate(database_url)
+        if ON_CLUSTER:
+            return database_url, redis_url  # a cluster of this session's own, empty
         # Several suites may share one Redis: each takes its own database number.
         base = Redis.from_url(_with_redis_db(redis_url, 0))
         try:
@@ -151,7 +176,7 @@ def services() -> Iterator[Services]:
 
     database_url, test_redis_url = asyncio.run(prepare())
     try:
-        yield Services(database_url, test_redis_url, admin_url)
+        yield Services(database_url, test_redis_url, admin_url, cluster=ON_CLUSTER)
     finally:
 
         async def drop() -> None:
@@ -163,6 +188,7 @@ def services() -> Iterator[Services]:
 
         with contextlib.suppress(Exception):
             asyncio.run(drop())
+        stack.close()
         if embedded is not None:
             embedded.stop()
         if tmp is not None:
@@ -238,6 +264,9 @@ def make_settings(services: Services, sandbox_url: str, **overrides: Any) -> Set
         "log_level": "INFO",
         "log_json": True,
     }
+    if services.cluster:
+        # Generous socket timeouts: on a loaded 2-core machine a slow connect must not look like a fault.
+        values.update(redis_cluster=True, redis_connect_timeout_s=10.0, redis_socket_timeout_s=10.0)
     values.update(overrides)
     return Settings(**values)
 
@@ -358,7 +387,7 @@ async def db(services: Services) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def redis(services: Services) -> AsyncIterator[Redis]:
-    client = Redis.from_url(services.redis_url)
+    client = await redis_client(services)
     try:
         yield client
     finally:
@@ -465,6 +494,10 @@ def own_services(services: Services) -> Iterator[Services]:
     caches and rows must not be shared with the in-process apps of earlier tests, or a limit
     they filled in the same minute answers its requests 429. The process migrates the database.
     """
+    if services.cluster:
+        pytest.skip(
+            "a process with Redis of its own runs in the single-node pass (no database numbers on a cluster)"
+        )
     name = f"sx_own_{uuid.uuid4().hex[:12]}"
 
     async def prepare() -> str:

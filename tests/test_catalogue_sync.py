@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncpg
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from adapters.catalogue.client import CatalogueClient
 from adapters.http import Policy, Upstream
 from bff.catalogue.sync import VERSION_KEY, SyncReport, sync_catalogue
+from tests.conftest import redis_client
 
 PROVINCE = "430000"
 
@@ -21,7 +21,7 @@ async def run_sync(
     upstream = Upstream("catalogue_sync", f"{sandbox_url}/catalogue", Policy(call_timeout=30))
     await upstream.start()
     pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
-    redis = Redis.from_url(services.redis_url)
+    redis = await redis_client(services)
     try:
         return await sync_catalogue(pool, redis, CatalogueClient(upstream), full=full, page_size=page_size)
     finally:

@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from adapters.cases.client import CaseClient
 from adapters.catalogue.client import CatalogueClient
@@ -26,6 +25,7 @@ from bff.catalogue.sync import sync_catalogue
 from bff.platform.db import init_connection
 from bff.platform.feeds import read_from
 from tests.auth_helpers import login_resident
+from tests.conftest import redis_client
 from tests.test_catalogue_sync import PROVINCE, sub_code
 from tests.test_journey_helpers import apply, bookable_item, upstream_urls
 
@@ -123,7 +123,7 @@ async def _sync(services: Any, sandbox_url: str, *, full: bool, lookback: int) -
     upstream = Upstream("catalogue_sync", f"{sandbox_url}/catalogue", Policy(call_timeout=30))
     await upstream.start()
     pool = await asyncpg.create_pool(services.database_url, min_size=1, max_size=2)
-    redis = Redis.from_url(services.redis_url)
+    redis = await redis_client(services)
     try:
         await sync_catalogue(
             pool, redis, CatalogueClient(upstream), full=full, page_size=500, lookback=lookback

@@ -250,6 +250,7 @@ def serve_env(services: Any, sandbox_url: str, port: int, **extra: str) -> dict[
             "ENV": "test",
             "DATABASE_URL": services.database_url,
             "REDIS_URL": services.redis_url,
+            "REDIS_CLUSTER": "true" if services.cluster else "false",
             "API_PORT": str(port),
             "CATALOGUE_URL": f"{sandbox_url}/catalogue",
             "WECHAT_URL": f"{sandbox_url}/wechat",

@@ -95,8 +95,10 @@ async def test_kill_9_of_workers_and_a_redis_restart_during_a_burst_lose_and_dup
         "INSERT INTO bff.push_devices (token, person_id, platform) VALUES ($1, $2, 'android')",
         list(zip(tokens, people, strict=True)),
     )
+    # The test's own single Redis (it is killed and restarted), also in the suite's cluster pass.
     api_overrides = {
         "redis_url": redis_url,
+        "redis_cluster": False,
         "pushgw_url": f"{sandbox_url}/pushgw",
         "sms_url": f"{sandbox_url}/sms",
     }
@@ -109,6 +111,7 @@ async def test_kill_9_of_workers_and_a_redis_restart_during_a_burst_lose_and_dup
                 sandbox_url,
                 free_port(),
                 REDIS_URL=redis_url,
+                REDIS_CLUSTER="false",
                 PUSHGW_URL=f"{sandbox_url}/pushgw",
                 SMS_URL=f"{sandbox_url}/sms",
                 PUSH_CALLBACK_BASE_URL=api,

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from redis.asyncio import Redis
-
 from adapters.tasks import cancel
-from tests.conftest import Services
+from tests.conftest import Services, redis_client
 
 
 async def _deaf(swallow: int, ended: list[str]) -> None:
@@ -77,7 +75,7 @@ async def test_a_stop_cancelled_while_it_waits_still_ends_its_children_first() -
 async def test_stream_readers_against_the_real_redis_always_stop(services: Services) -> None:
     """The consumer's shape (a blocking group read, a claim loop beside it on the same client),
     stopped 100 times at varied moments: every stop ends both loops."""
-    redis = Redis.from_url(services.redis_url)
+    redis = await redis_client(services)
     stream, group = f"test-tasks-{uuid.uuid4().hex[:8]}", "g"
     await redis.xgroup_create(stream, group, id="0", mkstream=True)
 

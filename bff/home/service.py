@@ -293,7 +293,9 @@ class HomeService:
     # --- running them ---
 
     def _key(self, person_id: str, name: str) -> str:
-        return f"home:{person_id}:{name}"
+        # One hash tag per person: the copies are read with one MGET, which a cluster answers only
+        # for keys of one slot.
+        return f"home:{{{person_id}}}:{name}"
 
     async def _copies(self, person_id: str, names: Sequence[str]) -> dict[str, Section]:
         try:
