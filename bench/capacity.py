@@ -1,13 +1,16 @@
 """Capacity through a load balancer: 1, 2 and 3 API replicas behind HAProxy, in one run.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/14 \\
-        .venv/bin/python -m bench.capacity [--seconds 10] [--connections 32]
+        .venv/bin/python -m bench.capacity [--seconds 10] [--connections 32] [--paced-ms 20]
 
 It makes its own database, starts the sandbox, logs a resident in, and for each replica count starts
 that many `sanxiang serve` processes behind a fresh HAProxy, then drives `GET /api/v1/me` (an
 authenticated one-query read: token check, deny-list, PostgreSQL, audit) with `wrk` (Debian's `wrk`)
 for the given time. CPU per request is the replicas' own CPU time (from /proc) over the requests
-served. All on one 2-core machine, so the total is CPU-bound: what matters is that CPU per request
+served. With `--paced-ms D` the load is paced instead of saturating: `--connections` per replica,
+each waiting D ms between its requests (wrk's `delay()`), so every replica count gives each replica
+the same load, below what the machine can serve — saturated, the replicas share two cores with wrk,
+HAProxy, PostgreSQL and Redis, and their CPU per request grows with contention, not with shared state. All on one 2-core machine, so the total is CPU-bound: what matters is that CPU per request
 does not grow with the number of replicas (shared state costs no extra round trips).
 """
 
@@ -60,7 +63,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--paced-ms", type=int, default=0, help="connections per replica, each pausing this long"
+    )
     args = parser.parse_args()
+    pacing = Path(f"/tmp/sx-capacity-pace-{os.getpid()}.lua")
+    pacing.write_text(f"function delay()\n  return {args.paced_ms}\nend\n")
     if shutil.which("wrk") is None or shutil.which("haproxy") is None:
         sys.exit("needs `wrk` and `haproxy` (apt-get install wrk haproxy)")
     sys.path.insert(0, str(HERE))
@@ -128,6 +136,7 @@ def main() -> None:
         database_url = db_url
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         admin_url = os.environ["DATABASE_URL"]
+        cluster = False
 
     services: Any = Services()
     port = free_port()
@@ -159,13 +168,18 @@ def main() -> None:
                 for p in group.ports:
                     group.start(p)
                 with haproxy(group.ports) as url:
+                    load = (
+                        [f"-c{args.connections * count}", "-s", str(pacing)]
+                        if args.paced_ms
+                        else [f"-c{args.connections}"]
+                    )
 
-                    def drive(seconds: int) -> str:
+                    def drive(seconds: int, load: list[str] = load) -> str:
                         return subprocess.run(
                             [
                                 "wrk",
                                 "-t1",
-                                f"-c{args.connections}",
+                                *load,
                                 f"-d{seconds}s",
                                 "--latency",
                                 "-H",
@@ -211,6 +225,7 @@ def main() -> None:
             xacts = transactions() - xacts_from
             rows[-1] = (*rows[-1], commands / requests, xacts / (warm + requests))
     finally:
+        pacing.unlink(missing_ok=True)
         stop_process(sandbox)
         redis_server.terminate()
         redis_server.wait(10)
