@@ -247,12 +247,10 @@ async def test_the_view_follows_a_member_through_supplement_and_all_to_conclusio
     assert done["fees"] == {"totalFen": 0, "owedFen": 0, "byDepartment": []}
 
 
-async def test_a_refused_member_leaves_the_others_and_is_retried(client, sandbox, db) -> None:
-    who = await login_resident(client, sandbox, level=3)
-    codes = await codes_by_name(client)
-    refused = codes["社会保障卡申领"]
+async def applied_with_one_refused(client, db, who: dict[str, Any], refused: str) -> dict[str, Any]:
+    """The bundle applied for while the department's system refuses `refused` (the case system
+    knows no active entry for it)."""
     body = await bundle_body(client, who)
-    # The department's system refuses this item (the case system knows no active entry for it).
     await db.execute(
         "UPDATE sandbox.catalogue_entries SET status = 'suspended' WHERE catalog_code = $1", refused
     )
@@ -265,7 +263,15 @@ async def test_a_refused_member_leaves_the_others_and_is_retried(client, sandbox
             "UPDATE sandbox.catalogue_entries SET status = 'active' WHERE catalog_code = $1", refused
         )
     assert made.status_code == 201, made.text
-    bundle = made.json()
+    bundle: dict[str, Any] = made.json()
+    return bundle
+
+
+async def test_a_refused_member_leaves_the_others_and_is_retried(client, sandbox, db) -> None:
+    who = await login_resident(client, sandbox, level=3)
+    codes = await codes_by_name(client)
+    refused = codes["社会保障卡申领"]
+    bundle = await applied_with_one_refused(client, db, who, refused)
     states = {m["itemCode"]: m for m in bundle["members"]}
     assert states[refused]["state"] == "failed" and states[refused]["failure"]["code"] == "case_refused"
     assert states[refused]["case"] is None
@@ -302,20 +308,7 @@ async def test_a_members_application_is_encrypted_at_rest_and_one_kept_plain_bef
 ) -> None:
     who = await login_resident(client, sandbox, level=3)
     refused = (await codes_by_name(client))["社会保障卡申领"]
-    body = await bundle_body(client, who)
-    await db.execute(
-        "UPDATE sandbox.catalogue_entries SET status = 'suspended' WHERE catalog_code = $1", refused
-    )
-    try:
-        made = await client.post(
-            f"/api/v1/life-events/{EVENT}/applications", json=body, headers=auth(who, key())
-        )
-    finally:
-        await db.execute(
-            "UPDATE sandbox.catalogue_entries SET status = 'active' WHERE catalog_code = $1", refused
-        )
-    assert made.status_code == 201, made.text
-    bundle = made.json()
+    bundle = await applied_with_one_refused(client, db, who, refused)
     rows = await db.fetch(
         "SELECT item_code, application, application_enc FROM bff.life_application_members WHERE application_id = $1",
         uuid.UUID(bundle["id"]),
