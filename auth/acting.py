@@ -42,14 +42,15 @@ class ActingResolver(Protocol):
 
 def within_items(principal: Principal) -> list[str] | None:
     """The item codes a list may show this caller (None: every item): an agent whose mandate
-    names item topics sees the principal's objects of those items only."""
-    return list(principal.item_codes) if principal.agent and principal.item_codes is not None else None
+    names item topics sees the principal's objects of those items only (only such an agent's
+    principal carries item codes)."""
+    return None if principal.item_codes is None else list(principal.item_codes)
 
 
 def check_item(principal: Principal, item_code: str) -> None:
     """An agent whose mandate names item topics acts only on objects of items filed under them:
     applying, booking, paying and reading alike (a 403 that names the topics)."""
-    if principal.agent is None or principal.item_codes is None or item_code in principal.item_codes:
+    if principal.item_codes is None or item_code in principal.item_codes:
         return
     categories = principal.categories
     raise ProblemError(

@@ -10,7 +10,8 @@ for the given time. CPU per request is the replicas' own CPU time (from /proc) o
 served. With `--paced-ms D` the load is paced instead of saturating: `--connections` per replica,
 each waiting D ms between its requests (wrk's `delay()`), so every replica count gives each replica
 the same load, below what the machine can serve — saturated, the replicas share two cores with wrk,
-HAProxy, PostgreSQL and Redis, and their CPU per request grows with contention, not with shared state. All on one 2-core machine, so the total is CPU-bound: what matters is that CPU per request
+HAProxy, PostgreSQL and Redis, and their CPU per request grows with contention, not with shared
+state. All on one 2-core machine, so the total is CPU-bound: what matters is that CPU per request
 does not grow with the number of replicas (shared state costs no extra round trips).
 """
 
@@ -23,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -64,10 +66,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--paced-ms", type=int, default=0, help="connections per replica, each pausing this long"
+        "--paced-ms", type=int, default=0, help="pause of each connection between requests (0: saturate)"
     )
     args = parser.parse_args()
-    pacing = Path(f"/tmp/sx-capacity-pace-{os.getpid()}.lua")
+    pacing = Path(tempfile.mkstemp(prefix="sx-capacity-pace-", suffix=".lua")[1])
     pacing.write_text(f"function delay()\n  return {args.paced_ms}\nend\n")
     if shutil.which("wrk") is None or shutil.which("haproxy") is None:
         sys.exit("needs `wrk` and `haproxy` (apt-get install wrk haproxy)")

@@ -3,8 +3,9 @@
 Each test session gets its own database (created and dropped here) and its own Redis database
 number, so several sessions can share one server. With `SX_TEST_REDIS=cluster` the session's Redis
 is a local 3-master Redis Cluster started here instead (`make pytest-cluster` runs the suites that
-use Redis that way), and every app the tests build uses redis-py's cluster client. Every response and log line the suite sees is
-recorded and checked at the end: errors are problem documents, nothing carries a stack trace.
+use Redis that way), and every app the tests build uses redis-py's cluster client. Every response
+and log line the suite sees is recorded and checked at the end: errors are problem documents,
+nothing carries a stack trace.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ async def test_kill_9_of_workers_and_a_redis_restart_during_a_burst_lose_and_dup
         "INSERT INTO bff.push_devices (token, person_id, platform) VALUES ($1, $2, 'android')",
         list(zip(tokens, people, strict=True)),
     )
-    # The test's own single Redis (it is killed and restarted), also in the suite's cluster pass.
+    # The test's own single Redis (it is killed and restarted), also under SX_TEST_REDIS=cluster.
     api_overrides = {
         "redis_url": redis_url,
         "redis_cluster": False,
