@@ -496,7 +496,7 @@ def _build(settings: Settings, pool: asyncpg.Pool, redis: Redis, ups: dict[str, 
     auth.acting = mandates
 
     # 一件事一次办: one application for a life event, its member cases made through the case domain.
-    lifeapps = LifeApplicationService(pool, auth.crypto, catalogue, cases)
+    lifeapps = LifeApplicationService(pool, auth.crypto, catalogue, cases, payments)
 
     home = HomeService(
         pool,

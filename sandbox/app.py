@@ -37,6 +37,8 @@ from sandbox.sms.control import router as sms_control_router
 from sandbox.sms.routes import router as sms_router
 from sandbox.wechat.control import router as wechat_control_router
 from sandbox.wechat.routes import router as wechat_router
+from sandbox.wechatpay.combine import control_router as wechatpay_combine_control_router
+from sandbox.wechatpay.combine import router as wechatpay_combine_router
 from sandbox.wechatpay.control import router as wechatpay_control_router
 from sandbox.wechatpay.notify import lifespan as wechatpay_lifespan
 from sandbox.wechatpay.routes import router as wechatpay_router
@@ -84,6 +86,8 @@ def create_sandbox_app(database_url: str, *, seed: bool = True) -> Any:
             idp_control_router,
             wechatpay_router,
             wechatpay_control_router,
+            wechatpay_combine_router,
+            wechatpay_combine_control_router,
             courier_router,
             courier_control_router,
             pushgw_router,

@@ -243,6 +243,23 @@ CREATE TABLE IF NOT EXISTS sandbox.wechatpay_orders (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (mchid, out_trade_no)
 );
+-- 合单支付: one payment sheet for 2-10 sub-orders; each sub-order is an order above (its own
+-- transaction id, refunds and bill line) that names its combine.
+CREATE TABLE IF NOT EXISTS sandbox.wechatpay_combines (
+    combine_mchid text NOT NULL,
+    combine_out_trade_no text NOT NULL,
+    combine_appid text NOT NULL,
+    trade_type text NOT NULL,
+    notify_url text NOT NULL,
+    payer_openid text,
+    time_expire timestamptz,
+    request jsonb NOT NULL,
+    prepay_id text,
+    code_url text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (combine_mchid, combine_out_trade_no)
+);
+ALTER TABLE sandbox.wechatpay_orders ADD COLUMN IF NOT EXISTS combine_out_trade_no text;
 CREATE TABLE IF NOT EXISTS sandbox.wechatpay_refunds (
     mchid text NOT NULL,
     out_refund_no text NOT NULL,

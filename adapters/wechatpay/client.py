@@ -25,6 +25,7 @@ from adapters.wechatpay import crypto
 from adapters.wechatpay.schemas import (
     BillLink,
     Certificates,
+    CombineTransaction,
     ErrorAnswer,
     Prepay,
     Refund,
@@ -235,6 +236,56 @@ class WeChatPayClient:
     async def close(self, out_trade_no: str) -> None:
         target = f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}/close"
         await self._call("POST", target, {"mchid": self.mchid}, None, idempotent=True)
+
+    async def prepay_combine(
+        self,
+        trade_type: str,
+        *,
+        combine_out_trade_no: str,
+        sub_orders: list[tuple[str, str, int, str]],
+        notify_url: str,
+        time_expire: str,
+        openid: str | None = None,
+    ) -> Prepay:
+        """合单支付 over 2-10 of our orders: (out_trade_no, description, amount_fen, attach) each; the
+        payer confirms once. Repeating the same fields answers the same prepay."""
+        body: dict[str, object] = {
+            "combine_appid": self.appid,
+            "combine_mchid": self.mchid,
+            "combine_out_trade_no": combine_out_trade_no,
+            "time_expire": time_expire,
+            "notify_url": notify_url,
+            "sub_orders": [
+                {
+                    "mchid": self.mchid,
+                    "out_trade_no": out_trade_no,
+                    "description": description,
+                    "attach": attach,
+                    "amount": {"total_amount": amount_fen, "currency": "CNY"},
+                }
+                for out_trade_no, description, amount_fen, attach in sub_orders
+            ],
+        }
+        if trade_type == "JSAPI":
+            body["combine_payer_info"] = {"openid": openid}
+        path = {"JSAPI": "jsapi", "APP": "app", "NATIVE": "native"}[trade_type]
+        result = await self._call("POST", f"/v3/combine-transactions/{path}", body, Prepay, idempotent=True)
+        assert result is not None
+        return result
+
+    async def query_combine(self, combine_out_trade_no: str) -> CombineTransaction:
+        target = f"/v3/combine-transactions/out-trade-no/{quote(combine_out_trade_no, safe='')}"
+        result = await self._call("GET", target, None, CombineTransaction)
+        assert result is not None
+        return result
+
+    async def close_combine(self, combine_out_trade_no: str, out_trade_nos: list[str]) -> None:
+        target = f"/v3/combine-transactions/out-trade-no/{quote(combine_out_trade_no, safe='')}/close"
+        body = {
+            "combine_appid": self.appid,
+            "sub_orders": [{"mchid": self.mchid, "out_trade_no": n} for n in out_trade_nos],
+        }
+        await self._call("POST", target, body, None, idempotent=True)
 
     async def refund(
         self,

@@ -32,6 +32,55 @@ class Transaction(msgspec.Struct, frozen=True):
     attach: str = ""
 
 
+class SubOrderAmount(msgspec.Struct, frozen=True):
+    total_amount: int
+    currency: str = "CNY"
+    payer_amount: int | None = None
+
+
+class SubOrder(msgspec.Struct, frozen=True):
+    """One sub-order of a 合单支付 as the platform holds it."""
+
+    mchid: str
+    out_trade_no: str
+    trade_state: str
+    amount: SubOrderAmount
+    transaction_id: str | None = None
+    trade_type: str | None = None
+    success_time: str | None = None
+    attach: str = ""
+
+
+class CombineTransaction(msgspec.Struct, frozen=True):
+    """A 合单支付 (query answer or the decrypted payment notification): one sheet, its sub-orders."""
+
+    combine_appid: str
+    combine_mchid: str
+    combine_out_trade_no: str
+    sub_orders: list[SubOrder]
+    combine_payer_info: Payer | None = None
+
+    def transactions(self) -> list[Transaction]:
+        """Each sub-order as the one order it is (what is checked and applied, one by one)."""
+        return [
+            Transaction(
+                appid=self.combine_appid,
+                mchid=s.mchid,
+                out_trade_no=s.out_trade_no,
+                trade_state=s.trade_state,
+                amount=Amount(
+                    total=s.amount.total_amount, currency=s.amount.currency, payer_total=s.amount.payer_amount
+                ),
+                transaction_id=s.transaction_id,
+                trade_type=s.trade_type,
+                success_time=s.success_time,
+                payer=self.combine_payer_info,
+                attach=s.attach,
+            )
+            for s in self.sub_orders
+        ]
+
+
 class RefundAmount(msgspec.Struct, frozen=True):
     total: int
     refund: int

@@ -14,6 +14,7 @@ from auth.principal import Principal
 from bff.idempotency import IdempotencyKey, IdempotencyStore
 from bff.lifeapps.schemas import LifeApplicationIn, LifeApplicationOut, LifeFormOut
 from bff.lifeapps.service import LifeApplicationService
+from bff.payments.schemas import DepartmentPaymentIn, DepartmentPaymentOut
 from bff.platform.problems import english
 
 
@@ -101,3 +102,27 @@ class LifeApplicationController(Controller):
             principal.person_id,
             lambda ctx: lifeapps.retry(ctx, principal, application_id, item_code),
         )
+
+    @post(
+        "/applications/{application_id:str}/payments",
+        summary="Pay every fee one department issued across the bundle at once (WeChat Pay 合单支付)",
+        status_code=201,
+    )
+    async def pay_department(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        idempotency: NamedDependency[IdempotencyStore],
+        lifeapps: NamedDependency[LifeApplicationService],
+        idempotency_key: IdempotencyKey,
+        application_id: FromPath[str],
+        data: Annotated[DepartmentPaymentIn, Body()],
+    ) -> Response[DepartmentPaymentOut]:
+        await lifeapps.own(principal, application_id)  # another's: 404 before the key is claimed
+        response = await idempotency.run(
+            request,
+            principal.person_id,
+            lambda ctx: lifeapps.pay_department(ctx, principal, application_id, data.department),
+        )
+        response.headers.update({"Cache-Control": "no-store"})
+        return response

@@ -131,6 +131,8 @@ class NextActionOut(Camel):
     case_id: str | None
     supplement_id: str | None
     href: str | None
+    # For `pay_fee`: the department whose fees are paid together (the body to POST to `href`).
+    department: str | None = None
 
 
 class DepartmentFees(Camel):
@@ -138,6 +140,8 @@ class DepartmentFees(Camel):
     total_fen: int
     owed_fen: int
     case_ids: list[str]
+    # While anything is owed: POST here (body `{"department": ...}`) pays all of it at once.
+    pay: str | None = None
 
 
 class FeesOut(Camel):

@@ -47,6 +47,8 @@ from bff.lifeapps.schemas import (
     NextKind,
     QuestionOut,
 )
+from bff.payments.schemas import DepartmentPaymentOut
+from bff.payments.service import PaymentService
 from bff.platform.access import owned, parse_uuid
 
 STATE_LABELS: dict[str, tuple[str, str]] = {
@@ -136,12 +138,18 @@ class _Member(msgspec.Struct, frozen=True):
 
 class LifeApplicationService:
     def __init__(
-        self, pool: asyncpg.Pool, crypto: PiiCrypto, catalogue: CatalogueService, cases: CaseService
+        self,
+        pool: asyncpg.Pool,
+        crypto: PiiCrypto,
+        catalogue: CatalogueService,
+        cases: CaseService,
+        payments: PaymentService,
     ) -> None:
         self.pool = pool
         self.crypto = crypto
         self.catalogue = catalogue
         self.cases = cases
+        self.payments = payments
 
     # --- the questionnaire and the merged form ---
 
@@ -420,6 +428,24 @@ class LifeApplicationService:
         async with self.pool.acquire() as conn, conn.transaction():
             return await ctx.finish(conn, view)
 
+    # --- paying ---
+
+    async def pay_department(
+        self, ctx: IdemContext, principal: Principal, application_id: str, department: str
+    ) -> Recorded[DepartmentPaymentOut]:
+        """Everything one department issued across the bundle's members, in one payment."""
+        bundle = await self.own(principal, application_id)
+        view = await self._view(bundle["id"], english=False)
+        entry = next((d for d in view.fees.by_department if d.department == department), None)
+        if entry is None:
+            raise ProblemError(
+                f"no fee of this bundle is issued by {department!r}",
+                status=404,
+                code="department_unknown",
+                detail_zh=f"本次申请中没有“{department}”开具的费用",
+            )
+        return await self.payments.pay_together(ctx, principal, bundle["id"], department, entry.case_ids)
+
     # --- reading ---
 
     async def own(self, principal: Principal, application_id: str) -> asyncpg.Record:
@@ -495,7 +521,7 @@ class LifeApplicationService:
             hall_items=[msgspec.convert(h, HallItemOut) for h in hall],
             latest_promise_date=max(dates) if dates else None,
             next_action=_next(bundle_id, members, english),
-            fees=_fees(members),
+            fees=_fees(bundle_id, members),
         )
 
 
@@ -593,15 +619,16 @@ def _next(bundle_id: uuid.UUID, members: list[MemberOut], english: bool) -> Next
                 supplement_id=m.case.open_supplement_id,
                 href=f"/api/v1/cases/{m.case.id}/supplements",
             )
-    for m in members:
-        if m.case is not None and m.fee is not None and m.fee.owed_fen > 0:
+    for d in _fees(bundle_id, members).by_department:
+        if d.pay is not None:
             return NextActionOut(
                 kind="pay_fee",
-                text=f"Pay the fee of {m.item_name}" if english else f"缴纳“{m.item_name}”的费用",
-                item_code=m.item_code,
-                case_id=m.case.id,
+                text=f"Pay {d.department}'s fees at once" if english else f"一次缴纳{d.department}的费用",
+                item_code=None,
+                case_id=None,
                 supplement_id=None,
-                href=m.fee.pay_online,
+                href=d.pay,
+                department=d.department,
             )
     done = all(m.case is not None and m.case.status in _ENDED | {"not_accepted"} for m in members)
     return NextActionOut(
@@ -616,9 +643,9 @@ def _next(bundle_id: uuid.UUID, members: list[MemberOut], english: bool) -> Next
     )
 
 
-def _fees(members: list[MemberOut]) -> FeesOut:
+def _fees(bundle_id: uuid.UUID, members: list[MemberOut]) -> FeesOut:
     """Fees summed across members, and per issuing department (each department's notices are paid
-    to that department)."""
+    to that department, all of them in one payment)."""
     by: dict[str, DepartmentFees] = {}
     for m in members:
         if m.fee is None or m.case is None:
@@ -630,6 +657,9 @@ def _fees(members: list[MemberOut]) -> FeesOut:
         entry.total_fen += m.fee.total_fen
         entry.owed_fen += m.fee.owed_fen
         entry.case_ids.append(m.case.id)
+    for entry in by.values():
+        if entry.owed_fen > 0:
+            entry.pay = f"/api/v1/life-events/applications/{bundle_id}/payments"
     return FeesOut(
         total_fen=sum(d.total_fen for d in by.values()),
         owed_fen=sum(d.owed_fen for d in by.values()),

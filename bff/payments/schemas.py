@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+import msgspec
 
 from bff.platform.problems import define
-from bff.platform.schema import Camel
+from bff.platform.schema import Camel, CamelIn
 
 define(
     __name__,
@@ -32,6 +34,11 @@ define(
             "The payment notification does not match our order",
         ),
         "payment_order_unknown": (400, "支付通知的订单不存在", "The notification names no order of ours"),
+        "department_unknown": (
+            404,
+            "该一件事申请中没有这个收费部门的费用",
+            "No fee of this bundle is issued by that department",
+        ),
     },
 )
 
@@ -88,7 +95,34 @@ class PaymentOut(Camel):
     paid_at: str | None
     created_at: str
     refunds: list[RefundOut]
+    # Set when the fee is paid together with others of its department (合单支付): paying that
+    # combined sheet pays this order.
+    combine_id: str | None = None
     # How to pay, while the order is payable: one of these, by channel.
+    jsapi: JsapiParams | None = None
+    app: AppParams | None = None
+    code_url: str | None = None
+
+
+class DepartmentPaymentIn(CamelIn):
+    # As the bundle's view names it (`fees.byDepartment[].department`).
+    department: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class DepartmentPaymentOut(Camel):
+    """One payment for every fee one department issued across a life-event bundle: a WeChat Pay
+    合单支付 over the fees' orders when there are two or more, else the one fee's order."""
+
+    id: str
+    application_id: str
+    department: str
+    kind: Literal["combined", "single"]
+    status: Literal["paying", "paid", "closed", "partly_paid"]
+    trade_type: Literal["JSAPI", "APP", "NATIVE"]
+    amount_fen: int
+    time_expire: str
+    # Every fee's own order (status, refunds), in the bundle's member order.
+    payments: list[PaymentOut]
     jsapi: JsapiParams | None = None
     app: AppParams | None = None
     code_url: str | None = None

@@ -35,13 +35,13 @@ from adapters.cases.schemas import CaseEvent
 from adapters.errors import BadUpstreamAnswer, ProblemError, UpstreamUnavailable
 from adapters.wechatpay import callback
 from adapters.wechatpay.client import WeChatPayClient, WeChatPayRefused
-from adapters.wechatpay.schemas import Refund, RefundNotice, Transaction
+from adapters.wechatpay.schemas import CombineTransaction, Refund, RefundNotice, Transaction
 from auth import audit, sessions
 from auth.principal import Principal
 from bff.cases.schemas import FeeNotice
 from bff.cases.service import CaseService, PaymentRef, TimelineStep
 from bff.idempotency import IdemContext, Recorded
-from bff.payments.schemas import AppParams, JsapiParams, PaymentOut, RefundOut
+from bff.payments.schemas import AppParams, DepartmentPaymentOut, JsapiParams, PaymentOut, RefundOut
 from bff.platform.access import owned, parse_uuid
 from bff.platform.logs import get_logger
 from push import outbox
@@ -64,6 +64,7 @@ PAID_STATES = ("paid", "refunding", "refunded", "partially_refunded")
 _REFUND_NS = uuid.UUID("0c4d7a61-5f2e-4c3b-9a8e-7061796d656e")
 CHINA = timedelta(hours=8)
 MAX_PARTIAL_REFUNDS = 50
+COMBINE_MAX = 10  # sub-orders in one 合单支付 of a direct merchant (at least 2)
 
 TITLES = {
     "payment_created": ("已下单，待支付", "Payment order created"),
@@ -128,26 +129,14 @@ class PaymentService:
                 code="no_fee_due",
                 detail_zh="案件系统未对该办件开具费用",
             )
-        trade_type = TRADE_TYPES.get(principal.channel)
-        if trade_type is None:
-            raise ProblemError(
-                "residents pay in the app, mini-program or kiosk",
-                status=403,
-                code="forbidden",
-                detail_zh="居民请在 App、小程序或自助终端缴费",
-            )
+        trade_type = _trade_type(principal)
         row = await self.pool.fetchrow("SELECT * FROM bff.payment_orders WHERE id = $1", ctx.request_id)
         if row is None:
             row = await self._live_order(fee)
             if row is None:
                 row = await self._new_order(ctx, principal, fee, trade_type)
         if row["status"] in OPEN and row["trade_type"] != trade_type:
-            raise ProblemError(
-                f"an open {row['trade_type']} order exists for this fee until {china_time(row['time_expire'])}",
-                status=409,
-                code="payment_open_elsewhere",
-                detail_zh=f"该费用已有未关闭的{row['trade_type']}订单，有效至 {china_time(row['time_expire'])}",
-            )
+            raise _open_elsewhere(row)
         row = await self._ensure_prepay(row)
         async with self.pool.acquire() as conn, conn.transaction():
             return await ctx.finish(conn, await self._out(conn, row, with_params=True))
@@ -176,32 +165,9 @@ class PaymentService:
                 code="fee_already_paid",
                 detail_zh="案件系统显示该费用已缴纳",
             )
-        openid = None
-        if trade_type == "JSAPI":
-            session = await sessions.get(self.pool, principal.session_id)
-            openid = session.openid if session is not None else None
-            if not openid:
-                raise ProblemError(
-                    "no WeChat openid in this session",
-                    status=409,
-                    code="payer_unknown",
-                    detail_zh="本会话没有微信 openid",
-                )
+        openid = await self._payer(principal, trade_type)
         now = datetime.now(UTC).replace(microsecond=0)
-        # Payable until the end of the fee's payable-by day (China time), at most `expire_s` from
-        # now, and at least WeChat's minimum of one minute.
-        try:
-            due = datetime.combine(date.fromisoformat(fee.payable_by), time(23, 59, 59), timezone(CHINA))
-        except ValueError:
-            due = now + timedelta(seconds=self.expire_s)
-        if due < now + timedelta(seconds=60):
-            raise ProblemError(
-                f"the fee was payable by {fee.payable_by}; ask the department or pay at a bank with the code",
-                status=409,
-                code="fee_overdue",
-                detail_zh=f"该费用须在 {fee.payable_by} 前缴纳；请联系部门或凭缴款码到银行缴纳",
-            )
-        expire = min(now + timedelta(seconds=self.expire_s), due.astimezone(UTC))
+        expire = self._expiry(fee, now)
         row = await self.pool.fetchrow(
             """
             INSERT INTO bff.payment_orders
@@ -250,10 +216,44 @@ class PaymentService:
             )
         return row
 
+    async def _payer(self, principal: Principal, trade_type: str) -> str | None:
+        """The payer's openid, which JSAPI needs (the mini-program session's)."""
+        if trade_type != "JSAPI":
+            return None
+        session = await sessions.get(self.pool, principal.session_id)
+        openid = session.openid if session is not None else None
+        if not openid:
+            raise ProblemError(
+                "no WeChat openid in this session",
+                status=409,
+                code="payer_unknown",
+                detail_zh="本会话没有微信 openid",
+            )
+        return openid
+
+    def _expiry(self, fee: FeeNotice, now: datetime) -> datetime:
+        """Payable until the end of the fee's payable-by day (China time), at most `expire_s` from
+        now, and at least WeChat's minimum of one minute."""
+        try:
+            due = datetime.combine(date.fromisoformat(fee.payable_by), time(23, 59, 59), timezone(CHINA))
+        except ValueError:
+            due = now + timedelta(seconds=self.expire_s)
+        if due < now + timedelta(seconds=60):
+            raise ProblemError(
+                f"the fee was payable by {fee.payable_by}; ask the department or pay at a bank with the code",
+                status=409,
+                code="fee_overdue",
+                detail_zh=f"该费用须在 {fee.payable_by} 前缴纳；请联系部门或凭缴款码到银行缴纳",
+            )
+        return min(now + timedelta(seconds=self.expire_s), due.astimezone(UTC))
+
     async def _ensure_prepay(self, row: asyncpg.Record) -> asyncpg.Record:
         """An order the platform does not hold yet gets its prepay (the same fields every time)."""
         if row["status"] != "created":
             return row
+        if row["combine_id"] is not None:
+            await self._ensure_combine_prepay(await self._combine(row["combine_id"]))
+            return await self._row(row["id"])
         try:
             prepay = await self.client.prepay(
                 row["trade_type"],
@@ -291,6 +291,260 @@ class PaymentService:
         row = await self.pool.fetchrow("SELECT * FROM bff.payment_orders WHERE id = $1", order_id)
         assert row is not None
         return row
+
+    async def _combine(self, combine_id: uuid.UUID) -> asyncpg.Record:
+        row = await self.pool.fetchrow("SELECT * FROM bff.payment_combines WHERE id = $1", combine_id)
+        assert row is not None
+        return row
+
+    # --- one payment for a department's fees across a life-event bundle ---
+
+    async def pay_together(
+        self,
+        ctx: IdemContext,
+        principal: Principal,
+        application_id: uuid.UUID,
+        department: str,
+        case_ids: list[str],
+    ) -> Recorded[DepartmentPaymentOut]:
+        """Every fee the department issued on these cases and still owed, paid at once: a 合单支付
+        over the fees' own orders (2-10 of them, WeChat's limits for a direct merchant), or the
+        one fee's order. A fee already paid is left out; a fee with its own open order is a 409
+        until that order is paid or expires (one live order per fee)."""
+        trade_type = _trade_type(principal)
+        combine = await self.pool.fetchrow("SELECT * FROM bff.payment_combines WHERE id = $1", ctx.request_id)
+        rows: list[asyncpg.Record]
+        if combine is None:
+            owed: list[FeeNotice] = []
+            for case_id in case_ids:
+                fee = await self.cases.open_fee(principal, case_id)
+                if fee is None or fee.paid_upstream:
+                    continue
+                live = await self._live_order(fee)  # an expired one is closed here first
+                if live is None or live["status"] in OPEN:
+                    owed.append(fee)
+            if not owed:
+                raise ProblemError(
+                    "nothing the department issued on this bundle is owed",
+                    status=409,
+                    code="no_fee_due",
+                    detail_zh="该部门在本次申请中没有待缴费用",
+                )
+            if len(owed) == 1:
+                single = await self._live_order(owed[0]) or await self._new_order(
+                    ctx, principal, owed[0], trade_type
+                )
+                if single["status"] in OPEN and single["trade_type"] != trade_type:
+                    raise _open_elsewhere(single)
+                if single["combine_id"] is None:
+                    single = await self._ensure_prepay(single)
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        out = await self._together_out(conn, application_id, department, None, [single])
+                        return await ctx.finish(conn, out)
+                combine = await self._combine(single["combine_id"])
+            else:
+                combine = await self._new_combine(
+                    ctx, principal, application_id, department, owed[:COMBINE_MAX], trade_type
+                )
+        if combine["trade_type"] != trade_type:
+            rows = await self._combined_orders(combine["id"])
+            if any(r["status"] in OPEN for r in rows):
+                raise _open_elsewhere(rows[0])
+        combine = await self._ensure_combine_prepay(combine)
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await self._combined_orders(combine["id"])
+            out = await self._together_out(conn, application_id, department, combine, rows)
+            return await ctx.finish(conn, out)
+
+    async def _combined_orders(self, combine_id: uuid.UUID) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT * FROM bff.payment_orders WHERE combine_id = $1 ORDER BY created_at, out_trade_no",
+                combine_id,
+            )
+        )
+
+    async def _new_combine(
+        self,
+        ctx: IdemContext,
+        principal: Principal,
+        application_id: uuid.UUID,
+        department: str,
+        fees: list[FeeNotice],
+        trade_type: str,
+    ) -> asyncpg.Record:
+        """The combine and one order per fee, in one transaction: either every fee's order is the
+        combine's or nothing is written (a fee that got an order meanwhile decides the answer)."""
+        openid = await self._payer(principal, trade_type)
+        now = datetime.now(UTC).replace(microsecond=0)
+        expire = min(self._expiry(fee, now) for fee in fees)
+        fee_ids = [fee.fee_id for fee in fees]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Concurrent requests for one department wait here, then find the first one's combine.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    f"payment-combine:{application_id}:{department}",
+                )
+                live = await conn.fetch(
+                    """
+                    SELECT * FROM bff.payment_orders
+                    WHERE fee_id = ANY($1::text[]) AND status NOT IN ('closed', 'failed')
+                    """,
+                    fee_ids,
+                )
+                if live:
+                    combines = {r["combine_id"] for r in live}
+                    if len(live) == len(fees) and len(combines) == 1 and None not in combines:
+                        found = await conn.fetchrow(
+                            "SELECT * FROM bff.payment_combines WHERE id = $1", live[0]["combine_id"]
+                        )
+                        assert found is not None
+                        return found
+                    raise _open_elsewhere(next((r for r in live if r["combine_id"] is None), live[0]))
+                combine = await conn.fetchrow(
+                    """
+                    INSERT INTO bff.payment_combines
+                        (id, combine_out_trade_no, person_id, application_id, department, trade_type, amount_fen,
+                         time_expire)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *
+                    """,
+                    ctx.request_id,
+                    ctx.request_id.hex,
+                    principal.person_id,
+                    application_id,
+                    department,
+                    trade_type,
+                    sum(fee.total_fen for fee in fees),
+                    expire,
+                )
+                assert combine is not None
+                for fee in fees:
+                    order_id = uuid.uuid5(ctx.request_id, fee.fee_id)
+                    await conn.execute(
+                        """
+                        INSERT INTO bff.payment_orders
+                            (id, case_id, person_id, fee_id, out_trade_no, trade_type, appid, mchid, amount_fen,
+                             description, payer_openid, time_expire, status, next_check_at, combine_id)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'created', $13, $14)
+                        """,
+                        order_id,
+                        fee.case_id,
+                        principal.person_id,
+                        fee.fee_id,
+                        order_id.hex,
+                        trade_type,
+                        self.client.appid,
+                        self.client.mchid,
+                        fee.total_fen,
+                        f"{fee.item_name}-缴费"[:127],
+                        openid,
+                        expire,
+                        now + timedelta(seconds=self.check_after_s),
+                        combine["id"],
+                    )
+                await audit.record(
+                    conn,
+                    subject=principal.person_id,
+                    action="payment.combine_created",
+                    object=f"payment_combine:{combine['id']}",
+                    result=f"fees={','.join(fee_ids)} amount_fen={combine['amount_fen']}",
+                    channel=principal.channel,
+                )
+                return combine
+        except asyncpg.UniqueViolationError:
+            # A fee's own order (the case's payment route) was made between our look and our write.
+            raise ProblemError(
+                "a fee of this department got an order meanwhile; try again",
+                status=409,
+                code="conflict",
+                detail_zh="该部门的某项费用刚刚已下单，请重试",
+            ) from None
+
+    async def _ensure_combine_prepay(self, combine: asyncpg.Record) -> asyncpg.Record:
+        """A combine the platform does not hold yet gets its prepay (the same fields every time)."""
+        if combine["prepay_id"] is not None or combine["code_url"] is not None:
+            return combine
+        rows = await self._combined_orders(combine["id"])
+        try:
+            prepay = await self.client.prepay_combine(
+                combine["trade_type"],
+                combine_out_trade_no=combine["combine_out_trade_no"],
+                sub_orders=[
+                    (r["out_trade_no"], r["description"], r["amount_fen"], r["fee_id"]) for r in rows
+                ],
+                notify_url=self.notify_url,
+                time_expire=china_time(combine["time_expire"]),
+                openid=rows[0]["payer_openid"],
+            )
+        except WeChatPayRefused as exc:
+            if exc.reason == "ORDERPAID":
+                await self._sync(rows[0], "query")
+                return combine
+            raise ProblemError(
+                exc.detail,
+                status=502,
+                code="payment_upstream_refused",
+                detail_zh=f"微信支付拒绝了合单下单：{exc.detail}",
+            ) from None
+        async with self.pool.acquire() as conn, conn.transaction():
+            updated = await conn.fetchrow(
+                "UPDATE bff.payment_combines SET prepay_id = $2, code_url = $3 WHERE id = $1 RETURNING *",
+                combine["id"],
+                prepay.prepay_id,
+                prepay.code_url,
+            )
+            # Each fee's order carries the sheet too: paying from the case's own page opens the same one.
+            await conn.execute(
+                """
+                UPDATE bff.payment_orders SET status = 'paying', trade_state = 'NOTPAY', prepay_id = $2,
+                       code_url = $3, updated_at = now()
+                WHERE combine_id = $1 AND status = 'created'
+                """,
+                combine["id"],
+                prepay.prepay_id,
+                prepay.code_url,
+            )
+        assert updated is not None
+        return updated
+
+    async def _together_out(
+        self,
+        conn: Conn,
+        application_id: uuid.UUID,
+        department: str,
+        combine: asyncpg.Record | None,
+        rows: list[asyncpg.Record],
+    ) -> DepartmentPaymentOut:
+        statuses = {r["status"] for r in rows}
+        if statuses <= set(PAID_STATES):
+            status = "paid"
+        elif statuses & set(PAID_STATES):
+            status = "partly_paid"
+        elif statuses & set(OPEN):
+            status = "paying"
+        else:
+            status = "closed"
+        head = combine if combine is not None else rows[0]
+        jsapi, app, code_url = (
+            self._params(head["trade_type"], head["prepay_id"], head["code_url"])
+            if status == "paying"
+            else (None, None, None)
+        )
+        return DepartmentPaymentOut(
+            id=str(head["id"]),
+            application_id=str(application_id),
+            department=department,
+            kind="combined" if combine is not None else "single",
+            status=status,  # type: ignore[arg-type]  # one of the four by construction
+            trade_type=head["trade_type"],
+            amount_fen=sum(r["amount_fen"] for r in rows),
+            time_expire=china_time(head["time_expire"]),
+            payments=[await self._out(conn, r, with_params=False) for r in rows],
+            jsapi=jsapi,
+            app=app,
+            code_url=code_url,
+        )
 
     # --- reading ---
 
@@ -332,6 +586,7 @@ class PaymentService:
             time_expire=china_time(row["time_expire"]),
             paid_at=_iso(row["paid_at"]),
             created_at=_iso(row["created_at"]) or "",
+            combine_id=str(row["combine_id"]) if row["combine_id"] is not None else None,
             refunds=[
                 RefundOut(
                     out_refund_no=r["out_refund_no"],
@@ -344,15 +599,23 @@ class PaymentService:
             ],
         )
         if with_params and row["status"] == "paying":
-            if row["trade_type"] == "JSAPI" and row["prepay_id"]:
-                out.jsapi = JsapiParams(
-                    **{_snake(k): v for k, v in self.client.jsapi_params(row["prepay_id"]).items()}
-                )
-            elif row["trade_type"] == "APP" and row["prepay_id"]:
-                out.app = AppParams(**self.client.app_params(row["prepay_id"]))
-            elif row["trade_type"] == "NATIVE":
-                out.code_url = row["code_url"]
+            out.jsapi, out.app, out.code_url = self._params(
+                row["trade_type"], row["prepay_id"], row["code_url"]
+            )
         return out
+
+    def _params(
+        self, trade_type: str, prepay_id: str | None, code_url: str | None
+    ) -> tuple[JsapiParams | None, AppParams | None, str | None]:
+        """How the payer's client opens the payment sheet: one of the three, by channel."""
+        if trade_type == "JSAPI" and prepay_id:
+            params = self.client.jsapi_params(prepay_id)
+            return JsapiParams(**{_snake(k): v for k, v in params.items()}), None, None
+        if trade_type == "APP" and prepay_id:
+            return None, AppParams(**self.client.app_params(prepay_id)), None
+        if trade_type == "NATIVE":
+            return None, None, code_url
+        return None, None, None
 
     # --- the case view's port (cases.service.Payments) ---
 
@@ -426,7 +689,14 @@ class PaymentService:
             await self._refused(exc.reason, "-", exc)
             raise
         try:
-            if verified.event_type.startswith("TRANSACTION."):
+            if (
+                verified.event_type.startswith("TRANSACTION.")
+                and b'"combine_out_trade_no"' in verified.plaintext
+            ):
+                outcome = await self._apply_combine(
+                    msgspec.json.decode(verified.plaintext, type=CombineTransaction), "notify"
+                )
+            elif verified.event_type.startswith("TRANSACTION."):
                 outcome = await self._apply_transaction(
                     msgspec.json.decode(verified.plaintext, type=Transaction), "notify"
                 )
@@ -481,12 +751,55 @@ class PaymentService:
 
     async def _sync(self, row: asyncpg.Record, via: str) -> str:
         try:
+            if row["combine_id"] is not None:
+                combine = await self._combine(row["combine_id"])
+                return await self._apply_combine(
+                    await self.client.query_combine(combine["combine_out_trade_no"]), via
+                )
             tx = await self.client.query(row["out_trade_no"])
         except WeChatPayRefused as exc:
             if exc.reason == "ORDER_NOT_EXIST":
                 return "not_at_platform"
             raise
         return await self._apply_transaction(tx, via)
+
+    async def _apply_combine(self, answer: CombineTransaction, via: str) -> str:
+        """A 合单支付's sub-orders, each applied as the order it is, once the combine is checked to be
+        ours with exactly our sub-orders. One outcome for the whole: the first mismatch, else paid
+        when any was, else what the first one gave (they move together)."""
+        combine = await self.pool.fetchrow(
+            "SELECT * FROM bff.payment_combines WHERE combine_out_trade_no = $1", answer.combine_out_trade_no
+        )
+        if combine is None:
+            return "unknown"
+        if answer.combine_appid != self.client.appid or answer.combine_mchid != self.client.mchid:
+            return "mismatch:combine_mchid"
+        ours = {
+            r["out_trade_no"]: r
+            for r in await self.pool.fetch(
+                "SELECT * FROM bff.payment_orders WHERE combine_id = $1", combine["id"]
+            )
+        }
+        if {s.out_trade_no for s in answer.sub_orders} != set(ours):
+            return "mismatch:sub_orders"
+        transactions = answer.transactions()
+        # Every sub-order checked before any is applied: a wrong one must not leave the rest paid.
+        for tx in transactions:
+            row = ours[tx.out_trade_no]
+            paid = tx.amount.payer_total if tx.amount.payer_total is not None else tx.amount.total
+            if (tx.mchid, tx.amount.total, tx.amount.currency) != (
+                row["mchid"],
+                row["amount_fen"],
+                row["currency"],
+            ):
+                return "mismatch:amount"
+            if tx.trade_state in ("SUCCESS", "REFUND") and (
+                not tx.transaction_id or paid != row["amount_fen"]
+            ):
+                return "mismatch:amount"
+        outcomes = [await self._apply_transaction(tx, via) for tx in transactions]
+        bad = next((o for o in outcomes if o.startswith("mismatch:") or o == "unknown"), None)
+        return bad or ("paid" if "paid" in outcomes else outcomes[0])
 
     async def _apply_transaction(self, tx: Transaction, via: str) -> str:
         """Apply what the platform says about one order, once, under its row lock."""
@@ -638,7 +951,7 @@ class PaymentService:
             return outcome
         if outcome == "pending":
             try:
-                await self.client.close(row["out_trade_no"])
+                await self._close_at_platform(row)
             except WeChatPayRefused as exc:
                 if exc.reason == "ORDERPAID":
                     return await self._sync(row, "reconcile")
@@ -665,6 +978,18 @@ class PaymentService:
                 channel="worker",
             )
         return "closed"
+
+    async def _close_at_platform(self, row: asyncpg.Record) -> None:
+        if row["combine_id"] is None:
+            await self.client.close(row["out_trade_no"])
+            return
+        # A sub-order closes with its whole combine (the sheet can no longer be paid as a whole).
+        combine = await self._combine(row["combine_id"])
+        subs = await self.pool.fetch(
+            "SELECT out_trade_no FROM bff.payment_orders WHERE combine_id = $1 ORDER BY out_trade_no",
+            combine["id"],
+        )
+        await self.client.close_combine(combine["combine_out_trade_no"], [r["out_trade_no"] for r in subs])
 
     async def report_paid(self, batch: int = 50) -> int:
         """Paid orders the case system has not heard of yet: tell it, once (it de-duplicates by our
@@ -1037,6 +1362,28 @@ class PaymentService:
 
     async def bill_tick(self) -> int | None:
         return await self.check_bill()
+
+
+def _trade_type(principal: Principal) -> str:
+    trade_type = TRADE_TYPES.get(principal.channel)
+    if trade_type is None:
+        raise ProblemError(
+            "residents pay in the app, mini-program or kiosk",
+            status=403,
+            code="forbidden",
+            detail_zh="居民请在 App、小程序或自助终端缴费",
+        )
+    return trade_type
+
+
+def _open_elsewhere(row: asyncpg.Record) -> ProblemError:
+    until = china_time(row["time_expire"])
+    return ProblemError(
+        f"an open {row['trade_type']} order exists for this fee until {until}",
+        status=409,
+        code="payment_open_elsewhere",
+        detail_zh=f"该费用已有未关闭的{row['trade_type']}订单，有效至 {until}",
+    )
 
 
 def _fen(yuan: str) -> int:

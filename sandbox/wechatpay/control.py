@@ -115,6 +115,8 @@ async def pay(
             row = await _locked_order(conn, data.mchid, out_trade_no)
             if row is None:
                 return refused(404, "not_found", out_trade_no)
+            if row["combine_out_trade_no"] is not None:
+                return refused(409, "part_of_combine", f"pay the combine {row['combine_out_trade_no']}")
             if row["trade_state"] not in {"NOTPAY", "USERPAYING"}:
                 return refused(409, "not_payable", f"order is {row['trade_state']}")
             if row["time_expire"] is not None and row["time_expire"] <= datetime.now(UTC):
