@@ -508,6 +508,7 @@ class LifeApplicationService:
         if isinstance(answers, str):
             answers = msgspec.json.decode(answers)
         created: datetime = bundle["created_at"]
+        fees = _fees(bundle_id, members)
         return LifeApplicationOut(
             id=str(bundle_id),
             event_id=bundle["event_id"],
@@ -520,8 +521,8 @@ class LifeApplicationService:
             members=members,
             hall_items=[msgspec.convert(h, HallItemOut) for h in hall],
             latest_promise_date=max(dates) if dates else None,
-            next_action=_next(bundle_id, members, english),
-            fees=_fees(bundle_id, members),
+            next_action=_next(members, fees, english),
+            fees=fees,
         )
 
 
@@ -594,7 +595,7 @@ def _state(statuses: list[str]) -> BundleState:
     return "submitted"
 
 
-def _next(bundle_id: uuid.UUID, members: list[MemberOut], english: bool) -> NextActionOut:
+def _next(members: list[MemberOut], fees: FeesOut, english: bool) -> NextActionOut:
     """The one thing the resident should do now: retry a failed member, answer a 补正, pay a fee;
     else wait (or nothing: every member concluded)."""
     for m in members:
@@ -619,7 +620,7 @@ def _next(bundle_id: uuid.UUID, members: list[MemberOut], english: bool) -> Next
                 supplement_id=m.case.open_supplement_id,
                 href=f"/api/v1/cases/{m.case.id}/supplements",
             )
-    for d in _fees(bundle_id, members).by_department:
+    for d in fees.by_department:
         if d.pay is not None:
             return NextActionOut(
                 kind="pay_fee",
