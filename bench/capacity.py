@@ -1,7 +1,7 @@
 """Capacity through a load balancer: 1, 2 and 3 API replicas behind HAProxy, in one run.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/14 \\
-        .venv/bin/python -m bench.capacity [--seconds 10] [--connections 32] [--paced-ms 20]
+        .venv/bin/python -m bench.capacity [--seconds 10] [--connections 32] [--paced-ms 20] [--rounds 3]
 
 It makes its own database, starts the sandbox, logs a resident in, and for each replica count starts
 that many `sanxiang serve` processes behind a fresh HAProxy, then drives `GET /api/v1/me` (an
@@ -12,7 +12,10 @@ each waiting D ms between its requests (wrk's `delay()`), so every replica count
 the same load, below what the machine can serve — saturated, the replicas share two cores with wrk,
 HAProxy, PostgreSQL and Redis, and their CPU per request grows with contention, not with shared
 state. All on one 2-core machine, so the total is CPU-bound: what matters is that CPU per request
-does not grow with the number of replicas (shared state costs no extra round trips).
+does not grow with the number of replicas (shared state costs no extra round trips). `--rounds N`
+repeats the three counts in rotated order and reports each count's ratio to the same round's one
+replica; the last column is the audit log's group-commit batch (records per INSERT transaction, rows
+of one batch sharing `xmin`), which follows how bursty each replica's arrivals are.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +72,9 @@ def main() -> None:
     parser.add_argument(
         "--paced-ms", type=int, default=0, help="pause of each connection between requests (0: saturate)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds of 1, 2 and 3 replicas; ratios are within a round"
+    )
     args = parser.parse_args()
     pacing = Path(tempfile.mkstemp(prefix="sx-capacity-pace-", suffix=".lua")[1])
     pacing.write_text(f"function delay()\n  return {args.paced_ms}\nend\n")
@@ -101,6 +108,28 @@ def main() -> None:
                         "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1", name
                     )
                 )
+            finally:
+                await conn.close()
+
+        return asyncio.run(read())
+
+    def audit_batches(after_seq: int) -> tuple[int, int, int]:
+        """(highest seq, records, INSERT transactions) of the audit log past `after_seq`: rows one
+        group commit wrote share their transaction id (xmin)."""
+
+        async def read() -> tuple[int, int, int]:
+            conn = await asyncpg.connect(db_url)
+            try:
+                row = await conn.fetchrow(
+                    """
+                    SELECT coalesce(max(seq), 0) AS top, count(*) AS records,
+                           count(DISTINCT xmin::text) AS inserts
+                    FROM bff.audit_log WHERE seq > $1
+                    """,
+                    after_seq,
+                )
+                assert row is not None
+                return int(row["top"]), int(row["records"]), int(row["inserts"])
             finally:
                 await conn.close()
 
@@ -163,9 +192,13 @@ def main() -> None:
             return str(who["access_token"])
 
         bearer = asyncio.run(token())
-        for count in (1, 2, 3):
+        # Rounds interleave the replica counts (1-2-3, then 2-3-1, ...), so a burst of the shared
+        # machine or a drift over the run lands on a different count each round.
+        plan = [(r, (1, 2, 3)[(i + r) % 3]) for r in range(args.rounds) for i in range(3)]
+        for round_no, count in plan:
             group = Replicas(services, sandbox_url, count, AUTH_ACCESS_TTL_S="600")
             xacts_from = transactions()
+            audit_from = audit_batches(0)[0]
             try:
                 for p in group.ports:
                     group.start(p)
@@ -211,6 +244,7 @@ def main() -> None:
                 rate = requests / args.seconds
                 rows.append(
                     (
+                        round_no,
                         count,
                         rate,
                         rate / count,
@@ -225,7 +259,8 @@ def main() -> None:
             # Stopped backends have flushed their statistics: every transaction of the replicas'
             # lives (warm-up and measurement, plus their start-up's few) over every request.
             xacts = transactions() - xacts_from
-            rows[-1] = (*rows[-1], commands / requests, xacts / (warm + requests))
+            _, records, inserts = audit_batches(audit_from)
+            rows[-1] = (*rows[-1], commands / requests, xacts / (warm + requests), records / max(1, inserts))
     finally:
         pacing.unlink(missing_ok=True)
         stop_process(sandbox)
@@ -238,17 +273,27 @@ def main() -> None:
             await conn.close()
 
         asyncio.run(drop())
-    base_cpu = rows[0][3]
+    one = {row[0]: row[4] for row in rows if row[1] == 1}  # each round's CPU per request at 1 replica
     print(
-        "| replicas | req/s | req/s per replica | CPU ms per request | vs 1 replica | p99 | non-2xx "
-        "| replicas' idle CPU % | Redis commands per request | PostgreSQL transactions per request |"
+        "| round | replicas | req/s | req/s per replica | CPU ms per request | vs 1 replica | p99 | non-2xx "
+        "| replicas' idle CPU % | Redis commands per request | PostgreSQL transactions per request "
+        "| audit records per INSERT |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for count, rate, per, cpu_ms, p99, bad, idle_pct, commands, xacts in rows:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ratios: dict[int, list[float]] = {}
+    for round_no, count, rate, per, cpu_ms, p99, bad, idle_pct, commands, xacts, batch in sorted(
+        rows, key=lambda r: r[:2]
+    ):
+        ratios.setdefault(count, []).append(cpu_ms / one[round_no])
         print(
-            f"| {count} | {rate:,.0f} | {per:,.0f} | {cpu_ms:.2f} | {cpu_ms / base_cpu:.2f}x | {p99} | {bad} "
-            f"| {idle_pct:.1f} | {commands:.2f} | {xacts:.2f} |"
+            f"| {round_no + 1} | {count} | {rate:,.0f} | {per:,.0f} | {cpu_ms:.2f} | {cpu_ms / one[round_no]:.2f}x "
+            f"| {p99} | {bad} | {idle_pct:.1f} | {commands:.2f} | {xacts:.2f} | {batch:.2f} |"
         )
+    print("\n| replicas | CPU per request vs 1 replica: median of the rounds | lowest | highest |")
+    print("| --- | --- | --- | --- |")
+    for count in (1, 2, 3):
+        found = ratios[count]
+        print(f"| {count} | {statistics.median(found):.2f}x | {min(found):.2f}x | {max(found):.2f}x |")
 
 
 if __name__ == "__main__":
