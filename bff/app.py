@@ -29,6 +29,7 @@ from bff.ops.controllers import healthz, metrics, readyz
 from bff.payments.controllers import PaymentController, PaymentNotifyController
 from bff.platform.edge import Edge
 from bff.platform.handlers import trim_per_request_work
+from bff.platform.lifecycle import settle_heap
 from bff.platform.logs import configure_logging, get_logger
 from bff.platform.openapi import COMPONENTS, RawBodyOperation, declare_contract
 from bff.platform.problems import EXCEPTION_HANDLERS
@@ -86,6 +87,9 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
             app.state.auth = root.auth
             await root.catalogue_mirror.start()
             await root.search_misses.start()
+            if settings.gc_freeze:
+                settle_heap()
+                root.catalogue_mirror.after_model.append(settle_heap)
             root.drain.install()
             edge.drain = root.drain
             try:

@@ -264,6 +264,8 @@ def make_settings(services: Services, sandbox_url: str, **overrides: Any) -> Set
         "auth_rate_per_ip": 1_000_000,
         "log_level": "INFO",
         "log_json": True,
+        # Hundreds of apps start in this one process; frozen heaps would never be collected.
+        "gc_freeze": False,
     }
     if services.cluster:
         # Generous socket timeouts: on a loaded 2-core machine a slow connect must not look like a fault.

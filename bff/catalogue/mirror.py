@@ -15,6 +15,7 @@ import math
 import time
 import tomllib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,6 +243,8 @@ class CatalogueMirror:
         self.model = model or SemanticModel(enabled=False)
         self.embeddings = SHARED_EMBEDDINGS
         self._model_task: asyncio.Task[None] | None = None
+        # Run once the model is loaded and the snapshot has its embeddings (the app settles its heap).
+        self.after_model: list[Callable[[], None]] = []
         self.redis = redis
         self.poll_seconds = poll_seconds
         self.stale_after_seconds = stale_after_seconds
@@ -268,6 +271,8 @@ class CatalogueMirror:
     async def _load_model(self) -> None:
         await self.model.start()
         await self.attach_semantic()
+        for callback in self.after_model:
+            callback()
 
     async def attach_semantic(self) -> None:
         """Give the current snapshot its item embeddings (once the model is loaded)."""

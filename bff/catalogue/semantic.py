@@ -107,7 +107,6 @@ class SemanticModel:
         self.error: str | None = None
         self.load_ms: int | None = None
         self._lock = threading.Lock()
-        self._ready_callbacks: list[Callable[[], Any]] = []
 
     @property
     def available(self) -> bool:

@@ -11,6 +11,7 @@ carry `Connection: close` so keep-alive clients move on), and hands the signal t
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -62,3 +63,13 @@ class Drain:
         log.info("draining", grace_s=self.grace_s)
         assert self._loop is not None
         self._loop.call_later(self.grace_s, previous, sig, frame)
+
+
+def settle_heap() -> None:
+    """Collect once, then move every object alive now into the permanent generation: a full
+    collection later no longer walks the modules, routes, catalogue snapshot and search model, so
+    its pause (which every request in flight waits out) is bounded by what was made since. What is
+    frozen is still freed by reference counting; only cycles among frozen objects stay until exit,
+    so this runs at start-up and once the search model is in, not on every rebuild."""
+    gc.collect()
+    gc.freeze()
