@@ -785,18 +785,8 @@ class PaymentService:
         transactions = answer.transactions()
         # Every sub-order checked before any is applied: a wrong one must not leave the rest paid.
         for tx in transactions:
-            row = ours[tx.out_trade_no]
-            paid = tx.amount.payer_total if tx.amount.payer_total is not None else tx.amount.total
-            if (tx.mchid, tx.amount.total, tx.amount.currency) != (
-                row["mchid"],
-                row["amount_fen"],
-                row["currency"],
-            ):
-                return "mismatch:amount"
-            if tx.trade_state in ("SUCCESS", "REFUND") and (
-                not tx.transaction_id or paid != row["amount_fen"]
-            ):
-                return "mismatch:amount"
+            if wrong := _mismatch(ours[tx.out_trade_no], tx):
+                return wrong
         outcomes = [await self._apply_transaction(tx, via) for tx in transactions]
         bad = next((o for o in outcomes if o.startswith("mismatch:") or o == "unknown"), None)
         return bad or ("paid" if "paid" in outcomes else outcomes[0])
@@ -809,14 +799,8 @@ class PaymentService:
             )
             if row is None:
                 return "unknown"
-            for name, ours, theirs in (
-                ("appid", row["appid"], tx.appid),
-                ("mchid", row["mchid"], tx.mchid),
-                ("amount", row["amount_fen"], tx.amount.total),
-                ("currency", row["currency"], tx.amount.currency),
-            ):
-                if ours != theirs:
-                    return f"mismatch:{name}"
+            if wrong := _mismatch(row, tx):
+                return wrong
             state = tx.trade_state
             if state in ("SUCCESS", "REFUND"):
                 if row["transaction_id"] is not None:
@@ -825,9 +809,7 @@ class PaymentService:
                         if row["transaction_id"] == tx.transaction_id
                         else "mismatch:transaction_id"
                     )
-                paid = tx.amount.payer_total if tx.amount.payer_total is not None else tx.amount.total
-                if not tx.transaction_id or paid != row["amount_fen"]:
-                    return "mismatch:amount"
+                paid = _paid(tx)
                 paid_at = _at(tx.success_time) or datetime.now(UTC)
                 row = await conn.fetchrow(
                     """
@@ -1374,6 +1356,25 @@ def _trade_type(principal: Principal) -> str:
             detail_zh="居民请在 App、小程序或自助终端缴费",
         )
     return trade_type
+
+
+def _paid(tx: Transaction) -> int:
+    return tx.amount.payer_total if tx.amount.payer_total is not None else tx.amount.total
+
+
+def _mismatch(row: asyncpg.Record, tx: Transaction) -> str | None:
+    """What of the platform's word about an order is not our order (None when it all is)."""
+    for name, ours, theirs in (
+        ("appid", row["appid"], tx.appid),
+        ("mchid", row["mchid"], tx.mchid),
+        ("amount", row["amount_fen"], tx.amount.total),
+        ("currency", row["currency"], tx.amount.currency),
+    ):
+        if ours != theirs:
+            return f"mismatch:{name}"
+    if tx.trade_state in ("SUCCESS", "REFUND") and (not tx.transaction_id or _paid(tx) != row["amount_fen"]):
+        return "mismatch:amount"
+    return None
 
 
 def _open_elsewhere(row: asyncpg.Record) -> ProblemError:
