@@ -435,16 +435,16 @@ class LifeApplicationService:
     ) -> Recorded[DepartmentPaymentOut]:
         """Everything one department issued across the bundle's members, in one payment."""
         bundle = await self.own(principal, application_id)
-        view = await self._view(bundle["id"], english=False)
-        entry = next((d for d in view.fees.by_department if d.department == department), None)
-        if entry is None:
-            raise ProblemError(
-                f"no fee of this bundle is issued by {department!r}",
-                status=404,
-                code="department_unknown",
-                detail_zh=f"本次申请中没有“{department}”开具的费用",
-            )
-        return await self.payments.pay_together(ctx, principal, bundle["id"], department, entry.case_ids)
+        case_ids = await self.pool.fetch(
+            """
+            SELECT m.case_id FROM bff.life_application_members m JOIN bff.cases c ON c.id = m.case_id
+            WHERE m.application_id = $1 AND c.project_no IS NOT NULL ORDER BY m.position
+            """,
+            bundle["id"],
+        )
+        return await self.payments.pay_together(
+            ctx, principal, bundle["id"], department, [str(r["case_id"]) for r in case_ids]
+        )
 
     # --- reading ---
 

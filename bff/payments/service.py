@@ -307,22 +307,35 @@ class PaymentService:
         department: str,
         case_ids: list[str],
     ) -> Recorded[DepartmentPaymentOut]:
-        """Every fee the department issued on these cases and still owed, paid at once: a 合单支付
-        over the fees' own orders (2-10 of them, WeChat's limits for a direct merchant), or the
-        one fee's order. A fee already paid is left out; a fee with its own open order is a 409
-        until that order is paid or expires (one live order per fee)."""
+        """Every fee the department issued on these cases (a bundle's submitted members) and still
+        owed, paid at once: a 合单支付 over the fees' own orders (2-10 of them, WeChat's limits for a
+        direct merchant), or the one fee's order. A fee already paid is left out; a fee with its own
+        open order is a 409 until that order is paid or expires (one live order per fee)."""
         trade_type = _trade_type(principal)
         combine = await self.pool.fetchrow("SELECT * FROM bff.payment_combines WHERE id = $1", ctx.request_id)
         rows: list[asyncpg.Record]
         if combine is None:
             owed: list[FeeNotice] = []
+            live_of: dict[str, asyncpg.Record | None] = {}
+            issued = False
             for case_id in case_ids:
                 fee = await self.cases.open_fee(principal, case_id)
-                if fee is None or fee.paid_upstream:
+                if fee is None or fee.issuing_department != department:
+                    continue
+                issued = True
+                if fee.paid_upstream:
                     continue
                 live = await self._live_order(fee)  # an expired one is closed here first
                 if live is None or live["status"] in OPEN:
                     owed.append(fee)
+                    live_of[fee.fee_id] = live
+            if not issued:
+                raise ProblemError(
+                    f"no fee of this bundle is issued by {department!r}",
+                    status=404,
+                    code="department_unknown",
+                    detail_zh=f"本次申请中没有“{department}”开具的费用",
+                )
             if not owed:
                 raise ProblemError(
                     "nothing the department issued on this bundle is owed",
@@ -331,9 +344,7 @@ class PaymentService:
                     detail_zh="该部门在本次申请中没有待缴费用",
                 )
             if len(owed) == 1:
-                single = await self._live_order(owed[0]) or await self._new_order(
-                    ctx, principal, owed[0], trade_type
-                )
+                single = live_of[owed[0].fee_id] or await self._new_order(ctx, principal, owed[0], trade_type)
                 if single["status"] in OPEN and single["trade_type"] != trade_type:
                     raise _open_elsewhere(single)
                 if single["combine_id"] is None:
