@@ -12,9 +12,15 @@ import time
 from datetime import date, timedelta
 from typing import Any
 
+import asyncio
+
 import asyncpg
 import httpx
+import msgspec
+import pytest
+from redis.asyncio import Redis
 
+from bff.home import service as home_service
 from bff.home.service import Budgets
 from tests.auth_helpers import login_resident
 from tests.delivery_helpers import add_address, delivery_urls, ensure_mirror, mailable_item
@@ -325,3 +331,37 @@ async def test_sources_run_concurrently_each_cut_at_its_budget_and_kiosk_gets_fe
     # The database free again: the cases are read afresh.
     after = _sections((await _home(client, who))[0])
     assert after["supplements"]["status"] == "ok"
+
+
+async def test_a_homes_copies_are_written_when_they_change_not_on_every_refresh(
+    make_client: Any,
+    services: Any,
+    sandbox_url: str,
+    sandbox: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = await _client(make_client, services, sandbox_url)
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    copy = f"home:{{{who['person_id']}}}:appointments"
+    assert _sections((await _home(client, who))[0])["appointments"]["total"] == 0
+    assert await redis.ttl(copy) > 590  # written, kept HOME_STALE_S = 600 s
+    # A mark: a write sets the TTL back to 600 s.
+    await redis.expire(copy, 100)
+    assert _sections((await _home(client, who))[0])["appointments"]["status"] == "ok"
+    assert 0 < await redis.ttl(copy) <= 100  # the same to-dos: not written again
+
+    item = await bookable_item(db)
+    await book(client, who, await first_slot(client, who, item))
+    assert _sections((await _home(client, who))[0])["appointments"]["total"] == 1
+    assert await redis.ttl(copy) > 590  # changed: written at once
+    kept = msgspec.json.decode(await redis.get(copy))
+    assert (kept["status"], kept["total"]) == ("ok", 1)
+
+    # Unchanged but older than KEEP_EVERY_S: written again, so a stale copy's asOf lags little.
+    monkeypatch.setattr(home_service, "KEEP_EVERY_S", 0.5)
+    await redis.expire(copy, 100)
+    await asyncio.sleep(0.6)
+    await _home(client, who)
+    assert await redis.ttl(copy) > 590

@@ -7,7 +7,9 @@ Each source runs concurrently within its own budget, cut from what is left of th
 one that is slow or failing costs at most that budget: its sections then show the resident's last
 good copy from Redis (`stale`, with its `asOf`) or, with none, `unavailable`. A source whose
 answer changes slowly (the renewals: days from a deadline) is served from a copy younger than its
-`fresh_s` without asking again.
+`fresh_s` without asking again. A home's copies are written together, once its sources are in,
+and only those that changed or are older than `KEEP_EVERY_S`: in the steady state of a resident
+refreshing the same to-dos, home writes nothing to Redis.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -138,6 +141,14 @@ class Budgets:
     cache: float = 0.05
 
 
+# A copy unchanged since this process wrote it is rewritten after this long: a stale copy's asOf
+# then lags the last good answer by at most this, and the renewals' copy (served while younger
+# than `fresh_s`) is renewed before it stops counting as fresh.
+KEEP_EVERY_S = 10.0
+# How many copies this process remembers having written (an LRU; forgetting one costs a write).
+_KEPT_MAX = 8192
+
+
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(CHINA).isoformat(timespec="seconds")
 
@@ -184,6 +195,8 @@ class HomeService:
         self.budgets = budgets or Budgets()
         self.fresh_s = fresh_s
         self.stale_s = stale_s
+        # key -> (digest of the copy without its asOf, monotonic time written) of this process's writes
+        self._kept: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
 
     # --- the sources ---
 
@@ -316,13 +329,33 @@ class HomeService:
         return copies
 
     async def _keep(self, person_id: str, sections: dict[str, Section]) -> None:
+        """One pipeline for the copies that changed or are due again (none in the steady state)."""
+        now = time.monotonic()
+        due: list[tuple[str, bytes, bytes]] = []
+        for name, section in sections.items():
+            key = self._key(person_id, name)
+            digest = hashlib.blake2b(
+                msgspec.json.encode(msgspec.structs.replace(section, as_of=None)), digest_size=16
+            ).digest()
+            last = self._kept.get(key)
+            if last is not None and last[0] == digest and now - last[1] < KEEP_EVERY_S:
+                continue
+            due.append((key, digest, msgspec.json.encode(section)))
+        if not due:
+            return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for name, section in sections.items():
-                    pipe.set(self._key(person_id, name), msgspec.json.encode(section), ex=int(self.stale_s))
+                for key, _, blob in due:
+                    pipe.set(key, blob, ex=int(self.stale_s))
                 await asyncio.wait_for(pipe.execute(), self.budgets.cache)
         except Exception as exc:  # the answer is served without its copy kept
             log.warning("home_copy_not_kept", error=type(exc).__name__)
+            return
+        for key, digest, _ in due:
+            self._kept[key] = (digest, now)
+            self._kept.move_to_end(key)
+        while len(self._kept) > _KEPT_MAX:
+            self._kept.popitem(last=False)
 
     async def _run(
         self,
@@ -331,7 +364,9 @@ class HomeService:
         fetch: Callable[[], Awaitable[dict[str, Section]]],
         budget: float,
         fresh_s: float,
+        keep: dict[str, Section],
     ) -> dict[str, Section]:
+        """The source's sections: its answer (added to `keep`), a fresh copy, or the fallback."""
         started = time.monotonic()
         left = context.remaining()
         if left is not None:
@@ -340,8 +375,8 @@ class HomeService:
             copies = await self._copies(person_id, names)
             if len(copies) == len(names) and all(_age(c) < fresh_s for c in copies.values()):
                 return copies
-        # What the source may take: its budget less the copy read before it and the one (keeping
-        # the answer, or reading the fallback) after it, so the whole stays within the budget.
+        # What the source may take: its budget less the copy read before it and the one after it
+        # (reading the fallback, or the home's copies kept), so the whole stays within the budget.
         budget -= time.monotonic() - started + self.budgets.cache
         reason: Reason = "timeout"
         if budget > 0:
@@ -363,7 +398,7 @@ class HomeService:
                 reason = "failed"
                 log.warning("home_section_failed", sections=",".join(names), error=type(exc).__name__)
             else:
-                await self._keep(person_id, got)
+                keep.update(got)
                 return got
         copies = await self._copies(person_id, names)
         out: dict[str, Section] = {}
@@ -389,12 +424,14 @@ class HomeService:
                     status="unavailable", as_of=None, total=0, reason="step_up_required"
                 )
         sources = self._sources(principal, allowed)
+        keep: dict[str, Section] = {}
         results = await asyncio.gather(
             *(
-                self._run(principal.person_id, names, fetch, budget, fresh)
+                self._run(principal.person_id, names, fetch, budget, fresh, keep)
                 for names, fetch, budget, fresh in sources
             )
         )
+        await self._keep(principal.person_id, keep)
         for result in results:
             out.update({k: v for k, v in result.items() if k in allowed})
         return out
