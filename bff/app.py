@@ -144,6 +144,11 @@ def create_app(settings: Settings, *, configure_logs: bool = True) -> Litestar:
         max_url_bytes=settings.max_url_bytes,
         raw_body_paths=raw_body_paths,
         hsts_max_age_s=settings.hsts_max_age_s,
+        route_caps={
+            path: ("home", settings.home_max_in_flight) for path in ("/api/v1/home", "/api/v1/home/badges")
+        }
+        if settings.home_max_in_flight
+        else None,
     )
     app.asgi_handler = edge
     return app

@@ -8,11 +8,10 @@ the answer within its budget + 50 ms, never a 5xx; ETag/304; the badges' counts.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import date, timedelta
 from typing import Any
-
-import asyncio
 
 import asyncpg
 import httpx
@@ -365,3 +364,35 @@ async def test_a_homes_copies_are_written_when_they_change_not_on_every_refresh(
     await asyncio.sleep(0.6)
     await _home(client, who)
     assert await redis.ttl(copy) > 590
+
+
+async def test_homes_beyond_their_own_cap_get_a_fast_503_while_other_routes_are_served(
+    make_client: Any, services: Any, sandbox_url: str, sandbox: httpx.AsyncClient
+) -> None:
+    client = await _client(make_client, services, sandbox_url, home_max_in_flight=2)
+    who = await login_resident(client, sandbox, channel="app", level=3)
+    await sandbox.put("/_control/faults/elicence", json={"latencyMs": 400})
+    try:
+
+        async def timed(path: str) -> tuple[httpx.Response, float]:
+            started = time.perf_counter()
+            response = await client.get(path, headers=auth(who))
+            return response, time.perf_counter() - started
+
+        answers = await asyncio.gather(
+            *(timed("/api/v1/home") for _ in range(3)),
+            *(timed("/api/v1/home/badges") for _ in range(2)),
+            timed("/api/v1/me"),
+        )
+    finally:
+        await sandbox.delete("/_control/faults/elicence")
+    homes, me = answers[:5], answers[5]
+    assert me[0].status_code == 200, me[0].text  # not counted against the homes' cap
+    served = [r for r, _ in homes if r.status_code == 200]
+    shed = [(r, took) for r, took in homes if r.status_code == 503]
+    assert (len(served), len(shed)) == (2, 3), [r.status_code for r, _ in homes]
+    for response, took in shed:
+        assert response.json()["code"] == "overloaded" and response.headers["retry-after"] == "1"
+        assert took < 0.3  # refused at once, not after the library's 400 ms
+    # The cap counts what is in flight: once they are answered, homes are served again.
+    assert (await client.get("/api/v1/home", headers=auth(who))).status_code == 200

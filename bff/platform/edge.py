@@ -1,5 +1,6 @@
-"""The outermost ASGI layer: request id, deadline, in-flight cap, what a client may send, the
-security headers of every response, metrics and the access log line.
+"""The outermost ASGI layer: request id, deadline, in-flight caps (the process's, and a route
+group's of its own), what a client may send, the security headers of every response, metrics and
+the access log line.
 
 It wraps Litestar's own handler (routing and exception handling included), so 404s and 405s get a
 request id, the headers and a metric too. What it refuses itself (an overlong URL, a body that is
@@ -51,9 +52,15 @@ class Edge:
         max_url_bytes: int = 8192,
         raw_body_paths: frozenset[str] = frozenset(),
         hsts_max_age_s: int = 0,
+        route_caps: dict[str, tuple[str, int]] | None = None,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        # path -> (group, cap): a route far costlier than the rest (home's fan-out) is refused at
+        # what it can answer within its budgets, before the process-wide cap would let its queue
+        # outgrow them (every answer then late and degraded).
+        self.route_caps = route_caps or {}
+        self.group_in_flight = {group: 0 for group, _ in self.route_caps.values()}
         self.budget_seconds = budget_seconds
         self.max_body_bytes = max_body_bytes
         self.max_url_bytes = max_url_bytes
@@ -83,7 +90,10 @@ class Edge:
         token = context.request_id.set(rid)
         acting_token = context.acting.set(None)
         try:
-            if self.in_flight >= self.max_in_flight:
+            capped = self.route_caps.get(scope.get("path", ""))
+            if self.in_flight >= self.max_in_flight or (
+                capped is not None and self.group_in_flight[capped[0]] >= capped[1]
+            ):
                 SHED.inc()
                 await _refuse(send, scope, extra_headers, 503, "overloaded", retry_after=True)
                 return
@@ -122,12 +132,16 @@ class Edge:
                 return
 
             self.in_flight += 1
+            if capped is not None:
+                self.group_in_flight[capped[0]] += 1
             IN_FLIGHT.inc()
             try:
                 with context.budget(self.budget_seconds):
                     await self.app(scope, receive, send_wrapper)
             finally:
                 self.in_flight -= 1
+                if capped is not None:
+                    self.group_in_flight[capped[0]] -= 1
                 IN_FLIGHT.dec()
                 self._account(scope, status, time.perf_counter() - started)
         finally:

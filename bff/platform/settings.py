@@ -44,6 +44,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # `auth_dev_seed`. Required in prod.
     cursor_key: str = ""
     max_in_flight: int = 512
+    # Homes (`/api/v1/home` and its badges, one fan-out over every domain) in flight per process
+    # beyond which they get a fast 503: what one process answers well within the sources' budgets
+    # (~300 homes/s x 0.2 s); 0 = only the process-wide cap.
+    home_max_in_flight: int = 64
     # On SIGTERM an API process fails readiness and keeps serving this long (the load balancer's grace
     # period) before it stops taking connections and finishes what is in flight; 0 = stop at once.
     shutdown_grace_s: float = 0.0
@@ -264,6 +268,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise msgspec.ValidationError("Must be in (0, 1] - at `$.breaker_failure_rate`")
         if self.max_in_flight < 1 or self.upstream_max_in_flight < 1:
             raise msgspec.ValidationError("Must be >= 1 - at `$.max_in_flight`")
+        if self.home_max_in_flight < 0:
+            raise msgspec.ValidationError("Must be >= 0 - at `$.home_max_in_flight`")
         if len(self.wechatpay_apiv3_key.encode()) != 32:
             raise msgspec.ValidationError("Must be 32 bytes - at `$.wechatpay_apiv3_key`")
         if not 60 <= self.payment_expire_s <= 90 * 86400:
