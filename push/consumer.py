@@ -59,7 +59,7 @@ class Consumer:
                     accepted = await self.notifier.accept(int(fields[b"id"]))
                     if accepted is not None:
                         nid, made = accepted
-                        await self.notifier.advance(nid, owned=made)
+                        await self.notifier.advance(nid, made=made)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

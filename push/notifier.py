@@ -37,6 +37,16 @@ LIVE_CHANNEL = "sx:{{push}}:live:{person}"
 EXTERNAL: tuple[Channel, ...] = ("wechat", "app", "sms")
 
 
+# An attempt on a channel begins (or begins again): 'sending', one more try.
+_ATTEMPT = """
+    INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries)
+    VALUES ($1, $2, $3, 'sending', 1)
+    ON CONFLICT (notification_id, channel) DO UPDATE SET status = 'sending',
+        tries = bff.notification_attempts.tries + 1
+    RETURNING id
+"""
+
+
 def live_channel(person_id: str) -> str:
     return LIVE_CHANNEL.format(person=person_id)
 
@@ -78,134 +88,120 @@ class Notifier:
 
     # --- materialise ---
 
-    async def accept(self, outbox_id: int) -> tuple[uuid.UUID, bool] | None:
+    async def accept(self, outbox_id: int) -> tuple[uuid.UUID, asyncpg.Record | None] | None:
         """The notification of an outbox row (made once), the row marked finished; None if gone.
-        True with it when this call made it: the caller then holds its lease (`advance(owned=True)`)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT id, topic, person_id, payload, delivered_at FROM bff.outbox WHERE id = $1", outbox_id
-            )
-            if row is None:
-                return None
-            existing = await conn.fetchval(
-                "SELECT id FROM bff.notifications WHERE outbox_id = $1 AND person_id = $2",
-                outbox_id,
-                row["person_id"],
-            )
-            if existing is not None:
-                if row["delivered_at"] is None:
-                    await conn.execute("UPDATE bff.outbox SET delivered_at = now() WHERE id = $1", outbox_id)
-                return existing, False
-            settings = await conn.fetchrow(
-                "SELECT lang FROM bff.notification_settings WHERE person_id = $1", row["person_id"]
-            )
-            lang: Lang = settings["lang"] if settings else "zh"
-            payload = row["payload"]
-            rendered = render(row["topic"], payload, lang)
-            inbox_off = await conn.fetchval(
-                """
-                SELECT NOT enabled FROM bff.notification_preferences
-                WHERE person_id = $1 AND category = $2 AND channel = 'inbox'
-                """,
-                row["person_id"],
-                rendered.category,
-            )
-            in_inbox = rendered.urgent or not inbox_off
-            nid = uuid.uuid4()
-            inserted = await conn.fetchval(
-                """
+        With it, when this call made it, the new row: the caller then holds its lease
+        (`advance(nid, made=row)`).
+
+        Two round trips: one read of all it depends on, one statement that writes the notification,
+        its inbox entry and the outbox row's mark together (one statement is one transaction)."""
+        row = await self.pool.fetchrow(
+            """
+            SELECT o.topic, o.person_id, o.payload, o.delivered_at,
+                   (SELECT n.id FROM bff.notifications n WHERE n.outbox_id = o.id AND n.person_id = o.person_id)
+                       AS existing,
+                   (SELECT s.lang FROM bff.notification_settings s WHERE s.person_id = o.person_id) AS lang,
+                   array(SELECT p.category FROM bff.notification_preferences p
+                          WHERE p.person_id = o.person_id AND p.channel = 'inbox' AND NOT p.enabled)
+                       AS inbox_off
+              FROM bff.outbox o WHERE o.id = $1
+            """,
+            outbox_id,
+        )
+        if row is None:
+            return None
+        if row["existing"] is not None:
+            if row["delivered_at"] is None:
+                await self.pool.execute("UPDATE bff.outbox SET delivered_at = now() WHERE id = $1", outbox_id)
+            return row["existing"], None
+        lang: Lang = row["lang"] or "zh"
+        rendered = render(row["topic"], row["payload"], lang)
+        in_inbox = rendered.urgent or rendered.category not in row["inbox_off"]
+        nid = uuid.uuid4()
+        inserted = await self.pool.fetchrow(
+            """
+            WITH made AS (
                 INSERT INTO bff.notifications (id, outbox_id, person_id, topic, category, urgent, template,
                     template_version, lang, title, body, link, in_inbox, status, next_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'created',
                         now() + make_interval(secs => $14))
-                ON CONFLICT (outbox_id, person_id) DO NOTHING RETURNING seq
-                """,
-                nid,
+                ON CONFLICT (outbox_id, person_id) DO NOTHING RETURNING *
+            ), inbox AS (
+                INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries,
+                    sent_at, finished_at)
+                SELECT id, 'inbox', id::text || ':inbox', 'delivered', 1, now(), now() FROM made WHERE $13
+            ), marked AS (
+                UPDATE bff.outbox SET delivered_at = now() WHERE id = $2
+            )
+            SELECT * FROM made
+            """,
+            nid,
+            outbox_id,
+            row["person_id"],
+            row["topic"],
+            rendered.category,
+            rendered.urgent,
+            rendered.template,
+            rendered.version,
+            lang,
+            rendered.title,
+            rendered.body,
+            rendered.link,
+            in_inbox,
+            self.lease_s,
+        )
+        if inserted is None:  # a concurrent consumer made it first
+            other: uuid.UUID = await self.pool.fetchval(
+                "SELECT id FROM bff.notifications WHERE outbox_id = $1 AND person_id = $2",
                 outbox_id,
                 row["person_id"],
-                row["topic"],
-                rendered.category,
-                rendered.urgent,
-                rendered.template,
-                rendered.version,
-                lang,
-                rendered.title,
-                rendered.body,
-                rendered.link,
-                in_inbox,
-                self.lease_s,
             )
-            if inserted is None:  # a concurrent consumer made it first
-                other: uuid.UUID = await conn.fetchval(
-                    "SELECT id FROM bff.notifications WHERE outbox_id = $1 AND person_id = $2",
-                    outbox_id,
-                    row["person_id"],
-                )
-                return other, False
-            if in_inbox:
-                await conn.execute(
-                    """
-                    INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries,
-                        sent_at, finished_at)
-                    VALUES ($1, 'inbox', $2, 'delivered', 1, now(), now())
-                    """,
-                    nid,
-                    f"{nid}:inbox",
-                )
-            await conn.execute("UPDATE bff.outbox SET delivered_at = now() WHERE id = $1", outbox_id)
+            return other, None
         if in_inbox:
             OUTCOMES.labels("inbox", status.DELIVERED).inc()
             # Live updates are best effort: the inbox has it, and SSE resumes from it.
             with contextlib.suppress(Exception):
-                await self.redis.publish(live_channel(row["person_id"]), str(inserted))
-        return nid, True
+                await self.redis.publish(live_channel(row["person_id"]), str(inserted["seq"]))
+        return nid, inserted
 
     # --- orchestrate ---
 
-    async def _recipient(self, conn: Any, person_id: str) -> Recipient:
-        openid = await conn.fetchval(
+    async def _context(self, conn: Any, n: asyncpg.Record) -> asyncpg.Record:
+        """Everything a run of the channels reads, in one round trip: quiet hours, the event, who
+        to reach (WeChat binding, devices newest first), the attempts so far and the channels
+        switched off for the category."""
+        row: asyncpg.Record | None = await conn.fetchrow(
             """
-            SELECT openid FROM bff.wechat_bindings WHERE person_id::text = $1
-            ORDER BY last_login_at DESC LIMIT 1
+            SELECT s.quiet_start, s.quiet_end, o.payload, o.created_at,
+                   (SELECT b.openid FROM bff.wechat_bindings b WHERE b.person_id::text = $2
+                     ORDER BY b.last_login_at DESC LIMIT 1) AS openid,
+                   array(SELECT d.token FROM bff.push_devices d WHERE d.person_id = $2 AND d.pruned_at IS NULL
+                          ORDER BY d.registered_at DESC LIMIT 5) AS tokens,
+                   array(SELECT d.platform FROM bff.push_devices d WHERE d.person_id = $2 AND d.pruned_at IS NULL
+                          ORDER BY d.registered_at DESC LIMIT 5) AS platforms,
+                   (SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') FROM bff.notification_attempts a
+                     WHERE a.notification_id = $3) AS attempts,
+                   array(SELECT p.channel FROM bff.notification_preferences p
+                          WHERE p.person_id = $2 AND p.category = $4 AND NOT p.enabled) AS off
+              FROM bff.outbox o LEFT JOIN bff.notification_settings s ON s.person_id = $2
+             WHERE o.id = $1
             """,
-            person_id,
+            n["outbox_id"],
+            n["person_id"],
+            n["id"],
+            n["category"],
         )
-        devices = await conn.fetch(
-            """
-            SELECT token, platform FROM bff.push_devices WHERE person_id = $1 AND pruned_at IS NULL
-            ORDER BY registered_at DESC LIMIT 5
-            """,
-            person_id,
-        )
+        assert row is not None  # the outbox row outlives its notifications
+        return row
 
-        async def phone() -> str | None:
-            return await self.phone_of(person_id)
-
-        return Recipient(person_id, openid, [(d["token"], d["platform"]) for d in devices], phone)
-
-    async def _plan(self, conn: Any, person_id: str, category: str) -> list[Channel]:
-        off = {
-            r["channel"]
-            for r in await conn.fetch(
-                """
-                SELECT channel FROM bff.notification_preferences
-                WHERE person_id = $1 AND category = $2 AND NOT enabled
-                """,
-                person_id,
-                category,
-            )
-        }
-        return [c for c in EXTERNAL if c not in off and c in self.channels]
-
-    async def advance(self, nid: uuid.UUID, *, owned: bool = False) -> str | None:
+    async def advance(self, nid: uuid.UUID, *, made: asyncpg.Record | None = None) -> str | None:
         """Run the notification's channels as far as they go now; its status, or None if another
-        worker holds it (or it is not due). `owned`: the caller just made it and holds its lease."""
+        worker holds it (or it is not due). `made`: the row the caller just made (it holds its lease)."""
         # Statements go through the pool one by one: no connection is held across a provider's call,
         # so a slow provider cannot use up the pool the worker's jobs share.
         conn = self.pool
-        if owned:
-            n = await conn.fetchrow("SELECT * FROM bff.notifications WHERE id = $1", nid)
-        else:
+        n: asyncpg.Record | None = made
+        if n is None:
             n = await conn.fetchrow(
                 """
                 UPDATE bff.notifications SET next_at = now() + make_interval(secs => $2), updated_at = now()
@@ -237,30 +233,25 @@ class Notifier:
 
     async def _run(self, conn: Any, n: asyncpg.Record) -> tuple[str, datetime | None]:
         now = self.now()
+        ctx = await self._context(conn, n)
         if not n["urgent"]:
-            quiet = await conn.fetchrow(
-                "SELECT quiet_start, quiet_end FROM bff.notification_settings WHERE person_id = $1",
-                n["person_id"],
-            )
-            if quiet is not None:
-                ends = in_quiet_hours(now, quiet["quiet_start"], quiet["quiet_end"])
-                if ends is not None:
-                    return status.CREATED, ends
-        event = await conn.fetchrow(
-            "SELECT payload, created_at FROM bff.outbox WHERE id = $1", n["outbox_id"]
+            ends = in_quiet_hours(now, ctx["quiet_start"], ctx["quiet_end"])
+            if ends is not None:
+                return status.CREATED, ends
+        event_at = ctx["created_at"]
+        rendered = render(n["topic"], ctx["payload"], n["lang"])
+        person_id = n["person_id"]
+
+        async def phone() -> str | None:
+            return await self.phone_of(person_id)
+
+        recipient = Recipient(
+            person_id, ctx["openid"], list(zip(ctx["tokens"], ctx["platforms"], strict=True)), phone
         )
-        event_at = event["created_at"]
-        rendered = render(n["topic"], event["payload"], n["lang"])
-        recipient = await self._recipient(conn, n["person_id"])
-        attempts = {
-            r["channel"]: r
-            for r in await conn.fetch(
-                "SELECT * FROM bff.notification_attempts WHERE notification_id = $1", n["id"]
-            )
-        }
+        attempts = {a["channel"]: a for a in ctx["attempts"]}
         tried_any = False
         previous: str | None = None
-        for name in await self._plan(conn, n["person_id"], n["category"]):
+        for name in (c for c in EXTERNAL if c not in ctx["off"] and c in self.channels):
             channel = self.channels[name]
             attempt = attempts.get(name)
             if previous is not None:
@@ -289,29 +280,19 @@ class Notifier:
             if reason is not None:
                 continue
             send_key = f"{n['id']}:{name}"
-            async with self.pool.acquire() as tx, tx.transaction():
-                if not await channel.reserve(tx, recipient, rendered):
-                    continue
-                attempt_id = await tx.fetchval(
-                    """
-                    INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries)
-                    VALUES ($1, $2, $3, 'sending', 1)
-                    ON CONFLICT (notification_id, channel) DO UPDATE SET status = 'sending',
-                        tries = bff.notification_attempts.tries + 1
-                    RETURNING id
-                    """,
-                    n["id"],
-                    name,
-                    send_key,
-                )
+            if channel.reserves:
+                # What the send uses up is taken in the transaction that records the attempt.
+                async with self.pool.acquire() as tx, tx.transaction():
+                    if not await channel.reserve(tx, recipient, rendered):
+                        continue
+                    attempt_id = await tx.fetchval(_ATTEMPT, n["id"], name, send_key)
+            else:
+                attempt_id = await conn.fetchval(_ATTEMPT, n["id"], name, send_key)
             tried_any = True
             outcome = await channel.send(conn, recipient, rendered, send_key)
-            await self._finish(conn, attempt_id, outcome)
+            after, tries = await self._finish(conn, attempt_id, outcome)
             OUTCOMES.labels(name, outcome.status).inc()
             # The provider's receipt may have come back before the answer was recorded: it wins.
-            after = await conn.fetchval(
-                "SELECT status FROM bff.notification_attempts WHERE id = $1", attempt_id
-            )
             if after != outcome.status and after in (status.DELIVERED, status.PERMANENT_FAILURE):
                 outcome = Outcome(after, provider_ref=outcome.provider_ref)
             if outcome.status in (status.DELIVERED, status.SENDING):
@@ -320,9 +301,6 @@ class Notifier:
             if outcome.status == status.TECHNICAL_FAILURE:
                 return status.TECHNICAL_FAILURE, None
             if outcome.status == status.TEMPORARY_FAILURE:
-                tries = await conn.fetchval(
-                    "SELECT tries FROM bff.notification_attempts WHERE id = $1", attempt_id
-                )
                 if tries <= len(self.retry_delays):
                     return status.TEMPORARY_FAILURE, now + timedelta(seconds=self.retry_delays[tries - 1])
                 FALLBACKS.labels(name, "retries_spent").inc()
@@ -333,14 +311,23 @@ class Notifier:
             return (status.DELIVERED if n["in_inbox"] else status.PERMANENT_FAILURE), None
         return status.PERMANENT_FAILURE, None
 
-    async def _finish(self, conn: Any, attempt_id: int, outcome: Outcome) -> None:
-        await conn.execute(
+    async def _finish(self, conn: Any, attempt_id: int, outcome: Outcome) -> tuple[str, int]:
+        """Record the send's outcome unless a receipt already ended the attempt; the attempt's
+        status and tries as they now are."""
+        row = await conn.fetchrow(
             """
-            UPDATE bff.notification_attempts SET status = $2, provider_ref = coalesce($3, provider_ref),
-                reason = $4, target = coalesce($5, target), sent_at = CASE WHEN $2 IN ('sending', 'delivered') THEN now() ELSE sent_at END,
-                finished_at = CASE WHEN $2 IN ('delivered', 'permanent-failure', 'technical-failure')
-                                   THEN now() ELSE NULL END
-            WHERE id = $1 AND finished_at IS NULL
+            WITH done AS (
+                UPDATE bff.notification_attempts SET status = $2, provider_ref = coalesce($3, provider_ref),
+                    reason = $4, target = coalesce($5, target),
+                    sent_at = CASE WHEN $2 IN ('sending', 'delivered') THEN now() ELSE sent_at END,
+                    finished_at = CASE WHEN $2 IN ('delivered', 'permanent-failure', 'technical-failure')
+                                       THEN now() ELSE NULL END
+                WHERE id = $1 AND finished_at IS NULL
+                RETURNING status, tries
+            )
+            SELECT status, tries FROM done
+            UNION ALL
+            SELECT status, tries FROM bff.notification_attempts WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM done)
             """,
             attempt_id,
             outcome.status,
@@ -348,6 +335,8 @@ class Notifier:
             outcome.reason,
             outcome.target,
         )
+        assert row is not None
+        return row["status"], row["tries"]
 
     async def receipt(
         self, channel: Channel, send_key: str, provider_ref: str, delivered: bool, reason: str | None

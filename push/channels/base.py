@@ -40,6 +40,8 @@ class ChannelClient(ABC):
     # True: the provider de-duplicates by our send key, so a send whose outcome is unknown may be
     # repeated with the same key. False (WeChat subscribe): a started attempt is never repeated.
     resendable: bool = True
+    # Whether `reserve` takes something (then the attempt is recorded in a transaction with it).
+    reserves: bool = False
 
     @abstractmethod
     async def available(self, conn: Any, recipient: Recipient, rendered: Rendered) -> str | None:

@@ -23,6 +23,7 @@ _LATER = frozenset({-1, 45009})  # system busy, daily quota: WeChat did not send
 class WeChatSubscribeChannel(ChannelClient):
     name = "wechat"
     resendable = False
+    reserves = True
 
     def __init__(self, client: WeChatClient, *, state: str = "formal") -> None:
         self.client = client
