@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,33 +53,39 @@ class Consumer:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(concurrency)
 
-    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    async def _advance(self, outbox_id: int, nid: uuid.UUID, made: asyncpg.Record) -> None:
         async with self._slots:
             try:
                 with context.budget(60.0):
-                    accepted = await self.notifier.accept(int(fields[b"id"]))
-                    if accepted is not None:
-                        nid, made = accepted
-                        await self.notifier.advance(nid, made=made)
+                    await self.notifier.advance(nid, made=made)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Acknowledged all the same, nothing is lost: a row not yet accepted stays
-                # unfinished in the outbox and the relay publishes it again after
-                # republish_after_s; an accepted one is the sweep's once its lease lapses. Left
-                # pending, an entry that fails every time (a topic without a template) would be
+                # Acknowledged all the same, nothing is lost: an accepted notification is the
+                # sweep's once its lease lapses. Left pending, an entry that fails every time would be
                 # both claimed and republished again and again: the pending list would never stop
                 # growing, and it starved the claims of dead consumers' entries.
-                log.error(
-                    "push_entry_failed", outbox_id=fields.get(b"id", b"").decode(), error=type(exc).__name__
-                )
+                log.error("push_entry_failed", outbox_id=str(outbox_id), error=type(exc).__name__)
 
     async def _process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-        """Handle the entries, then acknowledge them; a worker killed before that leaves them
-        pending for another worker's claim."""
+        """Accept the entries' rows at once, advance the ones this worker made, then acknowledge
+        them all; a worker killed before that leaves them pending for another worker's claim. A
+        row not accepted (PostgreSQL away, a row that cannot be rendered) stays unfinished in the
+        outbox, and the relay publishes it again after republish_after_s."""
         if not entries:
             return 0
-        await asyncio.gather(*(self.handle(eid, f) for eid, f in entries))
+        ids = [int(fields[b"id"]) for _, fields in entries]
+        accepted: dict[int, tuple[uuid.UUID, asyncpg.Record | None]] = {}
+        try:
+            with context.budget(60.0):
+                accepted = await self.notifier.accept_many(ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("push_batch_failed", entries=len(ids), error=type(exc).__name__)
+        await asyncio.gather(
+            *(self._advance(oid, nid, made) for oid, (nid, made) in accepted.items() if made is not None)
+        )
         await self.redis.xack(STREAM, GROUP, *(eid for eid, _ in entries))
         return len(entries)
 

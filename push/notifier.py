@@ -25,6 +25,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 from redis.asyncio import Redis
 
 from push import status
@@ -33,6 +34,7 @@ from push.metrics import FALLBACKS, LAG, OUTCOMES
 from push.status import Channel
 from push.templates import CATEGORIES, CHINA, Lang, Rendered, render
 
+log = structlog.get_logger("push.notifier")
 LIVE_CHANNEL = "sx:{{push}}:live:{person}"
 EXTERNAL: tuple[Channel, ...] = ("wechat", "app", "sms")
 
@@ -89,80 +91,113 @@ class Notifier:
     # --- materialise ---
 
     async def accept(self, outbox_id: int) -> tuple[uuid.UUID, asyncpg.Record | None] | None:
-        """The notification of an outbox row (made once), the row marked finished; None if gone.
-        With it, when this call made it, the new row: the caller then holds its lease
-        (`advance(nid, made=row)`).
+        """The notification of an outbox row (made once), the row marked finished; None if gone
+        (or not renderable). With it, when this call made it, the new row: the caller then holds
+        its lease (`advance(nid, made=row)`)."""
+        return (await self.accept_many([outbox_id])).get(outbox_id)
 
-        Two round trips: one read of all it depends on, one statement that writes the notification,
-        its inbox entry and the outbox row's mark together (one statement is one transaction)."""
-        row = await self.pool.fetchrow(
+    async def accept_many(
+        self, outbox_ids: Sequence[int]
+    ) -> dict[int, tuple[uuid.UUID, asyncpg.Record | None]]:
+        """`accept` for a stream batch's rows at once: one read of all they depend on, one
+        statement writing the new notifications, their inbox entries and the outbox rows' marks
+        (one statement is one transaction; rows in id order, so concurrent batches holding some of
+        the same rows wait for each other instead of deadlocking). A row that cannot be rendered is
+        left out, unfinished in the outbox."""
+        ids = sorted(set(outbox_ids))
+        rows = await self.pool.fetch(
             """
-            SELECT o.topic, o.person_id, o.payload, o.delivered_at,
+            SELECT o.id, o.topic, o.person_id, o.payload, o.delivered_at,
                    (SELECT n.id FROM bff.notifications n WHERE n.outbox_id = o.id AND n.person_id = o.person_id)
                        AS existing,
                    (SELECT s.lang FROM bff.notification_settings s WHERE s.person_id = o.person_id) AS lang,
                    array(SELECT p.category FROM bff.notification_preferences p
                           WHERE p.person_id = o.person_id AND p.channel = 'inbox' AND NOT p.enabled)
                        AS inbox_off
-              FROM bff.outbox o WHERE o.id = $1
+              FROM bff.outbox o WHERE o.id = ANY($1::bigint[]) ORDER BY o.id
             """,
-            outbox_id,
+            ids,
         )
-        if row is None:
-            return None
-        if row["existing"] is not None:
-            if row["delivered_at"] is None:
-                await self.pool.execute("UPDATE bff.outbox SET delivered_at = now() WHERE id = $1", outbox_id)
-            return row["existing"], None
-        lang: Lang = row["lang"] or "zh"
-        rendered = render(row["topic"], row["payload"], lang)
-        in_inbox = rendered.urgent or rendered.category not in row["inbox_off"]
-        nid = uuid.uuid4()
-        inserted = await self.pool.fetchrow(
+        out: dict[int, tuple[uuid.UUID, asyncpg.Record | None]] = {}
+        fresh: list[tuple[Any, ...]] = []
+        marks: list[int] = []
+        for row in rows:
+            if row["existing"] is not None:
+                out[row["id"]] = (row["existing"], None)
+                if row["delivered_at"] is None:
+                    marks.append(row["id"])
+                continue
+            lang: Lang = row["lang"] or "zh"
+            try:
+                r = render(row["topic"], row["payload"], lang)
+            except Exception as exc:  # a producer's bug: this row only, tried again as the outbox says
+                log.error("push_entry_failed", outbox_id=row["id"], error=type(exc).__name__)
+                continue
+            in_inbox = r.urgent or r.category not in row["inbox_off"]
+            fresh.append(
+                (
+                    uuid.uuid4(),
+                    row["id"],
+                    row["person_id"],
+                    row["topic"],
+                    r.category,
+                    r.urgent,
+                    r.template,
+                    r.version,
+                    lang,
+                    r.title,
+                    r.body,
+                    r.link,
+                    in_inbox,
+                )
+            )
+            marks.append(row["id"])
+        if not marks:
+            return out
+        columns = list(zip(*fresh, strict=True)) if fresh else [()] * 13
+        made = await self.pool.fetch(
             """
             WITH made AS (
                 INSERT INTO bff.notifications (id, outbox_id, person_id, topic, category, urgent, template,
                     template_version, lang, title, body, link, in_inbox, status, next_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'created',
-                        now() + make_interval(secs => $14))
+                SELECT v.*, 'created', now() + make_interval(secs => $14)
+                  FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                              $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[],
+                              $13::bool[]) AS v
                 ON CONFLICT (outbox_id, person_id) DO NOTHING RETURNING *
             ), inbox AS (
                 INSERT INTO bff.notification_attempts (notification_id, channel, send_key, status, tries,
                     sent_at, finished_at)
-                SELECT id, 'inbox', id::text || ':inbox', 'delivered', 1, now(), now() FROM made WHERE $13
+                SELECT id, 'inbox', id::text || ':inbox', 'delivered', 1, now(), now() FROM made WHERE in_inbox
             ), marked AS (
-                UPDATE bff.outbox SET delivered_at = now() WHERE id = $2
+                UPDATE bff.outbox SET delivered_at = now() WHERE id = ANY($15::bigint[]) AND delivered_at IS NULL
             )
             SELECT * FROM made
             """,
-            nid,
-            outbox_id,
-            row["person_id"],
-            row["topic"],
-            rendered.category,
-            rendered.urgent,
-            rendered.template,
-            rendered.version,
-            lang,
-            rendered.title,
-            rendered.body,
-            rendered.link,
-            in_inbox,
+            *[list(c) for c in columns],
             self.lease_s,
+            marks,
         )
-        if inserted is None:  # a concurrent consumer made it first
-            other: uuid.UUID = await self.pool.fetchval(
-                "SELECT id FROM bff.notifications WHERE outbox_id = $1 AND person_id = $2",
-                outbox_id,
-                row["person_id"],
-            )
-            return other, None
-        if in_inbox:
-            OUTCOMES.labels("inbox", status.DELIVERED).inc()
-            # Live updates are best effort: the inbox has it, and SSE resumes from it.
-            with contextlib.suppress(Exception):
-                await self.redis.publish(live_channel(row["person_id"]), str(inserted["seq"]))
-        return nid, inserted
+        for n in made:
+            out[n["outbox_id"]] = (n["id"], n)
+        lost = [f[1] for f in fresh if f[1] not in out]
+        if lost:  # a concurrent consumer made them first
+            for r2 in await self.pool.fetch(
+                """
+                SELECT n.outbox_id, n.id FROM bff.notifications n JOIN bff.outbox o
+                    ON o.id = n.outbox_id AND o.person_id = n.person_id
+                 WHERE n.outbox_id = ANY($1::bigint[])
+                """,
+                lost,
+            ):
+                out[r2["outbox_id"]] = (r2["id"], None)
+        for n in made:
+            if n["in_inbox"]:
+                OUTCOMES.labels("inbox", status.DELIVERED).inc()
+                # Live updates are best effort: the inbox has it, and SSE resumes from it.
+                with contextlib.suppress(Exception):
+                    await self.redis.publish(live_channel(n["person_id"]), str(n["seq"]))
+        return out
 
     # --- orchestrate ---
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -977,3 +978,32 @@ async def test_sse_resumes_after_last_event_id_and_sends_heartbeats(
     # A heartbeat is a comment only: a data line would reach the app as an empty message event.
     data = [x.removeprefix("data:").strip() for x in lines if x.startswith("data:")]
     assert len(data) == len(ids) and all(json.loads(d)["id"] for d in data), data
+
+
+async def test_batches_accepting_the_same_rows_at_once_make_each_notification_once(
+    app_client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    # A republished row and a claimed one can sit in two consumers' batches at the same time.
+    who = await login_resident(app_client, sandbox)
+    root = app_client.app.state.root  # type: ignore[attr-defined]
+    rows = [await event(db, who["person_id"], "step", "in_progress") for _ in range(24)]
+    batches = [random.sample(rows, len(rows)) for _ in range(4)] + [rows[::2], rows[1::3]]
+    answers = await asyncio.gather(*(root.notifier.accept_many(b) for b in batches))
+    for row in rows:
+        seen = [a[row] for a, b in zip(answers, batches, strict=True) if row in b]
+        assert len({nid for nid, _ in seen}) == 1  # every batch holding it got the one notification
+        assert sum(made is not None for _, made in seen) == 1  # and exactly one of them made it
+    made = await db.fetch(
+        """
+        SELECT n.outbox_id, count(a.id) AS inbox FROM bff.notifications n
+          LEFT JOIN bff.notification_attempts a ON a.notification_id = n.id AND a.channel = 'inbox'
+         WHERE n.outbox_id = ANY($1::bigint[]) GROUP BY n.outbox_id
+        """,
+        rows,
+    )
+    assert sorted(r["outbox_id"] for r in made) == sorted(rows)
+    assert {r["inbox"] for r in made} == {1}
+    marked = await db.fetchval(
+        "SELECT count(*) FROM bff.outbox WHERE id = ANY($1::bigint[]) AND delivered_at IS NOT NULL", rows
+    )
+    assert marked == len(rows)
