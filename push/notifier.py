@@ -210,10 +210,10 @@ class Notifier:
             SELECT s.quiet_start, s.quiet_end, o.payload, o.created_at,
                    (SELECT b.openid FROM bff.wechat_bindings b WHERE b.person_id::text = $2
                      ORDER BY b.last_login_at DESC LIMIT 1) AS openid,
-                   array(SELECT d.token FROM bff.push_devices d WHERE d.person_id = $2 AND d.pruned_at IS NULL
-                          ORDER BY d.registered_at DESC LIMIT 5) AS tokens,
-                   array(SELECT d.platform FROM bff.push_devices d WHERE d.person_id = $2 AND d.pruned_at IS NULL
-                          ORDER BY d.registered_at DESC LIMIT 5) AS platforms,
+                   (SELECT coalesce(jsonb_agg(jsonb_build_array(d.token, d.platform) ORDER BY d.at DESC, d.token), '[]')
+                      FROM (SELECT token, platform, registered_at AS at FROM bff.push_devices
+                             WHERE person_id = $2 AND pruned_at IS NULL
+                             ORDER BY registered_at DESC, token LIMIT 5) d) AS devices,
                    (SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') FROM bff.notification_attempts a
                      WHERE a.notification_id = $3) AS attempts,
                    array(SELECT p.channel FROM bff.notification_preferences p
@@ -281,7 +281,7 @@ class Notifier:
             return await self.phone_of(person_id)
 
         recipient = Recipient(
-            person_id, ctx["openid"], list(zip(ctx["tokens"], ctx["platforms"], strict=True)), phone
+            person_id, ctx["openid"], [(token, platform) for token, platform in ctx["devices"]], phone
         )
         attempts = {a["channel"]: a for a in ctx["attempts"]}
         tried_any = False

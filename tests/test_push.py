@@ -1007,3 +1007,35 @@ async def test_batches_accepting_the_same_rows_at_once_make_each_notification_on
         "SELECT count(*) FROM bff.outbox WHERE id = ANY($1::bigint[]) AND delivered_at IS NOT NULL", rows
     )
     assert marked == len(rows)
+
+
+async def test_devices_registered_at_the_same_instant_keep_their_own_platform(
+    app_client: httpx.AsyncClient, sandbox: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    # A phone and a tablet registered in one instant: each token goes out with its own platform
+    # (the gateway refuses a token of another platform's shape), newest first, ties by token.
+    who = await login_resident(app_client, sandbox)
+    installed = await sandbox.post(
+        "/_control/pushgw/devices",
+        json={"devices": [{"platform": p, "personRef": who["person_id"]} for p in ("ios", "android")]},
+    )
+    devices = [(d["token"], d["platform"]) for d in installed.json()["devices"]]
+    for token, platform in devices:
+        registered = await app_client.post(
+            "/api/v1/push/devices",
+            json={"token": token, "platform": platform, "appVersion": "3.2.0"},
+            headers=auth(who, key()),
+        )
+        assert registered.status_code == 201, registered.text
+    await db.execute(
+        "UPDATE bff.push_devices SET registered_at = now() WHERE person_id = $1", who["person_id"]
+    )
+    first_token, first_platform = min(devices)
+    row = await event(db, who["person_id"], "step", "in_progress")
+    async with pipeline(app_client):
+        made = await notification(db, row)
+    assert made["status"] == "sending"
+    app = (await attempts(db, made["id"]))["app"]
+    assert (app["status"], app["target"]) == ("sending", first_token)
+    [sent] = await push_sent(sandbox, first_token)
+    assert sent["platform"] == first_platform
