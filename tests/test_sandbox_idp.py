@@ -10,7 +10,9 @@ import httpx
 async def test_residents_made_at_once_are_distinct_and_a_taken_identity_is_a_409(
     sandbox: httpx.AsyncClient,
 ) -> None:
-    made = await asyncio.gather(*(sandbox.post("/_control/idp/residents", json={"level": 2}) for _ in range(30)))
+    made = await asyncio.gather(
+        *(sandbox.post("/_control/idp/residents", json={"level": 2}) for _ in range(30))
+    )
     assert [r.status_code for r in made] == [201] * 30
     residents = [r.json() for r in made]
     assert len({r["id_card_number"] for r in residents}) == 30
