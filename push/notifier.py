@@ -90,20 +90,16 @@ class Notifier:
 
     # --- materialise ---
 
-    async def accept(self, outbox_id: int) -> tuple[uuid.UUID, asyncpg.Record | None] | None:
-        """The notification of an outbox row (made once), the row marked finished; None if gone
-        (or not renderable). With it, when this call made it, the new row: the caller then holds
-        its lease (`advance(nid, made=row)`)."""
-        return (await self.accept_many([outbox_id])).get(outbox_id)
-
     async def accept_many(
         self, outbox_ids: Sequence[int]
     ) -> dict[int, tuple[uuid.UUID, asyncpg.Record | None]]:
-        """`accept` for a stream batch's rows at once: one read of all they depend on, one
-        statement writing the new notifications, their inbox entries and the outbox rows' marks
-        (one statement is one transaction; rows in id order, so concurrent batches holding some of
-        the same rows wait for each other instead of deadlocking). A row that cannot be rendered is
-        left out, unfinished in the outbox."""
+        """The notification of each outbox row (made once), the row marked finished; a row gone
+        or not renderable is left out (unfinished in the outbox, published again). With each, when
+        this call made it, the new row: the caller then holds its lease (`advance(nid, made=row)`).
+        A stream batch at once: one read of all they depend on, one statement writing the new
+        notifications, their inbox entries and the outbox rows' marks (one statement is one
+        transaction; rows in id order, so concurrent batches holding some of the same rows wait for
+        each other instead of deadlocking)."""
         ids = sorted(set(outbox_ids))
         rows = await self.pool.fetch(
             """
@@ -183,12 +179,7 @@ class Notifier:
         lost = [f[1] for f in fresh if f[1] not in out]
         if lost:  # a concurrent consumer made them first
             for r2 in await self.pool.fetch(
-                """
-                SELECT n.outbox_id, n.id FROM bff.notifications n JOIN bff.outbox o
-                    ON o.id = n.outbox_id AND o.person_id = n.person_id
-                 WHERE n.outbox_id = ANY($1::bigint[])
-                """,
-                lost,
+                "SELECT outbox_id, id FROM bff.notifications WHERE outbox_id = ANY($1::bigint[])", lost
             ):
                 out[r2["outbox_id"]] = (r2["id"], None)
         for n in made:

@@ -812,7 +812,7 @@ async def test_a_wechat_send_that_may_have_gone_out_is_never_sent_again(
     await sub_consent(app_client, sandbox, who, {PROGRESS_TMPL: "accept"})
     root = app_client.app.state.root  # type: ignore[attr-defined]
     row = await event(db, who["person_id"], "step", "in_progress")
-    nid, made = await root.notifier.accept(row)
+    nid, made = (await root.notifier.accept_many([row]))[row]
     assert made
     # A worker recorded the attempt and died before WeChat's answer was recorded.
     await db.execute(
